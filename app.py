@@ -1,0 +1,92 @@
+"""Spoon Feeder — entry point.
+
+`python app.py [--host H] [--port P] [--share] [--auth user:pass] [--database-url URL]`
+Imported as a module (Hugging Face Spaces, `gradio app.py`), it exposes `demo`,
+configured from the environment and `.env`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a self-hosted app phones no one
+
+import gradio as gr
+
+from spoonfeeder.config import Settings, load_settings, parse_auth
+from spoonfeeder.context import AppContext
+from spoonfeeder.errors import ConfigError
+from ui.app import build_demo
+
+log = logging.getLogger("spoonfeeder")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def create_demo(settings: Settings | None = None) -> tuple[gr.Blocks, AppContext]:
+    ctx = AppContext.create(settings or load_settings())
+    for notice in ctx.notices:
+        log.warning(notice)
+    return build_demo(ctx), ctx
+
+
+def launch(demo: gr.Blocks, ctx: AppContext, share: bool = False, **kwargs: object) -> object:
+    settings = ctx.settings
+    auth = settings.auth_pairs or None
+    if settings.host not in LOOPBACK and not auth:
+        log.warning(
+            "Listening on %s without authentication: anyone on the network can use this app "
+            "and its API keys. Set SPOONFEEDER_AUTH=user:password or pass --auth.",
+            settings.host,
+        )
+    return demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=share,
+        auth=auth,
+        allowed_paths=[str(settings.media_path.resolve())],  # serve media, nothing else on disk
+        theme=gr.themes.Soft(),
+        **kwargs,
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Spoon Feeder: self-hosted AI content orchestration"
+    )
+    parser.add_argument("--host", help="interface to listen on (HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (PORT, default 7860)")
+    parser.add_argument("--share", action="store_true", help="create a public Gradio share link")
+    parser.add_argument("--auth", help="user:password[,user2:password2] required to log in")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (DATABASE_URL); default SQLite")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise
+    args = parse_args(argv)
+    try:
+        if args.auth:
+            parse_auth(args.auth)  # fail early on a malformed value
+        settings = load_settings(
+            host=args.host,
+            port=args.port,
+            database_url=args.database_url,
+            spoonfeeder_auth=args.auth,
+        )
+        settings.auth_pairs  # noqa: B018  (validates SPOONFEEDER_AUTH)
+        demo, ctx = create_demo(settings)
+    except ConfigError as exc:
+        sys.exit(f"spoonfeeder: {exc}")
+    launch(demo, ctx, share=args.share)
+
+
+if __name__ == "__main__":
+    main()
+else:
+    demo, context = create_demo()

@@ -1,0 +1,54 @@
+"""AppContext: builds and owns everything the app shares — database, secrets, services."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoonfeeder.config import Settings
+from spoonfeeder.crypto import SecretBox, load_secret_box
+from spoonfeeder.dashboard import DashboardService
+from spoonfeeder.db.engine import make_engine, make_session_factory, upgrade_schema
+from spoonfeeder.profiles import ProfileService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    secrets: SecretBox
+    profiles: ProfileService
+    dashboard: DashboardService
+    notices: list[str] = field(default_factory=list)  # things the operator should know
+
+    @classmethod
+    def create(cls, settings: Settings) -> AppContext:
+        """Connect, upgrade the schema to head, load the key, seed settings from env."""
+        engine = make_engine(settings.resolved_database_url)
+        upgrade_schema(engine)
+        sessions = make_session_factory(engine)
+        secrets, notice = load_secret_box(settings.encryption_key, settings.data_dir)
+        settings.media_path.mkdir(parents=True, exist_ok=True)
+        profiles = ProfileService(sessions, secrets, settings)
+        ctx = cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            secrets=secrets,
+            profiles=profiles,
+            dashboard=DashboardService(engine, sessions, profiles),
+            notices=[notice] if notice else [],
+        )
+        seeded = profiles.seed_from_environment()
+        if seeded:
+            log.info("Stored API keys from the environment for: %s", ", ".join(seeded))
+        return ctx
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,436 @@
+"""Provider settings and profiles: endpoints and API keys, encrypted at rest.
+
+A *setting* is the default configuration of one provider kind (one row per kind).
+A *profile* is an additional named endpoint of any kind: a second ComfyUI server,
+an OpenAI-compatible host such as vLLM or LM Studio, …
+
+API keys are encrypted with the SecretBox before they reach the database and are
+only ever shown masked. Nothing here logs a key.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoonfeeder.config import Settings
+from spoonfeeder.connection import probe
+from spoonfeeder.crypto import SecretBox, mask_secret
+from spoonfeeder.db.engine import transaction
+from spoonfeeder.db.models import Profile, ProviderSetting
+from spoonfeeder.db.types import utcnow
+from spoonfeeder.errors import NotFoundError, SecretError, ValidationError
+from spoonfeeder.providers.kinds import PROVIDER_KINDS, ProviderKind, provider_kind
+
+MAX_NAME = 100
+MAX_KEY = 1000
+
+
+@dataclass(frozen=True)
+class KeyView:
+    """What may be shown of a stored key: its mask, or why it cannot be read."""
+
+    masked: str = ""
+    error: str | None = None
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.masked or self.error)
+
+
+@dataclass(frozen=True)
+class SettingView:
+    provider: str
+    label: str
+    key: KeyView
+    endpoint_url: str  # effective URL: stored, else environment, else built-in default
+    stored_url: str | None
+    default_model: str | None
+    status: str
+    status_message: str | None
+    last_tested: datetime | None
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    id: uuid.UUID
+    name: str
+    provider: str
+    url: str  # effective URL
+    stored_url: str | None
+    key: KeyView
+    options: dict[str, Any] = field(default_factory=dict)
+    status: str = "untested"
+    status_message: str | None = None
+    last_tested: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Everything needed to call one endpoint. Holds a plaintext key: never log it."""
+
+    provider: str
+    url: str
+    api_key: str | None = field(repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+    profile_id: uuid.UUID | None = None
+
+
+def validate_url(text: str | None, *, what: str = "URL") -> str | None:
+    """A clean http(s) URL without trailing slash, None for blank, else ValidationError."""
+    value = (text or "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in value)
+    ):
+        raise ValidationError(
+            f"{what} {value!r} is not valid: expected http://host:port or https://host/path",
+            field="url",
+        )
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        raise ValidationError(f"{what} {value!r} has an invalid port number", field="url") from None
+    return value.rstrip("/")
+
+
+def parse_options(text: str | dict[str, Any] | None) -> dict[str, Any]:
+    """Profile options from JSON text: blank is {}, anything but an object is refused."""
+    if isinstance(text, dict):
+        return text
+    if not (text or "").strip():
+        return {}
+    try:
+        value = json.loads(text or "")
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"Options are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            field="options",
+        ) from None
+    if not isinstance(value, dict):
+        raise ValidationError(
+            'Options must be a JSON object such as {"timeout": 30}, not a '
+            f"{type(value).__name__}",
+            field="options",
+        )
+    return value
+
+
+def clean_api_key(text: str | None) -> str | None:
+    value = (text or "").strip()
+    if not value:
+        return None
+    if any(c.isspace() for c in value):
+        raise ValidationError("The API key contains spaces or line breaks", field="api_key")
+    if len(value) > MAX_KEY:
+        raise ValidationError(f"The API key is longer than {MAX_KEY} characters", field="api_key")
+    return value
+
+
+def clean_profile_name(text: str | None) -> str:
+    name = (text or "").strip()
+    if not name:
+        raise ValidationError("The profile name cannot be empty", field="name")
+    if len(name) > MAX_NAME:
+        raise ValidationError(
+            f"The profile name is longer than {MAX_NAME} characters", field="name"
+        )
+    return name
+
+
+class ProfileService:
+    """Reads and writes provider settings and profiles; runs connection tests."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], secrets: SecretBox, settings: Settings
+    ) -> None:
+        self._sessions = sessions
+        self._secrets = secrets
+        self._settings = settings
+
+    # ----- provider settings -------------------------------------------------
+
+    def default_url(self, kind: ProviderKind) -> str:
+        """Environment first (OLLAMA_URL, COMFYUI_URL), then the built-in default."""
+        env_urls = {"ollama": self._settings.ollama_url, "comfyui": self._settings.comfyui_url}
+        return (env_urls.get(kind.name) or kind.default_url).rstrip("/")
+
+    def list_settings(self) -> list[SettingView]:
+        with self._sessions() as session:
+            rows = {row.provider: row for row in session.scalars(select(ProviderSetting))}
+        return [self._setting_view(kind, rows.get(name)) for name, kind in PROVIDER_KINDS.items()]
+
+    def get_setting(self, provider: str) -> SettingView:
+        kind = provider_kind(provider)
+        with self._sessions() as session:
+            row = self._setting_row(session, kind.name)
+        return self._setting_view(kind, row)
+
+    def save_setting(
+        self,
+        provider: str,
+        *,
+        api_key: str | None = None,
+        endpoint_url: str | None = None,
+        default_model: str | None = None,
+        clear_key: bool = False,
+    ) -> SettingView:
+        """Save one provider's setting.
+
+        None leaves a field as it is; a blank URL or model resets it to the default;
+        a blank `api_key` keeps the stored key (`clear_key` removes it).
+        """
+        kind = provider_kind(provider)
+        url = validate_url(endpoint_url, what="Endpoint URL")
+        key = clean_api_key(api_key)
+        model = (default_model or "").strip() or None
+        if model and len(model) > 255:
+            raise ValidationError("The default model name is too long", field="default_model")
+        encrypted = self._secrets.encrypt(key) if key else None
+        with transaction(self._sessions) as session:
+            row = self._setting_row(session, kind.name) or ProviderSetting(provider=kind.name)
+            session.add(row)
+            changed = clear_key or bool(encrypted)
+            if endpoint_url is not None:
+                changed = changed or row.endpoint_url != url
+                row.endpoint_url = url
+            if default_model is not None:
+                row.default_model = model
+            if clear_key:
+                row.api_key = None
+            if encrypted:
+                row.api_key = encrypted
+            if changed:  # an old test result says nothing about the new endpoint or key
+                row.status, row.status_message, row.last_tested = "untested", None, None
+        return self.get_setting(kind.name)
+
+    def test_setting(self, provider: str) -> SettingView:
+        kind = provider_kind(provider)
+        view = self.get_setting(kind.name)
+        if view.key.error:
+            status, message = "error", view.key.error
+        else:
+            result = probe(kind.name, view.endpoint_url, self._decrypt_setting_key(kind.name))
+            status, message = result.status, result.message
+        with transaction(self._sessions) as session:
+            row = self._setting_row(session, kind.name) or ProviderSetting(provider=kind.name)
+            session.add(row)
+            row.status, row.status_message, row.last_tested = status, message, utcnow()
+        return self.get_setting(kind.name)
+
+    def seed_from_environment(self) -> list[str]:
+        """Store API keys given as environment variables where none is stored yet."""
+        env_keys = {
+            "openai": self._settings.openai_api_key,
+            "anthropic": self._settings.anthropic_api_key,
+            "gemini": self._settings.gemini_api_key,
+        }
+        seeded = []
+        with transaction(self._sessions) as session:
+            for name in PROVIDER_KINDS:
+                row = self._setting_row(session, name)
+                if row is None:
+                    row = ProviderSetting(provider=name)
+                    session.add(row)
+                key = clean_api_key(env_keys.get(name))
+                if key and not row.api_key and self._secrets.usable:
+                    row.api_key = self._secrets.encrypt(key)
+                    seeded.append(name)
+        return seeded
+
+    # ----- profiles ----------------------------------------------------------
+
+    def list_profiles(self) -> list[ProfileView]:
+        with self._sessions() as session:
+            rows = session.scalars(select(Profile).order_by(Profile.provider, Profile.name)).all()
+        return [self._profile_view(row) for row in rows]
+
+    def get_profile(self, profile_id: uuid.UUID | str) -> ProfileView:
+        with self._sessions() as session:
+            return self._profile_view(self._profile_row(session, profile_id))
+
+    def create_profile(
+        self,
+        name: str,
+        provider: str,
+        url: str | None = None,
+        api_key: str | None = None,
+        options: str | dict[str, Any] | None = None,
+    ) -> ProfileView:
+        clean = self._clean_profile(name, provider, url, options)
+        key = clean_api_key(api_key)
+        row = Profile(**clean, api_key=self._secrets.encrypt(key) if key else None)
+        with _name_must_be_unique(clean["name"]), transaction(self._sessions) as session:
+            self._refuse_duplicate_name(session, clean["name"])
+            session.add(row)
+        return self.get_profile(row.id)
+
+    def update_profile(
+        self,
+        profile_id: uuid.UUID | str,
+        name: str,
+        provider: str,
+        url: str | None = None,
+        api_key: str | None = None,
+        options: str | dict[str, Any] | None = None,
+        clear_key: bool = False,
+    ) -> ProfileView:
+        """Update a profile. A blank `api_key` keeps the stored key."""
+        clean = self._clean_profile(name, provider, url, options)
+        key = clean_api_key(api_key)
+        encrypted = self._secrets.encrypt(key) if key else None
+        with _name_must_be_unique(clean["name"]), transaction(self._sessions) as session:
+            row = self._profile_row(session, profile_id)
+            self._refuse_duplicate_name(session, clean["name"], exclude=row.id)
+            endpoint_changed = row.url != clean["url"] or row.provider != clean["provider"]
+            for attr, value in clean.items():
+                setattr(row, attr, value)
+            if clear_key:
+                row.api_key = None
+            if encrypted:
+                row.api_key = encrypted
+            if endpoint_changed or clear_key or encrypted:
+                row.status, row.status_message, row.last_tested = "untested", None, None
+        return self.get_profile(row.id)
+
+    def delete_profile(self, profile_id: uuid.UUID | str) -> str:
+        with transaction(self._sessions) as session:
+            row = self._profile_row(session, profile_id)
+            session.delete(row)
+            return row.name
+
+    def test_profile(self, profile_id: uuid.UUID | str) -> ProfileView:
+        view = self.get_profile(profile_id)
+        if view.key.error:
+            status, message = "error", view.key.error
+        else:
+            creds = self.credentials(view.provider, profile_id=view.id)
+            result = probe(view.provider, creds.url, creds.api_key)
+            status, message = result.status, result.message
+        with transaction(self._sessions) as session:
+            row = self._profile_row(session, view.id)
+            row.status, row.status_message, row.last_tested = status, message, utcnow()
+        return self.get_profile(view.id)
+
+    # ----- for the provider layer -------------------------------------------
+
+    def credentials(self, provider: str, profile_id: uuid.UUID | str | None = None) -> Credentials:
+        """URL and decrypted key for a provider's setting, or for one of its profiles."""
+        kind = provider_kind(provider)
+        if profile_id is None:
+            view = self.get_setting(kind.name)
+            return Credentials(kind.name, view.endpoint_url, self._decrypt_setting_key(kind.name))
+        with self._sessions() as session:
+            row = self._profile_row(session, profile_id)
+            key = self._decrypt(row.api_key, f"API key of profile '{row.name}'")
+            return Credentials(
+                row.provider,
+                row.url or self.default_url(provider_kind(row.provider)),
+                key,
+                dict(row.options or {}),
+                row.id,
+            )
+
+    # ----- helpers ----------------------------------------------------------
+
+    def _setting_row(self, session: Session, provider: str) -> ProviderSetting | None:
+        return session.scalar(select(ProviderSetting).where(ProviderSetting.provider == provider))
+
+    def _profile_row(self, session: Session, profile_id: uuid.UUID | str) -> Profile:
+        try:
+            key = profile_id if isinstance(profile_id, uuid.UUID) else uuid.UUID(str(profile_id))
+        except ValueError:
+            raise NotFoundError(f"No profile with id {profile_id!r}") from None
+        row = session.get(Profile, key)
+        if row is None:
+            raise NotFoundError(f"No profile with id {profile_id} (it may have been deleted)")
+        return row
+
+    def _decrypt_setting_key(self, provider: str) -> str | None:
+        with self._sessions() as session:
+            row = self._setting_row(session, provider)
+            token = row.api_key if row else None
+        return self._decrypt(token, f"API key of the {PROVIDER_KINDS[provider].label} setting")
+
+    def _decrypt(self, token: str | None, what: str) -> str | None:
+        return self._secrets.decrypt(token, what=what) if token else None
+
+    def _key_view(self, token: str | None, what: str) -> KeyView:
+        if not token:
+            return KeyView()
+        try:
+            return KeyView(masked=mask_secret(self._secrets.decrypt(token, what=what)))
+        except SecretError as exc:
+            return KeyView(error=str(exc))
+
+    def _setting_view(self, kind: ProviderKind, row: ProviderSetting | None) -> SettingView:
+        return SettingView(
+            provider=kind.name,
+            label=kind.label,
+            key=self._key_view(
+                row.api_key if row else None, f"API key of the {kind.label} setting"
+            ),
+            endpoint_url=(row.endpoint_url if row else None) or self.default_url(kind),
+            stored_url=row.endpoint_url if row else None,
+            default_model=row.default_model if row else None,
+            status=row.status if row else "untested",
+            status_message=row.status_message if row else None,
+            last_tested=row.last_tested if row else None,
+        )
+
+    def _profile_view(self, row: Profile) -> ProfileView:
+        return ProfileView(
+            id=row.id,
+            name=row.name,
+            provider=row.provider,
+            url=row.url or self.default_url(provider_kind(row.provider)),
+            stored_url=row.url,
+            key=self._key_view(row.api_key, f"API key of profile '{row.name}'"),
+            options=dict(row.options or {}),
+            status=row.status,
+            status_message=row.status_message,
+            last_tested=row.last_tested,
+        )
+
+    def _clean_profile(
+        self, name: str, provider: str, url: str | None, options: str | dict[str, Any] | None
+    ) -> dict[str, Any]:
+        return {
+            "name": clean_profile_name(name),
+            "provider": provider_kind(provider).name,
+            "url": validate_url(url),
+            "options": parse_options(options),
+        }
+
+    @staticmethod
+    def _refuse_duplicate_name(
+        session: Session, name: str, exclude: uuid.UUID | None = None
+    ) -> None:
+        query = select(Profile.id).where(func.lower(Profile.name) == name.lower())
+        if exclude is not None:
+            query = query.where(Profile.id != exclude)
+        if session.scalar(query) is not None:
+            raise ValidationError(f"A profile named {name!r} already exists", field="name")
+
+
+@contextmanager
+def _name_must_be_unique(name: str) -> Iterator[None]:
+    """Turns a unique-constraint race (two saves at once) into the same clear error."""
+    try:
+        yield
+    except IntegrityError:
+        raise ValidationError(f"A profile named {name!r} already exists", field="name") from None

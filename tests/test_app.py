@@ -1,0 +1,130 @@
+"""The app launches, exposes `demo`, and scripts can drive Settings through gradio_client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from spoonfeeder.context import AppContext
+from tests.conftest import make_settings
+from tests.fakes import providers
+from tests.fakes.server import free_port, serve
+
+ROOT = Path(__file__).parents[1]
+SETTINGS_ENDPOINTS = {
+    "/load_provider_setting",
+    "/save_provider_setting",
+    "/test_provider_setting",
+    "/list_provider_settings",
+    "/load_profile",
+    "/save_profile",
+    "/test_profile",
+    "/confirm_delete_profile",
+    "/delete_profile",
+    "/list_profiles",
+}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppContext]]:
+    """The real app on a free port, on SQLite (the database suites cover PostgreSQL)."""
+    from ui.app import build_demo
+
+    data = tmp_path_factory.mktemp("live")
+    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
+    demo = build_demo(ctx)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False), ctx
+    finally:
+        demo.close()
+        ctx.close()
+
+
+def test_client_lists_the_settings_endpoints(live: tuple[Client, AppContext]) -> None:
+    client, _ = live
+    api = client.view_api(print_info=False, return_format="dict")
+    assert SETTINGS_ENDPOINTS <= set(api["named_endpoints"])
+    assert "/dashboard" in api["named_endpoints"]
+
+
+def test_client_saves_and_tests_a_profile(live: tuple[Client, AppContext]) -> None:
+    client, ctx = live
+    with serve(providers.openai_app("sk-client-key-12345678")) as url:
+        result = client.predict(
+            "",
+            "client vLLM",
+            "openai",
+            url + "/v1",
+            "sk-client-key-12345678",
+            '{"timeout": 20}',
+            False,
+            api_name="/save_profile",
+        )
+        profile_id = result[0]
+        listed = client.predict(api_name="/list_profiles")
+        assert [p["name"] for p in listed] == ["client vLLM"]
+        assert listed[0]["key"]["masked"] == "sk-…5678"
+        assert "sk-client-key-12345678" not in str(listed)
+        client.predict(profile_id, api_name="/test_profile")
+    assert ctx.profiles.get_profile(profile_id).status == "ok"
+    dashboard = client.predict(api_name="/dashboard")
+    assert dashboard["database"]["ok"] is True
+    assert dashboard["counts"]["profiles"] == 1
+
+
+def test_client_gets_a_clear_error_and_nothing_is_stored(live: tuple[Client, AppContext]) -> None:
+    client, ctx = live
+    before = len(ctx.profiles.list_profiles())
+    with pytest.raises(Exception, match="Options are not valid JSON"):
+        client.predict("", "broken", "openai", "", "", "{not json", False, api_name="/save_profile")
+    with pytest.raises(Exception, match="is not valid"):
+        client.predict(
+            "ollama", "", "localhost 11434", "", False, api_name="/save_provider_setting"
+        )
+    assert len(ctx.profiles.list_profiles()) == before
+    assert ctx.profiles.get_setting("ollama").stored_url is None
+
+
+def test_client_saves_a_provider_setting_masked(live: tuple[Client, AppContext]) -> None:
+    client, ctx = live
+    client.predict(
+        "gemini",
+        "AIzaSy-client-0000-9999",
+        "",
+        "gemini-2.5-flash",
+        False,
+        api_name="/save_provider_setting",
+    )
+    settings = {s["provider"]: s for s in client.predict(api_name="/list_provider_settings")}
+    assert settings["gemini"]["key"]["masked"] == "AIz…9999"
+    assert settings["gemini"]["default_model"] == "gemini-2.5-flash"
+    assert ctx.profiles.credentials("gemini").api_key == "AIzaSy-client-0000-9999"
+
+
+def test_app_module_exposes_demo_at_import(tmp_path: Path) -> None:
+    env = {**os.environ, "SPOONFEEDER_DATA_DIR": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("DATABASE_URL", None)
+    code = "import app, gradio; assert isinstance(app.demo, gradio.Blocks); print('ok')"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "spoonfeeder.db").exists()
+    assert (tmp_path / "secret.key").exists()
+
+
+def test_bad_configuration_exits_with_a_message(tmp_path: Path) -> None:
+    env = {**os.environ, "SPOONFEEDER_DATA_DIR": str(tmp_path), "PORT": "not-a-port"}
+    out = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode != 0
+    assert "PORT" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,87 @@
+"""'Test connection' makes a real HTTP request and records what it found."""
+
+from __future__ import annotations
+
+import pytest
+
+from spoonfeeder.context import AppContext
+from tests.fakes import providers
+from tests.fakes.server import closed_port_url, serve
+
+GOOD_KEY = "sk-good-key-000011112222"
+
+
+@pytest.mark.parametrize(
+    ("provider", "app", "path"),
+    [
+        ("openai", providers.openai_app(GOOD_KEY), "/v1"),
+        ("anthropic", providers.anthropic_app(GOOD_KEY), ""),
+        ("gemini", providers.gemini_app(GOOD_KEY), ""),
+    ],
+)
+def test_keyed_providers_ok_and_rejected(ctx: AppContext, provider: str, app, path: str) -> None:
+    with serve(app) as url:
+        ctx.profiles.save_setting(provider, api_key=GOOD_KEY, endpoint_url=url + path)
+        view = ctx.profiles.test_setting(provider)
+        assert view.status == "ok", view.status_message
+        assert "models available" in (view.status_message or "")
+        assert view.last_tested is not None
+
+        ctx.profiles.save_setting(provider, api_key="sk-wrong-key-999999999")
+        view = ctx.profiles.test_setting(provider)
+        assert view.status == "auth_rejected"
+        assert "rejected" in (view.status_message or "")
+
+
+def test_missing_key_is_explained(ctx: AppContext) -> None:
+    with serve(providers.openai_app(GOOD_KEY)) as url:
+        ctx.profiles.save_setting("openai", endpoint_url=url + "/v1")
+        view = ctx.profiles.test_setting("openai")
+    assert view.status == "auth_rejected"
+    assert "no API key is set" in (view.status_message or "")
+
+
+def test_ollama_and_comfyui_report_their_versions(ctx: AppContext) -> None:
+    with serve(providers.ollama_app()) as ollama, serve(providers.comfyui_app()) as comfy:
+        ctx.profiles.save_setting("ollama", endpoint_url=ollama)
+        ctx.profiles.save_setting("comfyui", endpoint_url=comfy)
+        assert "Ollama 0.12.6" in (ctx.profiles.test_setting("ollama").status_message or "")
+        assert "ComfyUI 0.3.64" in (ctx.profiles.test_setting("comfyui").status_message or "")
+
+
+def test_closed_port_is_unreachable(ctx: AppContext) -> None:
+    url = closed_port_url()
+    ctx.profiles.save_setting("ollama", endpoint_url=url)
+    view = ctx.profiles.test_setting("ollama")
+    assert view.status == "unreachable"
+    assert url in (view.status_message or "") and "running" in (view.status_message or "")
+
+
+def test_wrong_kind_of_server_is_an_error(ctx: AppContext) -> None:
+    with serve(providers.ollama_app()) as url:  # an Ollama where ComfyUI is expected
+        ctx.profiles.save_setting("comfyui", endpoint_url=url)
+        view = ctx.profiles.test_setting("comfyui")
+    assert view.status == "error"
+    assert "404" in (view.status_message or "")
+
+
+def test_profile_connection_test_is_recorded(ctx: AppContext) -> None:
+    with serve(providers.openai_app(GOOD_KEY)) as url:
+        good = ctx.profiles.create_profile("vLLM", "openai", url + "/v1", GOOD_KEY)
+        bad = ctx.profiles.create_profile(
+            "vLLM bad key", "openai", url + "/v1", "sk-nope-123456789"
+        )
+        assert ctx.profiles.test_profile(good.id).status == "ok"
+        assert ctx.profiles.test_profile(bad.id).status == "auth_rejected"
+    down = ctx.profiles.create_profile("down", "comfyui", closed_port_url())
+    tested = ctx.profiles.test_profile(down.id)
+    assert tested.status == "unreachable" and tested.last_tested is not None
+    statuses = {p.name: p.status for p in ctx.profiles.list_profiles()}
+    assert statuses == {"vLLM": "ok", "vLLM bad key": "auth_rejected", "down": "unreachable"}
+
+
+def test_changing_the_endpoint_clears_an_old_result(ctx: AppContext) -> None:
+    ctx.profiles.save_setting("ollama", endpoint_url=closed_port_url())
+    assert ctx.profiles.test_setting("ollama").status == "unreachable"
+    view = ctx.profiles.save_setting("ollama", endpoint_url="http://other-host:11434")
+    assert view.status == "untested" and view.last_tested is None

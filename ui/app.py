@@ -1,0 +1,27 @@
+"""The Gradio Blocks app: one tab per module, each built from the shared AppContext."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from spoonfeeder.context import AppContext
+from ui import dashboard, settings
+
+TITLE = "Spoon Feeder"
+
+
+def build_demo(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# 🥄 {TITLE}")
+        with gr.Tabs(selected="dashboard"):
+            tabs = []
+            with gr.Tab("Dashboard", id="dashboard") as tab:
+                tabs.append((tab, dashboard.build(ctx)))
+            with gr.Tab("Settings", id="settings") as tab:
+                tabs.append((tab, settings.build(ctx)))
+        # Each tab re-reads its data on page load and whenever it is opened.
+        for tab, (refresh, outputs) in tabs:
+            demo.load(refresh, None, outputs, api_visibility="private")
+            tab.select(refresh, None, outputs, api_visibility="private")
+    demo.queue(default_concurrency_limit=8, max_size=256)
+    return demo

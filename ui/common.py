@@ -1,0 +1,66 @@
+"""Helpers shared by the tabs: error display and formatting."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from spoonfeeder.connection import STATUS_LABELS
+from spoonfeeder.errors import SpoonFeederError
+
+log = logging.getLogger("spoonfeeder.ui")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# What a tab re-reads when the page loads or the tab is opened: (function, outputs).
+Refresh = tuple[Callable[[], Any], list[Any]]
+
+
+def _as_gradio_error(exc: Exception) -> gr.Error:
+    if isinstance(exc, SpoonFeederError):
+        return gr.Error(str(exc))
+    log.exception("Unexpected error in a UI callback")
+    return gr.Error(
+        f"Something went wrong ({exc.__class__.__name__}); details are in the server log."
+    )
+
+
+def shows_errors(fn: F) -> F:
+    """Turn service errors into a readable message in the UI, never a stack trace."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise _as_gradio_error(exc) from None
+
+        return gen_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise _as_gradio_error(exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def format_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "never"
+
+
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
