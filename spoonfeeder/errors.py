@@ -33,3 +33,45 @@ class NotFoundError(SpoonFeederError):
 
 class SecretError(SpoonFeederError):
     """A stored secret cannot be encrypted or decrypted with the configured key."""
+
+
+class ProviderError(SpoonFeederError):
+    """A provider call failed. `retryable` tells a queue whether trying again may help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class ProviderUnavailable(ProviderError):
+    """Cannot connect, timed out, or the connection broke mid-stream."""
+
+    retryable = True
+
+
+class ProviderAuthError(ProviderError):
+    """The API key is missing, wrong, or lacks permission."""
+
+
+class ProviderRateLimited(ProviderError):
+    """Too many requests; `retry_after` is the server's hint in seconds, if it gave one."""
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.retry_after = retry_after
+
+
+class ProviderRequestError(ProviderError):
+    """The request itself is wrong: unknown model, bad parameter, too long a prompt."""
+
+
+class ProviderServerError(ProviderError):
+    """The provider failed on its side (HTTP 5xx, overloaded, an error event mid-stream)."""
+
+    retryable = True

@@ -1,0 +1,57 @@
+"""Builds chat providers from the stored settings and profiles, one client per endpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import threading
+import uuid
+
+from spoonfeeder.errors import ValidationError
+from spoonfeeder.profiles import Credentials, ProfileService
+from spoonfeeder.providers.base import ChatProvider
+
+# provider kind -> "module:Class"; each class takes (url, api_key, options).
+CHAT_PROVIDERS = {
+    "ollama": "spoonfeeder.providers.ollama:OllamaProvider",
+    "openai": "spoonfeeder.providers.openai_:OpenAIProvider",
+    "anthropic": "spoonfeeder.providers.anthropic_:AnthropicProvider",
+    "gemini": "spoonfeeder.providers.gemini:GeminiProvider",
+}
+
+
+def build_provider(creds: Credentials) -> ChatProvider:
+    target = CHAT_PROVIDERS.get(creds.provider)
+    if target is None:
+        raise ValidationError(
+            f"{creds.provider!r} is not a chat provider; choose one of: {', '.join(CHAT_PROVIDERS)}"
+        )
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(creds.url, creds.api_key, creds.options)
+
+
+class ProviderRegistry:
+    """Hands out providers; reuses one SDK client per (endpoint, key, options).
+
+    Reusing clients keeps their HTTP connection pools warm, which is most of the
+    time to first token on a local network.
+    """
+
+    def __init__(self, profiles: ProfileService) -> None:
+        self._profiles = profiles
+        self._cache: dict[tuple[str, ...], ChatProvider] = {}
+        self._lock = threading.Lock()
+
+    def get(self, provider: str, profile_id: uuid.UUID | str | None = None) -> ChatProvider:
+        creds = self._profiles.credentials(provider, profile_id=profile_id or None)
+        fingerprint = hashlib.sha256(
+            json.dumps([creds.url, creds.api_key, creds.options], sort_keys=True).encode()
+        ).hexdigest()
+        key = (creds.provider, fingerprint)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is None:
+                cached = self._cache[key] = build_provider(creds)
+            return cached
