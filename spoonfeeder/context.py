@@ -13,6 +13,7 @@ from spoonfeeder.crypto import SecretBox, load_secret_box
 from spoonfeeder.dashboard import DashboardService
 from spoonfeeder.db.engine import make_engine, make_session_factory, upgrade_schema
 from spoonfeeder.profiles import ProfileService
+from spoonfeeder.providers.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class AppContext:
     secrets: SecretBox
     profiles: ProfileService
     dashboard: DashboardService
+    providers: ProviderRegistry
     notices: list[str] = field(default_factory=list)  # things the operator should know
 
     @classmethod
@@ -43,6 +45,7 @@ class AppContext:
             secrets=secrets,
             profiles=profiles,
             dashboard=DashboardService(engine, sessions, profiles),
+            providers=ProviderRegistry(profiles),
             notices=[notice] if notice else [],
         )
         seeded = profiles.seed_from_environment()
