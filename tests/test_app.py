@@ -80,6 +80,17 @@ def test_client_saves_and_tests_a_profile(live: tuple[Client, AppContext]) -> No
     assert dashboard["counts"]["profiles"] == 1
 
 
+def test_dashboard_refresh_renders_health(live: tuple[Client, AppContext]) -> None:
+    client, ctx = live
+    ctx.profiles.test_setting("comfyui")  # nothing listens on the default port here
+    _notices, database, providers, counts = client.predict(api_name="/refresh_dashboard")
+    assert "Database ✅" in database
+    rows = {row[0]: row for row in providers["data"]}
+    assert "unreachable" in rows["ComfyUI"][3]
+    assert "ComfyUI" in rows["ComfyUI"][4]
+    assert ["profiles", len(ctx.profiles.list_profiles())] in counts["data"]
+
+
 def test_client_gets_a_clear_error_and_nothing_is_stored(live: tuple[Client, AppContext]) -> None:
     client, ctx = live
     before = len(ctx.profiles.list_profiles())

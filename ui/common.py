@@ -23,8 +23,8 @@ Refresh = tuple[Callable[[], Any], list[Any]]
 
 
 def _as_gradio_error(exc: Exception) -> gr.Error:
-    if isinstance(exc, SpoonFeederError):
-        return gr.Error(str(exc))
+    if isinstance(exc, SpoonFeederError):  # expected: the message is the whole story
+        return gr.Error(str(exc), print_exception=False)
     log.exception("Unexpected error in a UI callback")
     return gr.Error(
         f"Something went wrong ({exc.__class__.__name__}); details are in the server log."

@@ -39,7 +39,7 @@ def build(ctx: AppContext) -> Refresh:
                 PROVIDER_KINDS[h.provider].label + (" profile" if h.is_profile else ""),
                 h.url,
                 status_label(h.status),
-                h.status_message or "",
+                h.message or "",
                 format_time(h.last_tested),
             ]
             for h in service.provider_health()

@@ -181,15 +181,26 @@ def build(ctx: AppContext) -> Refresh:
         )
 
     setting_form = [api_key, endpoint, default_model, clear_key, setting_status]
-    provider.change(load_setting, provider, setting_form, api_name="load_provider_setting")
+    provider.change(
+        load_setting,
+        provider,
+        setting_form,
+        api_name="load_provider_setting",
+        show_progress="hidden",
+    )
     save_btn.click(
         save_setting,
         [provider, api_key, endpoint, default_model, clear_key],
         [settings_table, *setting_form],
         api_name="save_provider_setting",
+        show_progress="hidden",
     )
     test_btn.click(
-        test_setting, provider, [settings_table, setting_status], api_name="test_provider_setting"
+        test_setting,
+        provider,
+        [settings_table, setting_status],
+        api_name="test_provider_setting",
+        show_progress_on=setting_status,
     )
 
     # ----- profiles -------------------------------------------------------------
@@ -267,14 +278,22 @@ def build(ctx: AppContext) -> Refresh:
         profile_pick,
         [profile_id, *profile_form, confirm_row],
         api_name="load_profile",
+        show_progress="hidden",
     )
     p_save.click(
         save_profile,
         [profile_id, p_name, p_provider, p_url, p_key, p_options, p_clear],
         [profile_id, profile_table, profile_pick, *profile_form],
         api_name="save_profile",
+        show_progress="hidden",
     )
-    p_test.click(test_profile, profile_id, [profile_table, profile_status], api_name="test_profile")
+    p_test.click(
+        test_profile,
+        profile_id,
+        [profile_table, profile_status],
+        api_name="test_profile",
+        show_progress_on=profile_status,
+    )
     p_delete.click(
         ask_delete, profile_id, [confirm_row, confirm_text], api_name="confirm_delete_profile"
     )
@@ -284,6 +303,7 @@ def build(ctx: AppContext) -> Refresh:
         profile_id,
         [profile_id, profile_table, profile_pick, *profile_form, confirm_row],
         api_name="delete_profile",
+        show_progress="hidden",
     )
 
     # Endpoints for scripts (gradio_client): JSON listings, keys masked.
