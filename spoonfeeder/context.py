@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from spoonfeeder.chat import ChatService
 from spoonfeeder.config import Settings
 from spoonfeeder.crypto import SecretBox, load_secret_box
 from spoonfeeder.dashboard import DashboardService
@@ -27,6 +28,7 @@ class AppContext:
     profiles: ProfileService
     dashboard: DashboardService
     providers: ProviderRegistry
+    chat: ChatService
     notices: list[str] = field(default_factory=list)  # things the operator should know
 
     @classmethod
@@ -38,6 +40,7 @@ class AppContext:
         secrets, notice = load_secret_box(settings.encryption_key, settings.data_dir)
         settings.media_path.mkdir(parents=True, exist_ok=True)
         profiles = ProfileService(sessions, secrets, settings)
+        providers = ProviderRegistry(profiles)
         ctx = cls(
             settings=settings,
             engine=engine,
@@ -45,9 +48,11 @@ class AppContext:
             secrets=secrets,
             profiles=profiles,
             dashboard=DashboardService(engine, sessions, profiles),
-            providers=ProviderRegistry(profiles),
+            providers=providers,
+            chat=ChatService(sessions, providers, settings.media_path),
             notices=[notice] if notice else [],
         )
+        ctx.chat.recover_interrupted()
         seeded = profiles.seed_from_environment()
         if seeded:
             log.info("Stored API keys from the environment for: %s", ", ".join(seeded))
