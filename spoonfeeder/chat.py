@@ -13,6 +13,7 @@ cancelled request never loses what was already received.
 
 from __future__ import annotations
 
+import dataclasses
 import mimetypes
 import queue
 import shutil
@@ -232,6 +233,28 @@ class ChatService:
         shutil.rmtree(self._media / str(row.id), ignore_errors=True)
         return title
 
+    def seed_messages(
+        self, conversation_id: uuid.UUID | str, messages: Sequence[ChatMessage]
+    ) -> None:
+        """Append earlier turns given by an API caller, stored like any other message."""
+        with transaction(self._sessions) as session:
+            row = _conversation(session, conversation_id)
+            position = _next_position(session, row.id)
+            for offset, m in enumerate(messages):
+                if m.role not in ("user", "assistant"):
+                    raise ValidationError(
+                        f"Message {offset + 1} has role {m.role!r}; use 'user' or 'assistant' "
+                        "(pass the system prompt separately)"
+                    )
+                session.add(
+                    Message(
+                        conversation_id=row.id,
+                        position=position + offset,
+                        role=m.role,
+                        content=m.content,
+                    )
+                )
+
     def set_system_prompt(self, conversation_id: uuid.UUID | str, system_prompt: str) -> None:
         with transaction(self._sessions) as session:
             _conversation(session, conversation_id).system_prompt = system_prompt.strip() or None
@@ -387,15 +410,9 @@ class ChatService:
                 for m in conv.messages
                 if m.role in ("user", "assistant") and (m.content or m.attachments)
             ]
-            if options.system is None and conv.system_prompt:
-                options = ChatOptions(
-                    system=conv.system_prompt,
-                    temperature=options.temperature,
-                    max_tokens=options.max_tokens,
-                    timeout=options.timeout,
-                )
-            elif options.system is not None:
+            if options.system is not None:  # None keeps the conversation's system prompt
                 conv.system_prompt = options.system.strip() or None
+            options = dataclasses.replace(options, system=conv.system_prompt)
             conv.provider, conv.model, conv.profile_id = (
                 target.provider,
                 target.model,

@@ -1,0 +1,508 @@
+"""Chat tab: saved conversations with any provider, replies streamed token by token."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from spoonfeeder.chat import (
+    COMPLETE,
+    ERROR,
+    STOPPED,
+    STREAMING,
+    ChatService,
+    ChatTarget,
+    ConversationView,
+    MessageView,
+    Reply,
+    describe_message,
+)
+from spoonfeeder.context import AppContext
+from spoonfeeder.errors import ValidationError
+from spoonfeeder.providers.base import ChatMessage, ChatOptions
+from spoonfeeder.providers.kinds import PROVIDER_KINDS
+from spoonfeeder.providers.registry import CHAT_PROVIDERS
+from ui.common import Refresh, format_time, shows_errors
+
+PROFILE_PREFIX = "profile:"
+
+
+# ----- pure helpers: provider choices and chatbot rendering --------------------------------
+
+
+def provider_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """Each chat provider's setting, then each chat profile ("profile:<id>")."""
+    choices = [(PROVIDER_KINDS[name].label, name) for name in CHAT_PROVIDERS]
+    choices += [
+        (f"{p.name} ({PROVIDER_KINDS[p.provider].label})", PROFILE_PREFIX + str(p.id))
+        for p in ctx.profiles.list_profiles()
+        if p.provider in CHAT_PROVIDERS
+    ]
+    return choices
+
+
+def resolve_target(ctx: AppContext, choice: str, model: str) -> ChatTarget:
+    if choice.startswith(PROFILE_PREFIX):
+        profile = ctx.profiles.get_profile(choice[len(PROFILE_PREFIX) :])
+        return ChatTarget(profile.provider, model or "", profile.id)
+    if choice not in CHAT_PROVIDERS:
+        raise ValidationError(f"Choose a chat provider (got {choice!r})")
+    return ChatTarget(choice, model or "")
+
+
+def target_choice(provider: str | None, profile_id: uuid.UUID | None) -> str | None:
+    if profile_id:
+        return PROFILE_PREFIX + str(profile_id)
+    return provider
+
+
+def text_of(content: Any) -> str:
+    """The text of a chatbot message's content: a string or a list of content blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return str(content or "")
+
+
+def chat_options(
+    system: str | None, temperature: float | None, max_tokens: float | None
+) -> ChatOptions:
+    return ChatOptions(
+        system=system,
+        temperature=temperature,
+        max_tokens=int(max_tokens) if max_tokens else None,
+    )
+
+
+def render_message(m: MessageView, live_text: str | None = None) -> list[dict[str, Any]]:
+    """A stored message as chatbot rows: text (with a footer for replies), then images."""
+    if m.role == "user":
+        rows: list[dict[str, Any]] = [{"role": "user", "content": m.content}] if m.content else []
+        rows += [{"role": "user", "content": {"path": a["path"]}} for a in m.attachments]
+        return rows
+    text = m.content if live_text is None else live_text
+    if m.status == STREAMING and live_text is None:
+        text = text or "…"
+    elif m.status in (COMPLETE, STOPPED):
+        text = f"{text}\n\n*{describe_message(m)}*"
+    elif m.status == ERROR:
+        text = f"{text}\n\n⚠️ **{m.error}**" if text else f"⚠️ **{m.error}**"
+    return [{"role": "assistant", "content": text}]
+
+
+def render_conversation(conv: ConversationView) -> tuple[list[dict[str, Any]], list[str]]:
+    """Chatbot rows, and the message id behind each row (for edits)."""
+    rows: list[dict[str, Any]] = []
+    ids: list[str] = []
+    for m in conv.messages:
+        rendered = render_message(m)
+        rows += rendered
+        ids += [str(m.id)] * len(rendered)
+    return rows, ids
+
+
+def conversation_choices(chat: ChatService, search: str = "") -> list[tuple[str, str]]:
+    return [
+        (f"{c.title} · {format_time(c.updated_at)[:16]}", str(c.id))
+        for c in chat.list_conversations(search)
+    ]
+
+
+def _export_file(conv: ConversationView, suffix: str, content: str) -> str:
+    folder = Path(tempfile.mkdtemp(prefix="spoonfeeder-export-"))
+    safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in conv.title)[:60].strip()
+    path = folder / f"{safe or 'conversation'}{suffix}"
+    path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+# ----- the tab ----------------------------------------------------------------------------
+
+
+def build(ctx: AppContext) -> Refresh:
+    chat = ctx.chat
+
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            new_btn = gr.Button("➕ New conversation", variant="primary", elem_id="chat-new")
+            search = gr.Textbox(
+                label="Search conversations", placeholder="title or text…", elem_id="chat-search"
+            )
+            picker = gr.Dropdown(
+                conversation_choices(chat), label="Conversations", value=None, elem_id="chat-picker"
+            )
+            with gr.Accordion("Rename, export, delete", open=False):
+                title = gr.Textbox(label="Title", elem_id="chat-title")
+                rename_btn = gr.Button("Rename", elem_id="chat-rename")
+                with gr.Row():
+                    export_md = gr.Button("Export Markdown", elem_id="chat-export-md")
+                    export_json = gr.Button("Export JSON", elem_id="chat-export-json")
+                export_file = gr.File(label="Export", interactive=False, elem_id="chat-export-file")
+                delete_btn = gr.Button("Delete…", variant="stop", elem_id="chat-delete")
+                with gr.Row(visible=False) as confirm_row:
+                    confirm_btn = gr.Button(
+                        "Yes, delete", variant="stop", elem_id="chat-confirm-delete"
+                    )
+                    cancel_btn = gr.Button("Cancel", elem_id="chat-cancel-delete")
+        with gr.Column(scale=3):
+            with gr.Row():
+                provider = gr.Dropdown(
+                    provider_choices(ctx),
+                    value="ollama",
+                    label="Provider",
+                    elem_id="chat-provider",
+                    scale=2,
+                )
+                model = gr.Dropdown(
+                    [], label="Model", allow_custom_value=True, elem_id="chat-model", scale=3
+                )
+                refresh_models = gr.Button(
+                    "↻ Models", elem_id="chat-refresh-models", scale=0, min_width=100
+                )
+            with gr.Accordion("System prompt and options", open=False):
+                system = gr.Textbox(label="System prompt", lines=2, elem_id="chat-system")
+                with gr.Row():
+                    temperature = gr.Slider(
+                        0, 2, value=0.7, step=0.05, label="Temperature", elem_id="chat-temperature"
+                    )
+                    max_tokens = gr.Number(
+                        0,
+                        label="Max tokens (0 = provider default)",
+                        precision=0,
+                        minimum=0,
+                        elem_id="chat-max-tokens",
+                    )
+            conv_id = gr.Textbox(label="Conversation id", visible="hidden", elem_id="chat-conv-id")
+            row_ids = gr.State([])
+            chatbot = gr.Chatbot(
+                height=520,
+                editable="user",
+                elem_id="chat-bot",
+                label="Conversation",
+                buttons=["copy"],
+            )
+            message = gr.MultimodalTextbox(
+                placeholder="Message… (attach images for vision models)",
+                file_types=["image"],
+                file_count="multiple",
+                stop_btn=True,
+                elem_id="chat-input",
+                show_label=False,
+            )
+            with gr.Row():
+                stop_btn = gr.Button("⏹ Stop", elem_id="chat-stop")
+                regen_btn = gr.Button("↻ Regenerate", elem_id="chat-regenerate")
+
+    # ----- streaming ------------------------------------------------------------------------
+
+    def stream(reply: Reply) -> Iterator[tuple]:
+        """Yield chatbot states while `reply` streams, then its saved form."""
+        conv = chat.get_conversation(reply.conversation_id)
+        rows, ids = render_conversation(conv)
+        live = ""
+        last = conv.messages[-1]
+        yield str(conv.id), rows, ids
+        for delta in reply:
+            live += delta
+            rows[-1] = render_message(last, live_text=live)[0]
+            yield str(conv.id), rows, ids
+        reply.wait(timeout=10)
+        final_rows, final_ids = render_conversation(chat.get_conversation(conv.id))
+        yield str(conv.id), final_rows, final_ids
+
+    @shows_errors
+    def send_message(
+        cid: str,
+        msg: dict | None,
+        choice: str,
+        model_name: str,
+        sys_prompt: str,
+        temp: float,
+        max_tok: float,
+    ):
+        msg = msg or {}
+        text, files = msg.get("text", "") or "", list(msg.get("files", []) or [])
+        target = resolve_target(ctx, choice, model_name).validated()
+        if not text.strip() and not files:
+            raise ValidationError("Type a message or attach an image first")
+        if not cid:
+            cid = str(chat.create_conversation(system_prompt=sys_prompt).id)
+        reply = chat.send(cid, text, target, chat_options(sys_prompt, temp, max_tok), images=files)
+        first = True
+        for conv, rows, ids in stream(reply):
+            # Clear the input only once the message is safely stored.
+            box = gr.MultimodalTextbox(value=None) if first else gr.skip()
+            picker_update = (
+                gr.Dropdown(choices=conversation_choices(chat), value=conv) if first else gr.skip()
+            )
+            first = False
+            yield conv, rows, ids, box, picker_update
+
+    @shows_errors
+    def regenerate(
+        cid: str, choice: str, model_name: str, sys_prompt: str, temp: float, max_tok: float
+    ):
+        if not cid:
+            raise ValidationError("Open a conversation first")
+        reply = chat.regenerate(
+            cid, resolve_target(ctx, choice, model_name), chat_options(sys_prompt, temp, max_tok)
+        )
+        yield from stream(reply)
+
+    @shows_errors
+    def edit_message(
+        cid: str,
+        ids: list[str],
+        choice: str,
+        model_name: str,
+        sys_prompt: str,
+        temp: float,
+        max_tok: float,
+        edit: gr.EditData,
+    ):
+        if not cid or edit.index >= len(ids):
+            raise ValidationError("That message can no longer be edited")
+        reply = chat.edit_and_resend(
+            cid,
+            ids[edit.index],
+            text_of(edit.value),
+            resolve_target(ctx, choice, model_name),
+            chat_options(sys_prompt, temp, max_tok),
+        )
+        yield from stream(reply)
+
+    @shows_errors
+    def stop_reply(cid: str) -> None:
+        if cid:
+            chat.stop(cid)
+
+    form = [provider, model, system, temperature, max_tokens]
+    message.submit(
+        send_message,
+        [conv_id, message, *form],
+        [conv_id, chatbot, row_ids, message, picker],
+        api_name="send_message",
+        show_progress="hidden",
+    )
+    regen_btn.click(
+        regenerate,
+        [conv_id, *form],
+        [conv_id, chatbot, row_ids],
+        api_name="regenerate",
+        show_progress="hidden",
+    )
+    chatbot.retry(
+        regenerate,
+        [conv_id, *form],
+        [conv_id, chatbot, row_ids],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    chatbot.edit(
+        edit_message,
+        [conv_id, row_ids, *form],
+        [conv_id, chatbot, row_ids],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    stop_btn.click(stop_reply, conv_id, None, api_name="stop_reply")
+    message.stop(stop_reply, conv_id, None, api_visibility="private")
+
+    # ----- models ---------------------------------------------------------------------------
+
+    @shows_errors
+    def list_models(choice: str):
+        target = resolve_target(ctx, choice, "")
+        try:
+            models = ctx.providers.get(target.provider, target.profile_id).list_models()
+        except Exception as exc:  # show the reason, keep the typed-in model usable
+            gr.Warning(str(exc))
+            return gr.Dropdown(choices=[], allow_custom_value=True)
+        ids = [m.id for m in models]
+        default = None
+        if target.profile_id is None:
+            default = ctx.profiles.get_setting(target.provider).default_model
+        value = default if default in ids or (default and not ids) else (ids[0] if ids else None)
+        return gr.Dropdown(choices=ids, value=value, allow_custom_value=True)
+
+    provider.input(
+        list_models, provider, model, api_name="list_chat_models", show_progress="hidden"
+    )
+    refresh_models.click(
+        list_models, provider, model, api_visibility="private", show_progress="minimal"
+    )
+
+    # ----- conversations --------------------------------------------------------------------
+
+    def _opened(conv: ConversationView):
+        rows, ids = render_conversation(conv)
+        choice = target_choice(conv.provider, conv.profile_id)
+        return (
+            str(conv.id),
+            rows,
+            ids,
+            conv.title,
+            conv.system_prompt or "",
+            gr.Dropdown(value=choice) if choice else gr.skip(),
+            gr.Dropdown(value=conv.model) if conv.model else gr.skip(),
+            gr.Row(visible=False),
+        )
+
+    opened = [conv_id, chatbot, row_ids, title, system, provider, model, confirm_row]
+
+    @shows_errors
+    def new_conversation(sys_prompt: str):
+        conv = chat.create_conversation(system_prompt=sys_prompt)
+        return (*_opened(conv), gr.Dropdown(choices=conversation_choices(chat), value=str(conv.id)))
+
+    @shows_errors
+    def open_conversation(cid: str):
+        if not cid:
+            return "", [], [], "", gr.skip(), gr.skip(), gr.skip(), gr.Row(visible=False)
+        return _opened(chat.get_conversation(cid))
+
+    @shows_errors
+    def search_conversations(term: str):
+        return gr.Dropdown(choices=conversation_choices(chat, term or ""))
+
+    @shows_errors
+    def rename_conversation(cid: str, new_title: str):
+        if not cid:
+            raise ValidationError("Open a conversation first")
+        conv = chat.rename(cid, new_title)
+        return gr.Dropdown(choices=conversation_choices(chat), value=str(conv.id)), conv.title
+
+    @shows_errors
+    def ask_delete(cid: str):
+        if not cid:
+            raise ValidationError("Open a conversation first")
+        return gr.Row(visible=True)
+
+    @shows_errors
+    def delete_conversation(cid: str):
+        if not cid:
+            raise ValidationError("Open a conversation first")
+        name = chat.delete(cid)
+        gr.Info(f"Deleted '{name}'")
+        return (
+            "",
+            [],
+            [],
+            "",
+            gr.Dropdown(choices=conversation_choices(chat), value=None),
+            gr.Row(visible=False),
+        )
+
+    @shows_errors
+    def export_markdown(cid: str) -> str:
+        if not cid:
+            raise ValidationError("Open a conversation first")
+        return _export_file(chat.get_conversation(cid), ".md", chat.export_markdown(cid))
+
+    @shows_errors
+    def export_json_file(cid: str) -> str:
+        if not cid:
+            raise ValidationError("Open a conversation first")
+        data = chat.export_json(cid)
+        return _export_file(
+            chat.get_conversation(cid), ".json", json.dumps(data, indent=2, ensure_ascii=False)
+        )
+
+    new_btn.click(
+        new_conversation,
+        system,
+        [*opened, picker],
+        api_name="new_conversation",
+        show_progress="hidden",
+    )
+    picker.input(
+        open_conversation, picker, opened, api_name="open_conversation", show_progress="hidden"
+    )
+    search.submit(
+        search_conversations,
+        search,
+        picker,
+        api_name="search_conversations",
+        show_progress="hidden",
+    )
+    search.input(
+        search_conversations, search, picker, api_visibility="private", show_progress="hidden"
+    )
+    rename_btn.click(
+        rename_conversation,
+        [conv_id, title],
+        [picker, title],
+        api_name="rename_conversation",
+        show_progress="hidden",
+    )
+    delete_btn.click(
+        ask_delete, conv_id, confirm_row, api_visibility="private", show_progress="hidden"
+    )
+    cancel_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
+    confirm_btn.click(
+        delete_conversation,
+        conv_id,
+        [conv_id, chatbot, row_ids, title, picker, confirm_row],
+        api_name="delete_conversation",
+        show_progress="hidden",
+    )
+    export_md.click(export_markdown, conv_id, export_file, api_name="export_markdown")
+    export_json.click(export_json_file, conv_id, export_file, api_name="export_json")
+
+    # ----- the streaming API for scripts: deltas out ----------------------------------------
+
+    @shows_errors
+    def chat_api(
+        provider: str,
+        model: str,
+        message: str = "",
+        conversation_id: str = "",
+        messages: list[dict] | None = None,
+        system: str = "",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Iterator[str]:
+        """Stream a reply as text deltas.
+
+        Continue a saved conversation (conversation_id + message), or start a new one from
+        `messages` ([{"role": "user"|"assistant", "content": str}, …], the last one the
+        user's) or from `message` alone. Every exchange is saved like one made in the UI.
+        """
+        target = resolve_target(ctx, provider, model).validated()
+        history = list(messages or [])
+        if history and not message:
+            last = history.pop()
+            if last.get("role") != "user":
+                raise ValidationError("The last of `messages` must be the user's")
+            message = text_of(last.get("content"))
+        if not message.strip():
+            raise ValidationError("Give `message`, or `messages` ending with the user's")
+        if not conversation_id:
+            conversation_id = str(chat.create_conversation(system_prompt=system).id)
+        chat.seed_messages(
+            conversation_id,
+            [ChatMessage(m.get("role", ""), text_of(m.get("content"))) for m in history],
+        )
+        reply = chat.send(
+            conversation_id, message, target, chat_options(system or None, temperature, max_tokens)
+        )
+        yield from reply
+        reply.wait(timeout=10)
+        if reply.status == ERROR:  # the deltas so far are saved; the caller learns why it ended
+            raise ValidationError(reply.error or "The reply failed")
+
+    gr.api(chat_api, api_name="chat")
+
+    def refresh():
+        return gr.Dropdown(choices=conversation_choices(chat)), gr.Dropdown(
+            choices=provider_choices(ctx)
+        )
+
+    return refresh, [picker, provider]
