@@ -136,6 +136,25 @@ class Reply:
             self.stop(wait=False)
             raise
 
+    def batched(self) -> Iterator[str]:
+        """Like iterating, but joins the deltas that piled up while the reader was busy.
+
+        A slow reader (a browser, an SSE client) then gets fewer, larger updates instead
+        of falling behind; the first delta is never delayed.
+        """
+        for delta in self:
+            pending = [delta]
+            while True:
+                try:
+                    more = self._deltas.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._deltas.put(None)  # let the outer loop see the end
+                    break
+                pending.append(more)
+            yield "".join(pending)
+
     def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
         """Ask the stream to stop; the text so far is kept and saved as 'stopped'."""
         self._stop.set()

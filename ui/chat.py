@@ -209,7 +209,7 @@ def build(ctx: AppContext) -> Refresh:
         live = ""
         last = conv.messages[-1]
         yield str(conv.id), rows, ids
-        for delta in reply:
+        for delta in reply.batched():
             live += delta
             rows[-1] = render_message(last, live_text=live)[0]
             yield str(conv.id), rows, ids
@@ -493,7 +493,7 @@ def build(ctx: AppContext) -> Refresh:
         reply = chat.send(
             conversation_id, message, target, chat_options(system or None, temperature, max_tokens)
         )
-        yield from reply
+        yield from reply.batched()
         reply.wait(timeout=10)
         if reply.status == ERROR:  # the deltas so far are saved; the caller learns why it ended
             raise ValidationError(reply.error or "The reply failed")
