@@ -13,6 +13,7 @@ from spoonfeeder.config import Settings
 from spoonfeeder.crypto import SecretBox, load_secret_box
 from spoonfeeder.dashboard import DashboardService
 from spoonfeeder.db.engine import make_engine, make_session_factory, upgrade_schema
+from spoonfeeder.ollama_models import OllamaModelService
 from spoonfeeder.profiles import ProfileService
 from spoonfeeder.providers.registry import ProviderRegistry
 
@@ -28,6 +29,7 @@ class AppContext:
     profiles: ProfileService
     dashboard: DashboardService
     providers: ProviderRegistry
+    ollama_models: OllamaModelService
     chat: ChatService
     notices: list[str] = field(default_factory=list)  # things the operator should know
 
@@ -48,6 +50,7 @@ class AppContext:
             secrets=secrets,
             profiles=profiles,
             dashboard=DashboardService(engine, sessions, profiles),
+            ollama_models=OllamaModelService(profiles),
             providers=providers,
             chat=ChatService(sessions, providers, settings.media_path),
             notices=[notice] if notice else [],

@@ -1,0 +1,354 @@
+"""Models tab: the models of an Ollama server (pull, load, unload, delete, inspect),
+and the models a cloud provider's key can use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import gradio as gr
+
+from spoonfeeder.context import AppContext
+from spoonfeeder.errors import SpoonFeederError
+from spoonfeeder.ollama_models import (
+    InstalledModel,
+    LoadedModel,
+    ModelDetails,
+    OllamaModelService,
+    PullProgress,
+    format_bytes,
+)
+from spoonfeeder.providers.kinds import PROVIDER_KINDS
+from spoonfeeder.serialize import jsonable
+from ui.common import Refresh, shows_errors
+
+INSTALLED_COLUMNS = ["Name", "Size", "Family", "Parameters", "Quantization", "Modified"]
+LOADED_COLUMNS = ["Name", "Memory", "VRAM", "Context", "Unloads"]
+LAYER_COLUMNS = ["Layer", "Downloaded", "Size", "Progress"]
+CLOUD_COLUMNS = ["Model id", "Name"]
+CLOUD_KINDS = ("openai", "anthropic", "gemini")
+# Ollama reports keep_alive -1 as an expiry centuries away.
+FOREVER_YEAR = 2200
+# Real pulls send many lines a second; the browser only needs a few updates.
+PULL_UPDATE_SECONDS = 0.25
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+def _expiry(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    if value.year >= FOREVER_YEAR:
+        return "never (kept loaded)"
+    seconds = int((value - datetime.now(UTC)).total_seconds())
+    if seconds <= 0:
+        return "now"
+    return f"in {seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"in {seconds} s"
+
+
+def installed_rows(models: list[InstalledModel]) -> list[list[str]]:
+    return [
+        [
+            m.name,
+            format_bytes(m.size),
+            m.family or "",
+            m.parameter_size or "",
+            m.quantization or "",
+            _when(m.modified_at),
+        ]
+        for m in models
+    ]
+
+
+def loaded_rows(models: list[LoadedModel]) -> list[list[str]]:
+    return [
+        [
+            m.name,
+            format_bytes(m.size),
+            f"{format_bytes(m.size_vram)} ({100 * m.size_vram / m.size:.0f}% GPU)"
+            if m.size
+            else format_bytes(m.size_vram),
+            str(m.context_length or ""),
+            _expiry(m.expires_at),
+        ]
+        for m in models
+    ]
+
+
+def layer_rows(progress: PullProgress) -> list[list[str]]:
+    return [
+        [
+            layer.digest.removeprefix("sha256:")[:12],
+            format_bytes(layer.completed),
+            format_bytes(layer.total),
+            f"{layer.percent:.1f}%",
+        ]
+        for layer in progress.layers.values()
+    ]
+
+
+def pull_summary(name: str, progress: PullProgress) -> str:
+    if progress.done:
+        return f"✅ Pulled **{name}** ({format_bytes(progress.total_bytes)})"
+    size = (
+        f" · {format_bytes(progress.completed_bytes)} of {format_bytes(progress.total_bytes)}"
+        if progress.total_bytes
+        else ""
+    )
+    return f"⏳ **{progress.status}** — {progress.percent:.1f}%{size}"
+
+
+def details_summary(info: ModelDetails) -> str:
+    facts = {
+        "Family": info.details.get("family"),
+        "Parameters": info.details.get("parameter_size"),
+        "Quantization": info.details.get("quantization_level"),
+        "Format": info.details.get("format"),
+        "Capabilities": ", ".join(info.capabilities) or None,
+        "Context length": next(
+            (v for k, v in info.model_info.items() if k.endswith(".context_length")), None
+        ),
+    }
+    lines = [f"- **{label}:** {value}" for label, value in facts.items() if value]
+    return f"### {info.name}\n" + "\n".join(lines)
+
+
+def endpoint_choices(service: OllamaModelService) -> list[tuple[str, str]]:
+    return [(e.label, e.profile_id or "") for e in service.endpoints()]
+
+
+def cloud_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """Each cloud setting by kind name, then each cloud profile by id."""
+    choices = [(f"{PROVIDER_KINDS[k].label} setting", k) for k in CLOUD_KINDS]
+    for view in ctx.profiles.list_profiles():
+        if view.provider in CLOUD_KINDS:
+            choices.append((f"{view.name} ({PROVIDER_KINDS[view.provider].label})", str(view.id)))
+    return choices
+
+
+def cloud_target(ctx: AppContext, target: str) -> tuple[str, str | None]:
+    """(provider, profile_id) for a kind name ("openai") or a profile id."""
+    target = (target or "").strip()
+    if target in CLOUD_KINDS:
+        return target, None
+    if not target:
+        raise gr.Error("Choose a cloud provider or profile first.")
+    view = ctx.profiles.get_profile(target)
+    return view.provider, str(view.id)
+
+
+def build(ctx: AppContext) -> Refresh:
+    service = ctx.ollama_models
+    # "" is the Ollama setting; anything else an Ollama profile's id.
+    choices = endpoint_choices(service)
+
+    gr.Markdown("Manage the models of an Ollama server, and see what your cloud keys can use.")
+    with gr.Row():
+        endpoint = gr.Dropdown(
+            choices, value="", label="Ollama endpoint", scale=4, elem_id="models-endpoint"
+        )
+        refresh_btn = gr.Button("Refresh", scale=1, elem_id="models-refresh")
+    listing_status = gr.Markdown(elem_id="models-status")
+    # Set by the tab refresh; its change event re-reads the tables for the chosen endpoint.
+    tick = gr.Textbox(visible=False)
+
+    with gr.Accordion("Installed models", open=True):
+        installed_table = gr.Dataframe(
+            headers=INSTALLED_COLUMNS, interactive=False, wrap=True, elem_id="models-installed"
+        )
+    with gr.Accordion("Loaded in memory", open=True):
+        loaded_table = gr.Dataframe(
+            headers=LOADED_COLUMNS, interactive=False, wrap=True, elem_id="models-loaded"
+        )
+
+    with gr.Accordion("Pull a model", open=True):
+        with gr.Row():
+            pull_name = gr.Textbox(
+                label="Model name",
+                placeholder="llama3.2, qwen2.5:7b, hf.co/user/repo:Q4_K_M",
+                scale=4,
+                elem_id="pull-name",
+            )
+            pull_btn = gr.Button("Pull", variant="primary", scale=1, elem_id="pull-start")
+            pull_stop = gr.Button("Stop", variant="stop", scale=1, elem_id="pull-stop")
+        pull_status = gr.Markdown(elem_id="pull-status")
+        layers_table = gr.Dataframe(
+            headers=LAYER_COLUMNS, interactive=False, label="Layers", elem_id="pull-layers"
+        )
+
+    with gr.Accordion("Manage a model", open=True):
+        model_pick = gr.Dropdown([], label="Model", allow_custom_value=True, elem_id="manage-model")
+        with gr.Row():
+            load_btn = gr.Button("Load into memory", elem_id="model-load")
+            unload_btn = gr.Button("Unload", elem_id="model-unload")
+            show_btn = gr.Button("Details", elem_id="model-show")
+            delete_btn = gr.Button("Delete…", variant="stop", elem_id="model-delete")
+        with gr.Row(visible=False) as confirm_row:
+            confirm_text = gr.Markdown()
+            confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="model-confirm-delete")
+            cancel_btn = gr.Button("Cancel", elem_id="model-cancel-delete")
+        action_status = gr.Markdown(elem_id="model-action-status")
+        details_text = gr.Markdown(elem_id="model-details-summary")
+        details_json = gr.JSON(label="Details (/api/show)", elem_id="model-details")
+
+    with gr.Accordion("Cloud models", open=False):
+        with gr.Row():
+            cloud_pick = gr.Dropdown(
+                cloud_choices(ctx), value="openai", label="Provider", scale=4, elem_id="cloud-pick"
+            )
+            cloud_btn = gr.Button("List models", scale=1, elem_id="cloud-list")
+        cloud_table = gr.Dataframe(
+            headers=CLOUD_COLUMNS, interactive=False, wrap=True, elem_id="cloud-models"
+        )
+
+    # ----- listings --------------------------------------------------------------
+    def tables(profile_id: str) -> tuple[list[list[str]], list[list[str]], list[str], str]:
+        installed = service.installed(profile_id or None)
+        loaded = service.loaded(profile_id or None)
+        names = [m.name for m in installed]
+        status = f"{len(names)} model{'' if len(names) == 1 else 's'} installed"
+        return installed_rows(installed), loaded_rows(loaded), names, status
+
+    def read_tables(profile_id: str):
+        # A failure is shown inline, not as a popup: this also runs whenever the tab opens.
+        try:
+            installed, loaded, names, status = tables(profile_id)
+        except SpoonFeederError as exc:
+            return [], [], gr.Dropdown(choices=[]), f"⚠️ {exc}"
+        return installed, loaded, gr.Dropdown(choices=names), status
+
+    listing = [installed_table, loaded_table, model_pick, listing_status]
+    refresh_btn.click(read_tables, endpoint, listing, api_name="refresh_ollama_models")
+    endpoint.change(read_tables, endpoint, listing, api_visibility="private")
+    tick.change(read_tables, endpoint, listing, api_visibility="private")
+
+    # ----- pull ------------------------------------------------------------------------
+    @shows_errors
+    def pull_model(profile_id: str, name: str) -> Iterator[tuple[str, list[list[str]]]]:
+        progress = service.pull(name, profile_id or None)  # validates before any request
+        shown_status, shown_at = None, 0.0
+        for step in progress:
+            now = time.monotonic()
+            if step.done or step.status != shown_status or now - shown_at >= PULL_UPDATE_SECONDS:
+                shown_status, shown_at = step.status, now
+                yield pull_summary(name.strip(), step), layer_rows(step)
+
+    pull_event = pull_btn.click(
+        pull_model,
+        [endpoint, pull_name],
+        [pull_status, layers_table],
+        api_name="pull_model",
+        show_progress="minimal",
+    )
+    pull_event.success(read_tables, endpoint, listing, api_visibility="private")
+    pull_name.submit(
+        pull_model,
+        [endpoint, pull_name],
+        [pull_status, layers_table],
+        api_visibility="private",
+        show_progress="minimal",
+    ).success(read_tables, endpoint, listing, api_visibility="private")
+    # Cancelling the job closes the generator, which closes the pull's HTTP stream.
+    pull_stop.click(None, None, None, cancels=[pull_event], api_visibility="private")
+
+    # ----- load / unload / show ----------------------------------------------------------
+    @shows_errors
+    def load_model(profile_id: str, name: str):
+        service.load(name, profile_id=profile_id or None)
+        loaded = service.loaded(profile_id or None)
+        return loaded_rows(loaded), f"Loaded **{name.strip()}**; it stays in memory until unloaded."
+
+    @shows_errors
+    def unload_model(profile_id: str, name: str):
+        service.unload(name, profile_id or None)
+        loaded = service.loaded(profile_id or None)
+        return loaded_rows(loaded), f"Unloaded **{name.strip()}**; it is still installed."
+
+    @shows_errors
+    def show_model(profile_id: str, name: str):
+        info = service.show(name, profile_id or None)
+        return details_summary(info), jsonable(info)
+
+    load_btn.click(
+        load_model, [endpoint, model_pick], [loaded_table, action_status], api_name="load_model"
+    )
+    unload_btn.click(
+        unload_model, [endpoint, model_pick], [loaded_table, action_status], api_name="unload_model"
+    )
+    show_btn.click(
+        show_model, [endpoint, model_pick], [details_text, details_json], api_name="show_model"
+    )
+
+    # ----- delete, in two steps ------------------------------------------------------------
+    @shows_errors
+    def ask_delete(name: str):
+        if not (name or "").strip():
+            raise gr.Error("Choose a model to delete.")
+        return gr.Row(visible=True), f"Delete **{name.strip()}** from this Ollama server?"
+
+    @shows_errors
+    def delete_model(profile_id: str, name: str):
+        service.delete(name, profile_id or None)
+        installed, loaded, names, status = tables(profile_id)
+        return (
+            installed,
+            loaded,
+            gr.Dropdown(choices=names, value=None),
+            gr.Row(visible=False),
+            f"Deleted **{name.strip()}**. {status}",
+        )
+
+    delete_btn.click(
+        ask_delete, model_pick, [confirm_row, confirm_text], api_name="confirm_delete_model"
+    )
+    cancel_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
+    confirm_btn.click(
+        delete_model,
+        [endpoint, model_pick],
+        [installed_table, loaded_table, model_pick, confirm_row, action_status],
+        api_name="delete_model",
+    )
+
+    # ----- cloud models -----------------------------------------------------------------
+    @shows_errors
+    def show_provider_models(target: str):
+        provider, profile_id = cloud_target(ctx, target)
+        models = ctx.providers.get(provider, profile_id).list_models()
+        return [[m.id, m.name or ""] for m in models]
+
+    cloud_btn.click(show_provider_models, cloud_pick, cloud_table, api_name="show_provider_models")
+
+    # ----- JSON endpoints for scripts (gradio_client) -----------------------------------------
+    @shows_errors
+    def list_ollama_models(profile_id: str = "") -> list[dict[str, Any]]:
+        """Installed models of the Ollama setting ("") or of an Ollama profile (its id)."""
+        return jsonable(service.installed(profile_id or None))
+
+    @shows_errors
+    def list_loaded_models(profile_id: str = "") -> list[dict[str, Any]]:
+        """Models in memory on the Ollama setting ("") or an Ollama profile (its id)."""
+        return jsonable(service.loaded(profile_id or None))
+
+    @shows_errors
+    def list_provider_models(target: str = "openai") -> list[dict[str, Any]]:
+        """Models a cloud key can use: target is openai/anthropic/gemini or a profile id."""
+        provider, profile_id = cloud_target(ctx, target)
+        return jsonable(ctx.providers.get(provider, profile_id).list_models())
+
+    gr.api(list_ollama_models, api_name="list_ollama_models")
+    gr.api(list_loaded_models, api_name="list_loaded_models")
+    gr.api(list_provider_models, api_name="list_provider_models")
+
+    def refresh():
+        # Keep the chosen endpoint; the tick's change event re-reads its tables.
+        return (
+            gr.Dropdown(choices=endpoint_choices(service)),
+            gr.Dropdown(choices=cloud_choices(ctx)),
+            str(time.time()),
+        )
+
+    return refresh, [endpoint, cloud_pick, tick]
