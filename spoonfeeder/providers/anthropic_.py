@@ -1,0 +1,240 @@
+"""Anthropic Claude (Messages API) on the official `anthropic` SDK."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import anthropic
+import httpx2  # the SDK's HTTP client; a dropped stream surfaces as its error, unwrapped
+
+from spoonfeeder.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRequestError,
+    ProviderServerError,
+    ProviderUnavailable,
+)
+from spoonfeeder.providers.base import (
+    CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    ChatChunk,
+    ChatMessage,
+    ChatOptions,
+    Health,
+    ModelInfo,
+    Usage,
+)
+
+LABEL = "Anthropic"
+DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens; this is enough for a chat turn
+CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
+NO_KEY = "not-needed"  # lets a key-less proxy work; the real API answers 401
+DETAIL_LIMIT = 300
+# Anthropic's stop reasons in the vocabulary the other providers share.
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+SDK_ERRORS = (anthropic.AnthropicError, httpx2.TransportError, json.JSONDecodeError)
+
+
+class AnthropicProvider:
+    """Options: `timeout` (read timeout in s for list/check), `max_retries` (SDK retries)."""
+
+    name = "anthropic"
+
+    def __init__(self, url: str, api_key: str | None, options: Mapping[str, Any] | None = None):
+        options = options or {}
+        # The SDK appends /v1 itself; a pasted ".../v1" would become /v1/v1/messages.
+        self.url = url.rstrip("/").removesuffix("/v1")
+        self._key = api_key or None
+        timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
+        self._client = anthropic.Anthropic(
+            base_url=self.url,
+            api_key=api_key or NO_KEY,
+            timeout=anthropic.Timeout(timeout, connect=CONNECT_TIMEOUT),
+            max_retries=int(options.get("max_retries", 2)),
+        )
+
+    def list_models(self) -> list[ModelInfo]:
+        return self._list_models(self._client)
+
+    def check(self) -> Health:
+        started = time.perf_counter()
+        quick = self._client.with_options(max_retries=0, timeout=CHECK_TIMEOUT)
+        try:
+            models = self._list_models(quick)
+        except ProviderError as exc:
+            return Health(ok=False, message=exc.message)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Health(ok=True, message=f"{len(models)} models available", latency_ms=latency_ms)
+
+    def stream_chat(
+        self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
+    ) -> Iterator[ChatChunk]:
+        request = chat_request(model, messages, options)
+        timeout = anthropic.Timeout(options.timeout, connect=CONNECT_TIMEOUT)
+        opened = False
+        try:
+            # `with` closes the HTTP response when the caller stops iterating early.
+            with self._client.messages.stream(**request, timeout=timeout) as stream:
+                opened = True
+                for text in stream.text_stream:
+                    if text:
+                        yield ChatChunk(text=text)
+                final = stream.get_final_message()
+        except SDK_ERRORS as exc:
+            raise self._error(exc, model=model, midstream=opened) from exc
+        stop = final.stop_reason
+        yield ChatChunk(
+            finish_reason=FINISH_REASONS.get(stop, stop) if stop else None,
+            usage=Usage(final.usage.input_tokens, final.usage.output_tokens),
+        )
+
+    def _list_models(self, client: anthropic.Anthropic) -> list[ModelInfo]:
+        try:
+            # Iterating the page follows has_more / after_id through every page.
+            return [
+                ModelInfo(
+                    id=m.id,
+                    name=m.display_name,
+                    details={"created_at": m.created_at.isoformat()},
+                )
+                for m in client.models.list()
+            ]
+        except SDK_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def _error(
+        self, exc: Exception, *, model: str | None = None, midstream: bool = False
+    ) -> ProviderError:
+        """The one place an SDK exception becomes a Spoon Feeder error."""
+        url = self.url
+        timed_out = isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
+        if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+            if midstream:
+                why = "it sent nothing for too long" if timed_out else "the connection broke"
+                message = f"{LABEL}'s reply was cut off: {why} ({url})."
+            elif timed_out:
+                message = f"{LABEL} at {url} did not answer in time; it may be overloaded."
+            else:
+                message = f"{LABEL} is not reachable at {url} — is it running?"
+            return ProviderUnavailable(message, provider=self.name)
+        detail = self._detail(exc)
+        if isinstance(exc, anthropic.APIStatusError) and not midstream:
+            return self._status_error(exc, detail, model)
+        if isinstance(exc, anthropic.APIStatusError):
+            # An `event: error` mid-stream arrives as an APIStatusError with status 200.
+            message = f"{LABEL}'s reply was cut off by an error mid-stream: {detail}"
+        else:
+            message = f"{LABEL} at {url} sent a reply Spoon Feeder cannot read: {detail}"
+        return ProviderServerError(message, provider=self.name)
+
+    def _status_error(
+        self, exc: anthropic.APIStatusError, detail: str, model: str | None
+    ) -> ProviderError:
+        status, url = exc.status_code, self.url
+        if status in (401, 403):
+            if self._key is None:
+                text = f"{LABEL} needs an API key (HTTP {status}): {detail}. Add one in Settings."
+            else:
+                text = (
+                    f"{LABEL} rejected the API key (HTTP {status}): {detail}. Check it in Settings."
+                )
+            return ProviderAuthError(text, provider=self.name)
+        if status == 404:
+            if model and _error_type(exc) == "not_found_error":
+                text = (
+                    f"Model '{model}' is not available at {url} (HTTP 404): {detail}. "
+                    "Choose another model."
+                )
+            else:
+                text = f"{LABEL} has no such endpoint at {url} (HTTP 404): {detail}. Check the URL."
+            return ProviderRequestError(text, provider=self.name)
+        if status == 429:
+            retry_after = _retry_after(exc.response.headers)
+            when = f"retry after {retry_after:g} s" if retry_after else "wait a moment and retry"
+            return ProviderRateLimited(
+                f"{LABEL} rate limit reached (HTTP 429); {when}. {detail}.",
+                provider=self.name,
+                retry_after=retry_after,
+            )
+        if status >= 500 or status in (408, 409):
+            text = f"{LABEL} server error (HTTP {status}): {detail}"
+            return ProviderServerError(text, provider=self.name)
+        text = f"{LABEL} refused the request (HTTP {status}): {detail}"
+        return ProviderRequestError(text, provider=self.name)
+
+    def _detail(self, exc: Exception) -> str:
+        """The server's own words, short, without a trailing period, never the key."""
+        body = getattr(exc, "body", None)
+        error = body.get("error") if isinstance(body, dict) else None
+        text = error.get("message") if isinstance(error, dict) else body
+        if not isinstance(text, str) or not text.strip():
+            text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        text = " ".join(text.split())[:DETAIL_LIMIT].rstrip(".")
+        return text.replace(self._key, "[redacted]") if self._key else text
+
+
+def chat_request(
+    model: str, messages: Sequence[ChatMessage], options: ChatOptions
+) -> dict[str, Any]:
+    """Keyword arguments for `messages.stream`: system prompts go to `system=`."""
+    system = [options.system] if options.system else []
+    system += [m.content for m in messages if m.role == "system"]
+    request: dict[str, Any] = {
+        "model": model,
+        "max_tokens": options.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": [_wire_message(m) for m in messages if m.role != "system"],
+    }
+    if system:
+        request["system"] = "\n\n".join(system)
+    # options.temperature is deliberately not sent: API version 2026-10-21 (what the 2.x SDK
+    # speaks) answers any temperature/top_p/top_k with 400, and the SDK no longer has them.
+    return request
+
+
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    # Anthropic recommends images before the text that refers to them.
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": image.mime_type,
+                "data": base64.b64encode(image.data).decode("ascii"),
+            },
+        }
+        for image in message.images
+    ]
+    if message.content:  # the API rejects empty text blocks
+        blocks.append({"type": "text", "text": message.content})
+    return {"role": message.role, "content": blocks}
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("type") if isinstance(error, dict) else None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The server's wait hint in seconds: retry-after-ms, else retry-after (seconds)."""
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:  # an HTTP date: rare from APIs, not worth parsing
+        return None
+    return None

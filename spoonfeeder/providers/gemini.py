@@ -1,0 +1,305 @@
+"""Google Gemini on the official `google-genai` SDK (not the dead google-generativeai)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
+from typing import Any
+
+import httpx2  # google-genai lets its HTTP client's errors through unwrapped
+from google import genai
+from google.genai import errors, types
+
+from spoonfeeder.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRequestError,
+    ProviderServerError,
+    ProviderUnavailable,
+)
+from spoonfeeder.providers.base import (
+    DEFAULT_TIMEOUT,
+    ChatChunk,
+    ChatMessage,
+    ChatOptions,
+    Health,
+    ModelInfo,
+    Usage,
+)
+
+LABEL = "Gemini"
+CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
+NO_KEY = "not-needed"  # the SDK insists on a key; the real API answers API_KEY_INVALID
+DETAIL_LIMIT = 300
+# google-genai does not retry unless asked; these mirror the openai/anthropic SDKs' backoff.
+RETRY_INITIAL_DELAY = 0.5
+RETRY_MAX_DELAY = 8.0
+RETRY_JITTER = 0.25
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+}
+SDK_ERRORS = (
+    errors.APIError,
+    errors.UnknownApiResponseError,
+    httpx2.TransportError,
+    json.JSONDecodeError,
+)
+
+
+class GeminiProvider:
+    """Options: `timeout` (read timeout in s for list/check), `max_retries` (attempts - 1),
+    `api_version` (the SDK's default, "v1", unless set; "v1beta" for preview features)."""
+
+    name = "gemini"
+
+    def __init__(self, url: str, api_key: str | None, options: Mapping[str, Any] | None = None):
+        options = options or {}
+        self.url = url.rstrip("/")
+        self._key = api_key or None
+        timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
+        retries = int(options.get("max_retries", 2))
+        retry_options = (
+            types.HttpRetryOptions(
+                attempts=retries + 1,
+                initial_delay=RETRY_INITIAL_DELAY,
+                max_delay=RETRY_MAX_DELAY,
+                jitter=RETRY_JITTER,
+            )
+            if retries > 0
+            else None
+        )
+        # Keep the client: once it is garbage-collected its HTTP pool is closed.
+        self._client = genai.Client(
+            api_key=api_key or NO_KEY,
+            http_options=types.HttpOptions(
+                base_url=self.url,
+                api_version=options.get("api_version"),
+                timeout=_ms(timeout),
+                retry_options=retry_options,
+            ),
+        )
+
+    def list_models(self) -> list[ModelInfo]:
+        return self._list_models(None)
+
+    def check(self) -> Health:
+        started = time.perf_counter()
+        quick = types.HttpOptions(
+            timeout=_ms(CHECK_TIMEOUT), retry_options=types.HttpRetryOptions(attempts=1)
+        )
+        try:
+            models = self._list_models(quick)
+        except ProviderError as exc:
+            return Health(ok=False, message=exc.message)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Health(ok=True, message=f"{len(models)} models available", latency_ms=latency_ms)
+
+    def stream_chat(
+        self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
+    ) -> Iterator[ChatChunk]:
+        contents, config = chat_request(messages, options)
+        received = False
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        stream = self._client.models.generate_content_stream(
+            model=model, contents=contents, config=config
+        )
+        try:
+            # The SDK hands back a bare generator; closing it (also when our caller stops
+            # early) unwinds to httpx's iter_raw, whose `finally` closes the HTTP response.
+            with closing(stream):
+                for response in stream:
+                    received = True
+                    text, reason = _read(response)
+                    if text:
+                        yield ChatChunk(text=text)
+                    finish_reason = reason or finish_reason
+                    usage = _usage(response) or usage
+        except SDK_ERRORS as exc:
+            raise self._error(exc, model=model, midstream=received) from exc
+        yield ChatChunk(finish_reason=finish_reason, usage=usage)
+
+    def _list_models(self, http_options: types.HttpOptions | None) -> list[ModelInfo]:
+        config = types.ListModelsConfig(http_options=http_options)
+        try:
+            # The pager fetches every page (nextPageToken) as it is iterated.
+            models = list(self._client.models.list(config=config))
+        except SDK_ERRORS as exc:
+            raise self._error(exc) from exc
+        return [_model_info(m) for m in models if _can_chat(m)]
+
+    def _error(
+        self, exc: Exception, *, model: str | None = None, midstream: bool = False
+    ) -> ProviderError:
+        """The one place an SDK exception becomes a Spoon Feeder error."""
+        url = self.url
+        if isinstance(exc, httpx2.TransportError):
+            timed_out = isinstance(exc, httpx2.TimeoutException)
+            if midstream:
+                why = "it sent nothing for too long" if timed_out else "the connection broke"
+                message = f"{LABEL}'s reply was cut off: {why} ({url})."
+            elif timed_out and not isinstance(exc, httpx2.ConnectTimeout):
+                message = f"{LABEL} at {url} did not answer in time; it may be overloaded."
+            else:
+                message = f"{LABEL} is not reachable at {url} — is it running?"
+            return ProviderUnavailable(message, provider=self.name)
+        detail = self._detail(exc)
+        if isinstance(exc, errors.APIError):
+            if midstream:
+                # A `data: {"error": …}` event after text arrived.
+                message = f"{LABEL}'s reply was cut off by an error mid-stream: {detail}"
+                return ProviderServerError(message, provider=self.name)
+            return self._status_error(exc, detail, model)
+        message = f"{LABEL} at {url} sent a reply Spoon Feeder cannot read: {detail}"
+        return ProviderServerError(message, provider=self.name)
+
+    def _status_error(self, exc: errors.APIError, detail: str, model: str | None) -> ProviderError:
+        status, url = exc.code, self.url
+        if not status:  # no HTTP status to go by: the reply itself was malformed
+            text = f"{LABEL} at {url} sent a reply Spoon Feeder cannot read: {detail}"
+            return ProviderServerError(text, provider=self.name)
+        # Google answers a bad key with 400 INVALID_ARGUMENT, told apart by its reason.
+        if status in (401, 403) or _reason(exc) == "API_KEY_INVALID":
+            if self._key is None:
+                text = f"{LABEL} needs an API key (HTTP {status}): {detail}. Add one in Settings."
+            else:
+                text = (
+                    f"{LABEL} rejected the API key (HTTP {status}): {detail}. Check it in Settings."
+                )
+            return ProviderAuthError(text, provider=self.name)
+        if status == 404:
+            if model and exc.status == "NOT_FOUND":
+                text = (
+                    f"Model '{model}' is not available at {url} (HTTP 404): {detail}. "
+                    "Choose another model."
+                )
+            else:
+                text = f"{LABEL} has no such endpoint at {url} (HTTP 404): {detail}. Check the URL."
+            return ProviderRequestError(text, provider=self.name)
+        if status == 429:
+            retry_after = _retry_after(exc)
+            when = f"retry after {retry_after:g} s" if retry_after else "wait a moment and retry"
+            return ProviderRateLimited(
+                f"{LABEL} rate limit reached (HTTP 429); {when}. {detail}.",
+                provider=self.name,
+                retry_after=retry_after,
+            )
+        if status >= 500 or status == 408:
+            text = f"{LABEL} server error (HTTP {status}): {detail}"
+            return ProviderServerError(text, provider=self.name)
+        text = f"{LABEL} refused the request (HTTP {status}): {detail}"
+        return ProviderRequestError(text, provider=self.name)
+
+    def _detail(self, exc: Exception) -> str:
+        """The server's own words, short, without a trailing period, never the key."""
+        text = getattr(exc, "message", None)
+        if not isinstance(text, str) or not text.strip():
+            text = str(exc) or type(exc).__name__
+        text = " ".join(text.split())[:DETAIL_LIMIT].rstrip(".")
+        return text.replace(self._key, "[redacted]") if self._key else text
+
+
+def chat_request(
+    messages: Sequence[ChatMessage], options: ChatOptions
+) -> tuple[list[types.Content], types.GenerateContentConfig]:
+    """The `contents` and `config` of a generate_content call; roles are user/model."""
+    system = [options.system] if options.system else []
+    system += [m.content for m in messages if m.role == "system"]
+    contents = [_content(m) for m in messages if m.role != "system"]
+    config = types.GenerateContentConfig(
+        system_instruction="\n\n".join(system) if system else None,
+        temperature=options.temperature,
+        max_output_tokens=options.max_tokens,
+        http_options=types.HttpOptions(timeout=_ms(options.timeout)),
+    )
+    return contents, config
+
+
+def _content(message: ChatMessage) -> types.Content:
+    parts = [types.Part.from_bytes(data=i.data, mime_type=i.mime_type) for i in message.images]
+    if message.content or not parts:
+        parts.append(types.Part.from_text(text=message.content))
+    role = "model" if message.role == "assistant" else "user"
+    return types.Content(role=role, parts=parts)
+
+
+def _read(response: types.GenerateContentResponse) -> tuple[str, str | None]:
+    """The visible text of one streamed response and its finish reason, if any."""
+    if not response.candidates:
+        return "", None
+    candidate = response.candidates[0]
+    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+    # Thought summaries are not part of the answer.
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    reason = candidate.finish_reason
+    if reason is None:
+        return text, None
+    raw = str(getattr(reason, "value", reason))
+    return text, FINISH_REASONS.get(raw, raw.lower())
+
+
+def _usage(response: types.GenerateContentResponse) -> Usage | None:
+    meta = response.usage_metadata
+    if meta is None or meta.prompt_token_count is None:
+        return None
+    # Thinking tokens are billed as output, as in OpenAI's completion_tokens.
+    out = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
+    return Usage(meta.prompt_token_count, out)
+
+
+def _can_chat(model: types.Model) -> bool:
+    actions = model.supported_actions
+    return not actions or "generateContent" in actions
+
+
+def _model_info(model: types.Model) -> ModelInfo:
+    details = {
+        "input_token_limit": model.input_token_limit,
+        "output_token_limit": model.output_token_limit,
+    }
+    return ModelInfo(
+        id=(model.name or "").removeprefix("models/"),
+        name=model.display_name,
+        details={k: v for k, v in details.items() if v is not None},
+    )
+
+
+def _reason(exc: errors.APIError) -> str | None:
+    for detail in _error_details(exc):
+        if detail.get("reason"):
+            return str(detail["reason"])
+    return None
+
+
+def _retry_after(exc: errors.APIError) -> float | None:
+    """The retry-after header, else the RetryInfo detail ("20s") Google sends."""
+    headers = getattr(exc.response, "headers", None) or {}
+    try:
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+        for detail in _error_details(exc):
+            if "retryDelay" in detail:
+                return float(str(detail["retryDelay"]).removesuffix("s"))
+    except ValueError:
+        return None
+    return None
+
+
+def _error_details(exc: errors.APIError) -> list[dict[str, Any]]:
+    body = exc.details if isinstance(exc.details, dict) else {}
+    error = body.get("error")
+    details = error.get("details") if isinstance(error, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)

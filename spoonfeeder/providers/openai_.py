@@ -1,0 +1,232 @@
+"""OpenAI Chat Completions on the official `openai` SDK.
+
+Also the provider for every OpenAI-compatible server (vLLM, llama.cpp, LM Studio):
+only the base URL differs, and it keeps its `/v1`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+from openai.types.chat import ChatCompletionChunk
+
+from spoonfeeder.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRequestError,
+    ProviderServerError,
+    ProviderUnavailable,
+)
+from spoonfeeder.providers.base import (
+    CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    ChatChunk,
+    ChatMessage,
+    ChatOptions,
+    Health,
+    ModelInfo,
+    Usage,
+)
+
+LABEL = "OpenAI"
+CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
+NO_KEY = "not-needed"  # the SDK insists on a key; local servers ignore it
+DETAIL_LIMIT = 300
+# The SDK lets a body that is not JSON through as a bare JSONDecodeError.
+SDK_ERRORS = (openai.OpenAIError, json.JSONDecodeError)
+
+
+class OpenAIProvider:
+    """Options: `timeout` (read timeout in s for list/check), `max_retries` (SDK retries)."""
+
+    name = "openai"
+
+    def __init__(self, url: str, api_key: str | None, options: Mapping[str, Any] | None = None):
+        options = options or {}
+        self.url = url.rstrip("/")
+        self._key = api_key or None
+        timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
+        self._client = openai.OpenAI(
+            base_url=self.url,
+            api_key=api_key or NO_KEY,
+            timeout=openai.Timeout(timeout, connect=CONNECT_TIMEOUT),
+            max_retries=int(options.get("max_retries", 2)),
+        )
+        # api.openai.com rejects max_tokens for reasoning models; compatible servers
+        # only reliably understand max_tokens.
+        official = urlsplit(self.url).hostname == "api.openai.com"
+        self._max_tokens_field = "max_completion_tokens" if official else "max_tokens"
+
+    def list_models(self) -> list[ModelInfo]:
+        return self._list_models(self._client)
+
+    def check(self) -> Health:
+        started = time.perf_counter()
+        quick = self._client.with_options(max_retries=0, timeout=CHECK_TIMEOUT)
+        try:
+            models = self._list_models(quick)
+        except ProviderError as exc:
+            return Health(ok=False, message=exc.message)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Health(ok=True, message=f"{len(models)} models available", latency_ms=latency_ms)
+
+    def stream_chat(
+        self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
+    ) -> Iterator[ChatChunk]:
+        request = self.chat_request(model, messages, options)
+        timeout = openai.Timeout(options.timeout, connect=CONNECT_TIMEOUT)
+        opened = False
+        try:
+            # `with` closes the HTTP response when the caller stops iterating early.
+            with self._client.chat.completions.create(**request, timeout=timeout) as stream:
+                opened = True
+                yield from _chunks(stream)
+        except SDK_ERRORS as exc:
+            raise self._error(exc, model=model, midstream=opened) from exc
+
+    def chat_request(
+        self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
+    ) -> dict[str, Any]:
+        """The JSON body of a streamed chat completion."""
+        wire = [{"role": "system", "content": options.system}] if options.system else []
+        wire += [_wire_message(m) for m in messages]
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": wire,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if options.temperature is not None:
+            request["temperature"] = options.temperature
+        if options.max_tokens is not None:
+            request[self._max_tokens_field] = options.max_tokens
+        return request
+
+    def _list_models(self, client: openai.OpenAI) -> list[ModelInfo]:
+        try:
+            return [
+                ModelInfo(id=m.id, details={"owned_by": m.owned_by, "created": m.created})
+                for m in client.models.list()
+            ]
+        except SDK_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def _error(
+        self, exc: Exception, *, model: str | None = None, midstream: bool = False
+    ) -> ProviderError:
+        """The one place an SDK exception becomes a Spoon Feeder error."""
+        url = self.url
+        if isinstance(exc, openai.APIConnectionError):
+            timed_out = isinstance(exc, openai.APITimeoutError)
+            if midstream:
+                why = "it sent nothing for too long" if timed_out else "the connection broke"
+                message = f"{LABEL}'s reply was cut off: {why} ({url})."
+            elif timed_out:
+                message = f"{LABEL} at {url} did not answer in time; it may be overloaded."
+            else:
+                message = f"{LABEL} is not reachable at {url} — is it running?"
+            return ProviderUnavailable(message, provider=self.name)
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc, model)
+        detail = self._detail(exc)
+        if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
+            message = f"{LABEL} at {url} sent a reply Spoon Feeder cannot read: {detail}"
+        elif midstream:
+            message = f"{LABEL}'s reply was cut off by an error mid-stream: {detail}"
+        else:
+            message = f"{LABEL} request failed: {detail}"
+        return ProviderServerError(message, provider=self.name)
+
+    def _status_error(self, exc: openai.APIStatusError, model: str | None) -> ProviderError:
+        status, detail, url = exc.status_code, self._detail(exc), self.url
+        if status in (401, 403):
+            if self._key is None:
+                text = f"{LABEL} needs an API key (HTTP {status}): {detail}. Add one in Settings."
+            else:
+                text = (
+                    f"{LABEL} rejected the API key (HTTP {status}): {detail}. Check it in Settings."
+                )
+            return ProviderAuthError(text, provider=self.name)
+        if status == 404:
+            # A JSON error body is the API talking; plain text means a wrong base URL.
+            if model and isinstance(exc.body, dict):
+                text = (
+                    f"Model '{model}' is not available at {url} (HTTP 404): {detail}. "
+                    "Choose another model."
+                )
+            else:
+                text = (
+                    f"{LABEL} has no such endpoint at {url} (HTTP 404): {detail}. "
+                    "Check the base URL; it usually ends in /v1."
+                )
+            return ProviderRequestError(text, provider=self.name)
+        if status == 429:
+            retry_after = _retry_after(exc.response.headers)
+            when = f"retry after {retry_after:g} s" if retry_after else "wait a moment and retry"
+            return ProviderRateLimited(
+                f"{LABEL} rate limit reached (HTTP 429); {when}. {detail}.",
+                provider=self.name,
+                retry_after=retry_after,
+            )
+        if status >= 500 or status in (408, 409):
+            text = f"{LABEL} server error (HTTP {status}): {detail}"
+            return ProviderServerError(text, provider=self.name)
+        text = f"{LABEL} refused the request (HTTP {status}): {detail}"
+        return ProviderRequestError(text, provider=self.name)
+
+    def _detail(self, exc: Exception) -> str:
+        """The server's own words, short, without a trailing period, never the key."""
+        body = getattr(exc, "body", None)
+        text = body.get("message") if isinstance(body, dict) else body
+        if not isinstance(text, str) or not text.strip():
+            text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        text = " ".join(text.split())[:DETAIL_LIMIT].rstrip(".")
+        return text.replace(self._key, "[redacted]") if self._key else text
+
+
+def _chunks(stream: Iterable[ChatCompletionChunk]) -> Iterator[ChatChunk]:
+    """Text deltas as they come, then one closing chunk with finish_reason and usage."""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    for chunk in stream:
+        # With include_usage the usage arrives on a final chunk whose choices are empty.
+        if chunk.usage is not None:
+            usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        for choice in chunk.choices or ():
+            if choice.delta is not None and choice.delta.content:
+                yield ChatChunk(text=choice.delta.content)
+            if choice.finish_reason:
+                finish_reason = choice.finish_reason
+    yield ChatChunk(finish_reason=finish_reason, usage=usage)
+
+
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for image in message.images:
+        encoded = base64.b64encode(image.data).decode("ascii")
+        url = f"data:{image.mime_type};base64,{encoded}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return {"role": message.role, "content": parts}
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The server's wait hint in seconds: retry-after-ms, else retry-after (seconds)."""
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:  # an HTTP date: rare from APIs, not worth parsing
+        return None
+    return None
