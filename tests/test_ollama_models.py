@@ -26,6 +26,7 @@ from spoonfeeder.ollama_models import (
     validate_model_name,
 )
 from spoonfeeder.providers.ollama import OllamaProvider
+from tests.fakes import providers
 from tests.fakes.ollama_server import DEFAULT_LAYERS, FakeOllama
 from tests.fakes.server import closed_port_url, free_port, serve
 
@@ -347,3 +348,24 @@ def test_models_tab_lists_and_pulls(ctx: AppContext, models_tab: Client, fake: F
         summary, details = models_tab.predict("", "llama3.2:latest", api_name="/show_model")
         assert "**Family:** llama" in summary
         assert details["capabilities"] == ["completion"]
+
+        # A profile created after the tab was built can be targeted too.
+        other = FakeOllama(models=["gemma3:4b"])
+        with serve(other.app) as other_url:
+            box = ctx.profiles.create_profile("Other box", "ollama", other_url)
+            listed = models_tab.predict(str(box.id), api_name="/list_ollama_models")
+        assert [m["name"] for m in listed] == ["gemma3:4b"]
+
+
+def test_models_tab_lists_cloud_models(ctx: AppContext, models_tab: Client) -> None:
+    from gradio_client.exceptions import AppError
+
+    key = "sk-cloud-key-12345678"
+    with serve(providers.openai_app(key)) as url:
+        profile = ctx.profiles.create_profile("vLLM box", "openai", url + "/v1", key)
+        listed = models_tab.predict(str(profile.id), api_name="/list_provider_models")
+        assert [m["id"] for m in listed] == ["gpt-4o-mini"]
+        table = models_tab.predict(str(profile.id), api_name="/show_provider_models")
+        assert table["data"] == [["gpt-4o-mini", listed[0]["name"] or ""]]
+    with pytest.raises(AppError, match="No profile with id"):
+        models_tab.predict("not-a-profile", api_name="/list_provider_models")

@@ -148,8 +148,15 @@ def build(ctx: AppContext) -> Refresh:
 
     gr.Markdown("Manage the models of an Ollama server, and see what your cloud keys can use.")
     with gr.Row():
+        # Custom values allowed: profiles created after start-up are not in the build-time
+        # choices that API callers are checked against; the service rejects unknown ids.
         endpoint = gr.Dropdown(
-            choices, value="", label="Ollama endpoint", scale=4, elem_id="models-endpoint"
+            choices,
+            value="",
+            label="Ollama endpoint",
+            allow_custom_value=True,
+            scale=4,
+            elem_id="models-endpoint",
         )
         refresh_btn = gr.Button("Refresh", scale=1, elem_id="models-refresh")
     listing_status = gr.Markdown(elem_id="models-status")
@@ -198,7 +205,12 @@ def build(ctx: AppContext) -> Refresh:
     with gr.Accordion("Cloud models", open=False):
         with gr.Row():
             cloud_pick = gr.Dropdown(
-                cloud_choices(ctx), value="openai", label="Provider", scale=4, elem_id="cloud-pick"
+                cloud_choices(ctx),
+                value="openai",
+                label="Provider",
+                allow_custom_value=True,  # as for the endpoint: later profiles must work too
+                scale=4,
+                elem_id="cloud-pick",
             )
             cloud_btn = gr.Button("List models", scale=1, elem_id="cloud-list")
         cloud_table = gr.Dataframe(
