@@ -1,0 +1,302 @@
+"""What Spoon Feeder adds to a streamed chat reply, measured against the SDK alone.
+
+    python bench/chat_overhead.py [--tokens 500] [--runs 15]
+
+For each provider a local fake server (the test fakes, real wire protocol) streams
+`--tokens` tokens as fast as it can. In the same run, interleaved, we time:
+
+- direct:  the official SDK called directly, the way a script would;
+- layer:   the same SDK through Spoon Feeder's provider class (`stream_chat`);
+- app:     the whole app — gradio_client → /chat → chat service → provider → fake,
+           including saving both messages to SQLite.
+
+and print medians of time to first token (TTFT) and total time, with the ratios.
+Targets (issue 3): layer total ≤ 1.05× direct, layer TTFT ≤ direct + 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import anthropic
+import ollama
+import openai
+from google import genai
+from google.genai import types as genai_types
+
+from spoonfeeder.profiles import Credentials
+from spoonfeeder.providers.base import ChatMessage, ChatOptions
+from spoonfeeder.providers.registry import build_provider
+from tests.fakes.anthropic_server import DEFAULT_MODELS as CLAUDE_MODELS
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.gemini_server import FakeGemini
+from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.server import free_port, serve
+
+PROMPT = "Count to five hundred."
+CLAUDE = CLAUDE_MODELS[0]
+KEY = "bench-key"
+
+
+@dataclass
+class Case:
+    provider: str
+    model: str
+    fake: object
+    base_path: str  # appended to the fake's URL to make the provider's base URL
+    direct: Callable[[str], Iterator[str]]  # base URL -> text deltas, SDK only
+
+
+def openai_direct(url: str) -> Callable[[], Iterator[str]]:
+    client = openai.OpenAI(base_url=url, api_key=KEY)
+
+    def run() -> Iterator[str]:
+        with client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=True,
+            stream_options={"include_usage": True},
+        ) as stream:
+            for chunk in stream:
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        yield choice.delta.content
+
+    return run
+
+
+def anthropic_direct(url: str) -> Callable[[], Iterator[str]]:
+    client = anthropic.Anthropic(base_url=url, api_key=KEY)
+
+    def run() -> Iterator[str]:
+        with client.messages.stream(
+            model=CLAUDE,
+            max_tokens=4096,
+            messages=[{"role": "user", "content": PROMPT}],
+        ) as stream:
+            yield from stream.text_stream
+
+    return run
+
+
+def gemini_direct(url: str) -> Callable[[], Iterator[str]]:
+    client = genai.Client(api_key=KEY, http_options=genai_types.HttpOptions(base_url=url))
+
+    def run() -> Iterator[str]:
+        for chunk in client.models.generate_content_stream(
+            model="gemini-2.5-flash", contents=PROMPT
+        ):
+            if chunk.text:
+                yield chunk.text
+
+    return run
+
+
+def ollama_direct(url: str) -> Callable[[], Iterator[str]]:
+    client = ollama.Client(host=url)
+
+    def run() -> Iterator[str]:
+        for part in client.chat(
+            model="llama3.2:latest", messages=[{"role": "user", "content": PROMPT}], stream=True
+        ):
+            if part.message.content:
+                yield part.message.content
+
+    return run
+
+
+def layer_run(provider: str, url: str, model: str) -> Callable[[], Iterator[str]]:
+    chat = build_provider(Credentials(provider, url, KEY, {}))
+    options = ChatOptions(max_tokens=4096 if provider == "anthropic" else None)
+
+    def run() -> Iterator[str]:
+        for chunk in chat.stream_chat(model, [ChatMessage("user", PROMPT)], options):
+            if chunk.text:
+                yield chunk.text
+
+    return run
+
+
+def timed(run: Callable[[], Iterator[str]]) -> tuple[float, float, int]:
+    """(ms to the first delta, ms in total, characters received)."""
+    started = time.perf_counter()
+    first = None
+    size = 0
+    for delta in run():
+        if first is None:
+            first = time.perf_counter()
+        size += len(delta)
+    end = time.perf_counter()
+    return ((first or end) - started) * 1000, (end - started) * 1000, size
+
+
+def median_of(samples: list[tuple[float, float, int]]) -> tuple[float, float]:
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+
+
+def bench_provider(case: Case, url: str, runs: int) -> dict[str, tuple[float, float]]:
+    direct = case.direct(url + case.base_path)
+    layer = layer_run(case.provider, url + case.base_path, case.model)
+    for warm in (direct, layer):  # connections, imports, first-call caches
+        timed(warm)
+    results: dict[str, list[tuple[float, float, int]]] = {"direct": [], "layer": []}
+    sizes = set()
+    for _ in range(runs):  # interleaved, so drift hits both sides alike
+        for name, run in (("direct", direct), ("layer", layer)):
+            sample = timed(run)
+            sizes.add(sample[2])
+            results[name].append(sample)
+    if len(sizes) != 1:
+        raise SystemExit(f"{case.provider}: replies differ in length {sizes}; the bench is broken")
+    return {name: median_of(samples) for name, samples in results.items()}
+
+
+def bench_app(cases: list[Case], urls: dict[str, str], runs: int) -> dict[str, tuple[float, float]]:
+    """Through gradio_client → /chat → the app, beside the SDK directly, per provider."""
+    from gradio_client import Client
+
+    from spoonfeeder.config import Settings
+    from spoonfeeder.context import AppContext
+    from ui.app import build_demo
+
+    data = Path(tempfile.mkdtemp(prefix="sf-bench-"))
+    ctx = AppContext.create(
+        Settings(
+            _env_file=None,
+            data_dir=data,
+            database_url=f"sqlite:///{data / 'b.db'}",
+            encryption_key="22" * 32,
+            worker_threads=0,
+        )
+    )
+    for case in cases:
+        ctx.profiles.save_setting(
+            case.provider, api_key=KEY, endpoint_url=urls[case.provider] + case.base_path
+        )
+    demo = build_demo(ctx)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        for case in cases:
+            max_tokens = 4096 if case.provider == "anthropic" else None
+
+            def via_app(case: Case = case, max_tokens: int | None = max_tokens) -> Iterator[str]:
+                job = client.submit(
+                    case.provider,
+                    case.model,
+                    PROMPT,
+                    "",
+                    None,
+                    "",
+                    None,
+                    max_tokens,
+                    api_name="/chat",
+                )
+                yield from job
+
+            direct = case.direct(urls[case.provider] + case.base_path)
+            timed(via_app)
+            timed(direct)
+            app_samples, direct_samples = [], []
+            for _ in range(runs):
+                app_samples.append(timed(via_app))
+                direct_samples.append(timed(direct))
+            out[case.provider] = median_of(app_samples)
+            out[case.provider + ":direct"] = median_of(direct_samples)
+    finally:
+        demo.close()
+        ctx.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--app-runs", type=int, default=5)
+    args = parser.parse_args()
+    tokens = [f"tok{i} " for i in range(args.tokens)]
+    cases = [
+        Case(
+            "openai",
+            "gpt-4o-mini",
+            FakeOpenAI(key=KEY, tokens=tokens, models=["gpt-4o-mini"]),
+            "/v1",
+            openai_direct,
+        ),
+        Case(
+            "anthropic",
+            CLAUDE,
+            FakeAnthropic(key=KEY, tokens=tokens),
+            "",
+            anthropic_direct,
+        ),
+        Case(
+            "gemini",
+            "gemini-2.5-flash",
+            FakeGemini(key=KEY, tokens=tokens, models=["gemini-2.5-flash"]),
+            "",
+            gemini_direct,
+        ),
+        Case("ollama", "llama3.2:latest", FakeOllama(tokens=tokens), "", ollama_direct),
+    ]
+    print(
+        f"{args.tokens} tokens per reply, median of {args.runs} interleaved runs "
+        f"({args.app_runs} through the app)\n"
+    )
+    header = (
+        f"{'provider':<10} {'direct TTFT':>12} {'layer TTFT':>11} {'added':>8} "
+        f"{'direct total':>13} {'layer total':>12} {'ratio':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    with ExitStack() as stack:
+        urls = {case.provider: stack.enter_context(serve(case.fake.app)) for case in cases}
+        worst_ratio, worst_added = 0.0, 0.0
+        for case in cases:
+            r = bench_provider(case, urls[case.provider], args.runs)
+            (d_ttft, d_total), (l_ttft, l_total) = r["direct"], r["layer"]
+            ratio, added = l_total / d_total, l_ttft - d_ttft
+            worst_ratio, worst_added = max(worst_ratio, ratio), max(worst_added, added)
+            print(
+                f"{case.provider:<10} {d_ttft:>9.2f} ms {l_ttft:>8.2f} ms {added:>+5.2f} ms "
+                f"{d_total:>10.1f} ms {l_total:>9.1f} ms {ratio:>6.3f}×"
+            )
+        print(
+            f"\nprovider layer: worst total ratio {worst_ratio:.3f}× (target ≤ 1.05×), "
+            f"worst added TTFT {worst_added:+.2f} ms (target ≤ 2 ms)"
+        )
+
+        app = bench_app(cases, urls, args.app_runs)
+        print(
+            f"\n{'provider':<10} {'direct TTFT':>12} {'app TTFT':>10} {'direct total':>13} "
+            f"{'app total':>10} {'ratio':>7}   (gradio_client → /chat, saved to SQLite)"
+        )
+        for case in cases:
+            (d_ttft, d_total), (a_ttft, a_total) = (
+                app[case.provider + ":direct"],
+                app[case.provider],
+            )
+            print(
+                f"{case.provider:<10} {d_ttft:>9.2f} ms {a_ttft:>7.1f} ms {d_total:>10.1f} ms "
+                f"{a_total:>7.1f} ms {a_total / d_total:>6.2f}×"
+            )
+
+
+if __name__ == "__main__":
+    main()

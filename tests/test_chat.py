@@ -1,0 +1,270 @@
+"""The chat service: streaming replies through real SDKs against fake servers, saved per message."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spoonfeeder.chat import COMPLETE, ERROR, STOPPED, ChatTarget
+from spoonfeeder.context import AppContext
+from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.providers.base import ChatOptions
+from tests.conftest import make_settings
+from tests.fakes.anthropic_server import DEFAULT_MODELS as CLAUDE_MODELS
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.server import closed_port_url, serve
+
+KEY = "sk-test"
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture
+def openai(ctx: AppContext) -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(key=KEY, tokens=["Hel", "lo", " there", "!"], usage=(7, 4))
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        yield fake
+
+
+GPT = ChatTarget("openai", "gpt-4o-mini")
+
+
+def _chat(ctx: AppContext, text: str = "Say hello", target: ChatTarget = GPT, **kw):
+    conv = ctx.chat.create_conversation()
+    reply = ctx.chat.send(conv.id, text, target, **kw)
+    return conv.id, reply
+
+
+def test_reply_streams_and_is_saved_with_its_metadata(ctx: AppContext, openai: FakeOpenAI) -> None:
+    conv_id, reply = _chat(ctx, options=ChatOptions(system="Be brief", temperature=0.3))
+    assert list(reply) == ["Hel", "lo", " there", "!"]
+    reply.wait(5)
+    assert (reply.status, reply.text) == (COMPLETE, "Hello there!")
+
+    conv = ctx.chat.get_conversation(conv_id)
+    assert conv.title == "Say hello"
+    user, assistant = conv.messages
+    assert (user.role, user.content) == ("user", "Say hello")
+    assert assistant.content == "Hello there!"
+    assert (assistant.provider, assistant.model, assistant.status) == (
+        "openai",
+        "gpt-4o-mini",
+        COMPLETE,
+    )
+    assert (assistant.tokens_in, assistant.tokens_out) == (7, 4)
+    assert assistant.finish_reason == "stop"
+    assert assistant.ttft_ms is not None and assistant.latency_ms >= assistant.ttft_ms
+    sent = openai.requests[-1].json
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief"}
+    assert sent["temperature"] == 0.3
+
+
+def test_conversation_survives_a_restart(db_url: str, tmp_path: Path) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=["persisted"])
+    first = AppContext.create(make_settings(db_url, tmp_path))
+    with serve(fake.app) as url:
+        first.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        conv_id, reply = _chat(first, "remember me")
+        reply.wait(5)
+    first.close()
+    again = AppContext.create(make_settings(db_url, tmp_path))
+    try:
+        conv = again.chat.get_conversation(conv_id)
+        assert [m.content for m in conv.messages] == ["remember me", "persisted"]
+        assert [c.id for c in again.chat.list_conversations()] == [conv_id]
+    finally:
+        again.close()
+
+
+def test_stop_keeps_the_partial_reply_and_closes_the_upstream(ctx: AppContext) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=[f"t{i} " for i in range(400)], token_delay=0.01)
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        conv_id, reply = _chat(ctx)
+        received = []
+        for delta in reply:
+            received.append(delta)
+            if len(received) == 3:
+                assert ctx.chat.stop(conv_id)
+        assert fake.disconnected.wait(5), "the upstream request was not closed"
+    assert reply.status == STOPPED
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert saved.status == STOPPED
+    assert saved.content.startswith("t0 t1 t2 ")
+    assert len(saved.content.split()) < 400
+
+
+def test_regenerate_replaces_the_last_reply(ctx: AppContext, openai: FakeOpenAI) -> None:
+    conv_id, reply = _chat(ctx)
+    reply.wait(5)
+    openai.tokens = ["Second", " answer"]
+    ctx.chat.regenerate(conv_id, GPT).wait(5)
+    contents = [m.content for m in ctx.chat.get_conversation(conv_id).messages]
+    assert contents == ["Say hello", "Second answer"]
+
+
+def test_edit_and_resend_truncates_and_answers_again(ctx: AppContext, openai: FakeOpenAI) -> None:
+    conv_id, reply = _chat(ctx, "first question")
+    reply.wait(5)
+    ctx.chat.send(conv_id, "second question", GPT).wait(5)
+    first_user = ctx.chat.get_conversation(conv_id).messages[0]
+    openai.tokens = ["Edited", " answer"]
+    ctx.chat.edit_and_resend(conv_id, first_user.id, "a better question", GPT).wait(5)
+    conv = ctx.chat.get_conversation(conv_id)
+    assert [m.content for m in conv.messages] == ["a better question", "Edited answer"]
+    sent = [m["content"] for m in openai.requests[-1].json["messages"]]
+    assert sent == ["a better question"]
+
+
+def test_switching_provider_keeps_the_history(ctx: AppContext, openai: FakeOpenAI) -> None:
+    conv_id, reply = _chat(ctx, "hi gpt")
+    reply.wait(5)
+    claude = FakeAnthropic(key=KEY, tokens=["Hi", " from", " Claude"])
+    with serve(claude.app) as url:
+        ctx.profiles.create_profile("claude box", "anthropic", url, KEY)
+        profile = ctx.profiles.list_profiles()[0]
+        target = ChatTarget("anthropic", CLAUDE_MODELS[0], profile.id)
+        ctx.chat.send(conv_id, "and you?", target).wait(5)
+    sent = claude.requests[-1].json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert "Hello there!" in str(sent[1]["content"])
+    last = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (last.provider, last.profile_id, last.content) == (
+        "anthropic",
+        profile.id,
+        "Hi from Claude",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [("auth", "API key"), ("unknown_model", "gpt-4o-mini"), ("server_error", "500")],
+)
+def test_provider_faults_end_in_a_clear_saved_message(
+    ctx: AppContext, fault: str, expected: str
+) -> None:
+    fake = FakeOpenAI(key=KEY, fault=fault)
+    with serve(fake.app) as url:
+        ctx.profiles.create_profile("no retries", "openai", url + "/v1", KEY, {"max_retries": 0})
+        profile = ctx.profiles.list_profiles()[0]
+        conv_id, reply = _chat(ctx, "hello?", ChatTarget("openai", "gpt-4o-mini", profile.id))
+        assert list(reply) == []
+    assert reply.status == ERROR and expected in (reply.error or "")
+    user, assistant = ctx.chat.get_conversation(conv_id).messages
+    assert user.content == "hello?"  # the question is never lost
+    assert assistant.status == ERROR and expected in (assistant.error or "")
+
+
+def test_a_stream_that_breaks_midway_keeps_the_text(ctx: AppContext) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=["one ", "two ", "three ", "four "], fault="break_midway")
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        conv_id, reply = _chat(ctx)
+        assert "".join(reply) == "one two "
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (saved.status, saved.content) == (ERROR, "one two ")
+    assert saved.error
+
+
+def test_unreachable_provider(ctx: AppContext) -> None:
+    ctx.profiles.save_setting("ollama", endpoint_url=closed_port_url())
+    _conv_id, reply = _chat(ctx, "anyone?", ChatTarget("ollama", "llama3.2"))
+    reply.wait(10)
+    assert reply.status == ERROR
+    assert "not reachable" in (reply.error or "")
+
+
+def test_bad_input_is_refused_and_stores_nothing(ctx: AppContext, openai: FakeOpenAI) -> None:
+    conv = ctx.chat.create_conversation()
+    with pytest.raises(ValidationError, match="Type a message"):
+        ctx.chat.send(conv.id, "   ", GPT)
+    with pytest.raises(ValidationError, match="Choose a model"):
+        ctx.chat.send(conv.id, "hi", ChatTarget("openai", " "))
+    with pytest.raises(ValidationError, match="Unknown chat provider"):
+        ctx.chat.send(conv.id, "hi", ChatTarget("comfyui", "x"))
+    with pytest.raises(NotFoundError):
+        ctx.chat.send("00000000-0000-0000-0000-000000000000", "hi", GPT)
+    not_image = ctx.settings.data_dir / "notes.txt"
+    not_image.write_text("hello")
+    with pytest.raises(ValidationError, match="not a supported image"):
+        ctx.chat.send(conv.id, "look", GPT, images=[not_image])
+    assert ctx.chat.get_conversation(conv.id).messages == []
+
+
+def test_one_reply_at_a_time_per_conversation(ctx: AppContext) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=["slow "] * 50, token_delay=0.02)
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        conv_id, reply = _chat(ctx)
+        with pytest.raises(ValidationError, match="still streaming"):
+            ctx.chat.send(conv_id, "again", GPT)
+        reply.stop()
+    assert len(ctx.chat.get_conversation(conv_id).messages) == 2
+
+
+def test_images_are_stored_and_sent(ctx: AppContext, openai: FakeOpenAI, tmp_path: Path) -> None:
+    image = tmp_path / "dot.png"
+    image.write_bytes(PNG)
+    conv_id, reply = _chat(ctx, "what is this?", images=[image])
+    reply.wait(5)
+    user = ctx.chat.get_conversation(conv_id).messages[0]
+    stored = Path(user.attachments[0]["path"])
+    assert stored.read_bytes() == PNG
+    assert ctx.settings.media_path.resolve() in stored.resolve().parents
+    parts = openai.requests[-1].json["messages"][-1]["content"]
+    urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
+    assert urls == ["data:image/png;base64," + base64.b64encode(PNG).decode()]
+
+
+def test_search_rename_delete_and_export(ctx: AppContext, openai: FakeOpenAI) -> None:
+    conv_id, reply = _chat(ctx, "Plan a trip to Lisbon")
+    reply.wait(5)
+    other, reply2 = _chat(ctx, "Unrelated")
+    reply2.wait(5)
+    assert [c.id for c in ctx.chat.list_conversations("lisbon")] == [conv_id]  # title
+    assert {c.id for c in ctx.chat.list_conversations("there!")} == {conv_id, other}  # content
+    assert ctx.chat.list_conversations("100%") == []  # LIKE wildcards are literal
+
+    ctx.chat.rename(conv_id, "  Lisbon   weekend ")
+    assert ctx.chat.get_conversation(conv_id).title == "Lisbon weekend"
+    with pytest.raises(ValidationError):
+        ctx.chat.rename(conv_id, "   ")
+
+    markdown = ctx.chat.export_markdown(conv_id)
+    assert markdown.startswith("# Lisbon weekend")
+    assert "Plan a trip to Lisbon" in markdown and "Hello there!" in markdown
+    assert "gpt-4o-mini" in markdown and "7→4 tokens" in markdown
+    data = ctx.chat.export_json(conv_id)
+    assert [m["content"] for m in data["messages"]] == ["Plan a trip to Lisbon", "Hello there!"]
+    assert data["messages"][1]["tokens_out"] == 4
+
+    assert ctx.chat.delete(conv_id) == "Lisbon weekend"
+    assert [c.id for c in ctx.chat.list_conversations()] == [other]
+    with pytest.raises(NotFoundError):
+        ctx.chat.get_conversation(conv_id)
+
+
+def test_interrupted_replies_are_marked_at_start(db_url: str, tmp_path: Path) -> None:
+    from spoonfeeder.db.engine import transaction
+    from spoonfeeder.db.models import Message
+
+    ctx = AppContext.create(make_settings(db_url, tmp_path))
+    conv = ctx.chat.create_conversation("crashed")
+    with transaction(ctx.sessions) as session:
+        session.add(
+            Message(conversation_id=conv.id, role="assistant", content="half a", status="streaming")
+        )
+    ctx.close()
+    again = AppContext.create(make_settings(db_url, tmp_path))
+    try:
+        message = again.chat.get_conversation(conv.id).messages[0]
+        assert (message.status, message.content) == (STOPPED, "half a")
+        assert "stopped while" in (message.error or "")
+    finally:
+        again.close()

@@ -1,0 +1,136 @@
+"""Chat through the launched app: gradio_client streams replies and drives conversations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from spoonfeeder.context import AppContext
+from tests.conftest import make_settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.server import free_port, serve
+
+KEY = "sk-app-test"
+TOKENS = [f"word{i} " for i in range(30)]
+
+
+@pytest.fixture(scope="module")
+def app(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Client, AppContext, FakeOpenAI]]:
+    from ui.app import build_demo
+
+    data = tmp_path_factory.mktemp("chat-app")
+    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
+    fake = FakeOpenAI(key=KEY, tokens=TOKENS, token_delay=0.005, models=["gpt-4o-mini", "gpt-4o"])
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting(
+            "openai", api_key=KEY, endpoint_url=url + "/v1", default_model="gpt-4o"
+        )
+        demo = build_demo(ctx)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            yield Client(f"http://127.0.0.1:{port}/", verbose=False), ctx, fake
+        finally:
+            demo.close()
+            ctx.close()
+
+
+def test_chat_endpoint_streams_deltas_and_saves(app: tuple[Client, AppContext, FakeOpenAI]) -> None:
+    client, ctx, _ = app
+    job = client.submit("openai", "gpt-4o-mini", "Count for me", api_name="/chat")
+    deltas = list(job)
+    assert job.status().success
+    assert "".join(deltas) == "".join(TOKENS)
+    assert len(deltas) > 1  # it streamed, not one final blob
+    conv = next(c for c in ctx.chat.list_conversations() if c.title == "Count for me")
+    saved = ctx.chat.get_conversation(conv.id).messages
+    assert [m.role for m in saved] == ["user", "assistant"]
+    assert saved[1].content == "".join(TOKENS)
+
+
+def test_chat_endpoint_takes_a_message_history(app: tuple[Client, AppContext, FakeOpenAI]) -> None:
+    client, _, fake = app
+    history = [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    result = client.predict("openai", "gpt-4o-mini", "", "", history, "Be kind", api_name="/chat")
+    assert result  # the last delta
+    sent = fake.requests[-1].json["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[-1]["content"] == "What is my name?"
+
+
+def test_chat_endpoint_reports_errors_clearly(app: tuple[Client, AppContext, FakeOpenAI]) -> None:
+    client, _, _ = app
+    with pytest.raises(Exception, match="Choose a model"):
+        client.predict("openai", "", "hello", api_name="/chat")
+    with pytest.raises(Exception, match="Choose a chat provider"):
+        client.predict("nope", "m", "hello", api_name="/chat")
+
+
+def test_ui_send_regenerate_and_export(app: tuple[Client, AppContext, FakeOpenAI]) -> None:
+    client, ctx, fake = app
+    job = client.submit(
+        "",
+        {"text": "UI hello", "files": []},
+        "openai",
+        "gpt-4o-mini",
+        "",
+        0.7,
+        0,
+        api_name="/send_message",
+    )
+    outputs = list(job)
+    assert job.status().success
+    conv_id, history = outputs[-1][0], outputs[-1][1]
+    assert history[0]["content"][0]["text"] == "UI hello"
+    assert "".join(TOKENS).strip() in history[-1]["content"][0]["text"]
+    assert len(outputs) > 3  # token by token
+
+    fake.tokens = ["regenerated"]
+    try:
+        client.predict(conv_id, "openai", "gpt-4o-mini", "", 0.7, 0, api_name="/regenerate")
+    finally:
+        fake.tokens = TOKENS
+    messages = ctx.chat.get_conversation(conv_id).messages
+    assert [m.content for m in messages] == ["UI hello", "regenerated"]
+
+    path = client.predict(conv_id, api_name="/export_json")
+    data = json.loads(Path(path).read_text())
+    assert [m["content"] for m in data["messages"]] == ["UI hello", "regenerated"]
+    markdown = Path(client.predict(conv_id, api_name="/export_markdown")).read_text()
+    assert "UI hello" in markdown and "regenerated" in markdown
+
+
+def test_ui_lists_models_with_the_default_selected(
+    app: tuple[Client, AppContext, FakeOpenAI],
+) -> None:
+    client, _, _ = app
+    update = client.predict("openai", api_name="/list_chat_models")
+    assert update["value"] == "gpt-4o"
+    assert [c[0] for c in update["choices"]] == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_ui_bad_message_keeps_nothing(app: tuple[Client, AppContext, FakeOpenAI]) -> None:
+    client, ctx, _ = app
+    before = len(ctx.chat.list_conversations())
+    with pytest.raises(Exception, match="Type a message"):
+        client.predict(
+            "",
+            {"text": "  ", "files": []},
+            "openai",
+            "gpt-4o-mini",
+            "",
+            0.7,
+            0,
+            api_name="/send_message",
+        )
+    assert len(ctx.chat.list_conversations()) == before
