@@ -15,6 +15,7 @@ from spoonfeeder.providers.base import ChatOptions
 from tests.conftest import make_settings
 from tests.fakes.anthropic_server import DEFAULT_MODELS as CLAUDE_MODELS
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
 
@@ -144,7 +145,12 @@ def test_switching_provider_keeps_the_history(ctx: AppContext, openai: FakeOpenA
 
 @pytest.mark.parametrize(
     ("fault", "expected"),
-    [("auth", "API key"), ("unknown_model", "gpt-4o-mini"), ("server_error", "500")],
+    [
+        ("auth", "rejected the API key"),
+        ("unknown_model", "Model 'gpt-4o-mini' is not available"),
+        ("rate_limit", "rate limit reached (HTTP 429); retry after 20 s"),
+        ("server_error", "server error (HTTP 500)"),
+    ],
 )
 def test_provider_faults_end_in_a_clear_saved_message(
     ctx: AppContext, fault: str, expected: str
@@ -169,15 +175,29 @@ def test_a_stream_that_breaks_midway_keeps_the_text(ctx: AppContext) -> None:
         assert "".join(reply) == "one two "
     saved = ctx.chat.get_conversation(conv_id).messages[-1]
     assert (saved.status, saved.content) == (ERROR, "one two ")
-    assert saved.error
+    assert "reply was cut off: the connection broke" in (saved.error or "")
+
+
+def test_an_ollama_stream_that_breaks_midway_keeps_the_text(ctx: AppContext) -> None:
+    fake = FakeOllama(tokens=["uno ", "dos ", "tres ", "cuatro "], fault="break_midway")
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("ollama", endpoint_url=url)
+        conv_id, reply = _chat(ctx, target=ChatTarget("ollama", "llama3.2"))
+        assert "".join(reply) == "uno dos "
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (saved.status, saved.content, saved.provider) == (ERROR, "uno dos ", "ollama")
+    assert "dropped and the reply was cut off" in (saved.error or "")
 
 
 def test_unreachable_provider(ctx: AppContext) -> None:
     ctx.profiles.save_setting("ollama", endpoint_url=closed_port_url())
-    _conv_id, reply = _chat(ctx, "anyone?", ChatTarget("ollama", "llama3.2"))
-    reply.wait(10)
+    conv_id, reply = _chat(ctx, "anyone?", ChatTarget("ollama", "llama3.2"))
+    assert list(reply) == []  # ends promptly (short connect timeout), no hang
     assert reply.status == ERROR
-    assert "not reachable" in (reply.error or "")
+    user, assistant = ctx.chat.get_conversation(conv_id).messages
+    assert user.content == "anyone?"
+    assert (assistant.status, assistant.content) == (ERROR, "")
+    assert "Ollama is not reachable at" in (assistant.error or "")
 
 
 def test_bad_input_is_refused_and_stores_nothing(ctx: AppContext, openai: FakeOpenAI) -> None:

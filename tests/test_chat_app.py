@@ -134,3 +134,35 @@ def test_ui_bad_message_keeps_nothing(app: tuple[Client, AppContext, FakeOpenAI]
             api_name="/send_message",
         )
     assert len(ctx.chat.list_conversations()) == before
+
+
+def test_a_broken_stream_ends_in_a_clear_message_in_the_chat(
+    app: tuple[Client, AppContext, FakeOpenAI],
+) -> None:
+    client, ctx, fake = app
+    fake.fault = "break_midway"
+    try:
+        job = client.submit(
+            "",
+            {"text": "Break please", "files": []},
+            "openai",
+            "gpt-4o-mini",
+            "",
+            0.7,
+            0,
+            api_name="/send_message",
+        )
+        outputs = list(job)
+        with pytest.raises(Exception, match="reply was cut off: the connection broke"):
+            client.predict("openai", "gpt-4o-mini", "Break via the API", api_name="/chat")
+    finally:
+        fake.fault = None
+    assert job.status().success  # the UI call ends normally, with the reason in the chat
+    conv_id, history = outputs[-1][0], outputs[-1][1]
+    shown = history[-1]["content"][0]["text"]
+    half = "".join(TOKENS[: len(TOKENS) // 2])
+    assert shown.startswith(half.strip())  # the text that arrived is kept
+    assert "⚠️" in shown and "reply was cut off: the connection broke" in shown
+    assert "Traceback" not in shown
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (saved.status, saved.content) == ("error", half)
