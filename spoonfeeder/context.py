@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,9 +14,11 @@ from spoonfeeder.config import Settings
 from spoonfeeder.crypto import SecretBox, load_secret_box
 from spoonfeeder.dashboard import DashboardService
 from spoonfeeder.db.engine import make_engine, make_session_factory, upgrade_schema
+from spoonfeeder.events import EventBus
 from spoonfeeder.ollama_models import OllamaModelService
 from spoonfeeder.profiles import ProfileService
 from spoonfeeder.providers.registry import ProviderRegistry
+from spoonfeeder.tasks import TaskQueue, TaskService, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,10 @@ class AppContext:
     providers: ProviderRegistry
     ollama_models: OllamaModelService
     chat: ChatService
+    events: EventBus
+    tasks: TaskService
     notices: list[str] = field(default_factory=list)  # things the operator should know
+    workers: WorkerPool | None = None  # started by start_workers()
 
     @classmethod
     def create(cls, settings: Settings) -> AppContext:
@@ -43,6 +49,7 @@ class AppContext:
         settings.media_path.mkdir(parents=True, exist_ok=True)
         profiles = ProfileService(sessions, secrets, settings)
         providers = ProviderRegistry(profiles)
+        events = EventBus.for_engine(engine)
         ctx = cls(
             settings=settings,
             engine=engine,
@@ -53,6 +60,8 @@ class AppContext:
             ollama_models=OllamaModelService(profiles),
             providers=providers,
             chat=ChatService(sessions, providers, settings.media_path),
+            events=events,
+            tasks=TaskService(TaskQueue(engine, events)),
             notices=[notice] if notice else [],
         )
         ctx.chat.recover_interrupted()
@@ -61,5 +70,17 @@ class AppContext:
             log.info("Stored API keys from the environment for: %s", ", ".join(seeded))
         return ctx
 
-    def close(self) -> None:
+    def start_workers(self, threads: int | None = None, **options: Any) -> WorkerPool:
+        """Run task workers in this process (WORKER_THREADS of them unless `threads`);
+        `options` go to WorkerPool (lease_seconds, poll_interval, registry, …)."""
+        if self.workers is None or not self.workers.running:
+            count = threads or self.settings.worker_threads or 1
+            self.workers = WorkerPool(self.tasks.queue, threads=count, app=self, **options)
+            self.workers.start()
+        return self.workers
+
+    def close(self, worker_timeout: float = 10.0) -> None:
+        if self.workers is not None:
+            self.workers.stop(worker_timeout)
+        self.events.close()
         self.engine.dispose()

@@ -75,3 +75,23 @@ class ProviderServerError(ProviderError):
     """The provider failed on its side (HTTP 5xx, overloaded, an error event mid-stream)."""
 
     retryable = True
+
+
+class TaskError(SpoonFeederError):
+    """A task handler failed; the queue decides from the subclass whether to try again."""
+
+    retryable = False
+
+
+class RetryableTaskError(TaskError):
+    """Worth trying again later (a flaky network, a busy server)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentTaskError(TaskError):
+    """Trying again cannot help (a bad payload, a rejected key): fail the task now."""

@@ -1,0 +1,681 @@
+"""The task queue's SQL, in one place: enqueue, claim, heartbeat, finish, reap, browse.
+
+States: queued → running → completed | failed | cancelled. A retryable failure, an
+expired lease and a manual retry put a task back to `queued`.
+
+Claim (PostgreSQL) — one statement; concurrent workers skip each other's locked rows:
+
+    UPDATE tasks SET status='running', locked_by=:worker, locked_until=now()+:lease,
+           attempts=attempts+1, started_at=now(), ...
+    WHERE id = (SELECT id FROM tasks WHERE status='queued' AND run_at <= now()
+                ORDER BY priority DESC, run_at, created_at
+                FOR UPDATE SKIP LOCKED LIMIT 1)
+    RETURNING id, type, payload, attempts, ...
+
+SQLite has no row locks: the same UPDATE runs inside `BEGIN IMMEDIATE`, which takes
+the database's single write lock up front (a deferred transaction could fail to
+upgrade its read snapshot under WAL instead of waiting).
+
+Finishing writes (complete, fail, progress, heartbeat) are fenced by `locked_by`: a
+worker whose lease was reaped and whose task went to someone else changes nothing.
+The hot path is Core SQL (no ORM objects); times come from the database clock on
+PostgreSQL, so workers on other machines agree on leases and `run_at`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+
+from spoonfeeder.db.models import Result, Task
+from spoonfeeder.db.types import UTCDateTime, utcnow
+from spoonfeeder.events import EventBus
+from spoonfeeder.tasks.retry import RetryPolicy
+
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+)
+STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)
+FINISHED = (COMPLETED, FAILED, CANCELLED)
+MAX_ERROR_CHARS = 4000
+
+tasks = Task.__table__
+results = Result.__table__
+
+_CLAIMED_COLUMNS = (
+    tasks.c.id,
+    tasks.c.type,
+    tasks.c.payload,
+    tasks.c.attempts,
+    tasks.c.max_attempts,
+    tasks.c.name,
+    tasks.c.provider,
+    tasks.c.model,
+    tasks.c.parent_id,
+)
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """A task a worker holds the lease on; pass it back to complete/fail/progress."""
+
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    attempts: int  # this attempt's number, 1-based
+    max_attempts: int
+    name: str | None
+    provider: str | None
+    model: str | None
+    parent_id: uuid.UUID | None
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """One task as the UI shows it; `result` is filled by `get`, not by `list`."""
+
+    id: uuid.UUID
+    name: str | None
+    type: str
+    status: str
+    payload: dict[str, Any]
+    provider: str | None
+    model: str | None
+    priority: int
+    attempts: int
+    max_attempts: int
+    progress: float
+    progress_message: str | None
+    cancel_requested: bool
+    error: str | None
+    parent_id: uuid.UUID | None
+    locked_by: str | None
+    locked_until: datetime | None
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+    result: dict[str, Any] | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    items: list[TaskView]
+    total: int  # matching tasks over all pages
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    counts: dict[str, int]  # every status, zero included
+    completed_last_hour: int
+    failed_last_hour: int
+    median_duration_seconds: float | None  # over the most recent completed tasks
+    recent_failures: list[TaskView] = field(default_factory=list)
+
+
+_VIEW_COLUMNS = [c for c in tasks.c if c.name != "owner_id"]
+
+
+def _view(row: Any, result: dict[str, Any] | None = None) -> TaskView:
+    values = {c.name: row._mapping[c.name] for c in _VIEW_COLUMNS}
+    return TaskView(**values, result=result)
+
+
+class TaskQueue:
+    """The queue over the app's database. Publishes `task:*` events after each change."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        events: EventBus | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self.engine = engine
+        self.events = events or EventBus()
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.postgres = engine.dialect.name == "postgresql"
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _now(self, plus: float = 0.0) -> ColumnElement[Any]:
+        """Now (+ seconds): the database clock on PostgreSQL, this machine's on SQLite."""
+        if self.postgres:
+            return func.now() + timedelta(seconds=plus) if plus else func.now()
+        return literal(utcnow() + timedelta(seconds=plus), UTCDateTime())
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite it holds the write lock from its first statement."""
+        with self.engine.connect() as conn:
+            if not self.postgres:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            conn.commit()
+
+    def _publish(self, topic: str, **data: Any) -> None:
+        self.events.publish(
+            topic, {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in data.items()}
+        )
+
+    # -- producing ---------------------------------------------------------------
+
+    def enqueue(
+        self,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        priority: int = 0,
+        max_attempts: int = 3,
+        run_at: datetime | None = None,
+        parent_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """Add one task; returns its id."""
+        spec = {
+            "type": type,
+            "payload": payload,
+            "name": name,
+            "provider": provider,
+            "model": model,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "run_at": run_at,
+            "parent_id": parent_id,
+        }
+        return self.enqueue_many([spec])[0]
+
+    def enqueue_many(self, specs: Sequence[Mapping[str, Any]]) -> list[uuid.UUID]:
+        """Add many tasks in one transaction; each spec has `enqueue`'s argument names."""
+        if not specs:
+            return []
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "type": spec["type"],
+                "payload": dict(spec.get("payload") or {}),
+                "name": spec.get("name"),
+                "provider": spec.get("provider"),
+                "model": spec.get("model"),
+                "priority": int(spec.get("priority") or 0),
+                "max_attempts": max(1, int(spec.get("max_attempts") or 3)),
+                "given_run_at": spec.get("run_at"),
+                "parent_id": spec.get("parent_id"),
+            }
+            for spec in specs
+        ]
+        now = self._now()
+        stmt = insert(tasks).values(
+            status=QUEUED,
+            attempts=0,
+            progress=0.0,
+            cancel_requested=False,
+            run_at=func.coalesce(bindparam("given_run_at", type_=UTCDateTime()), now),
+            created_at=now,
+            updated_at=now,
+        )
+        with self._write() as conn:
+            conn.execute(stmt, rows)
+        for row in rows:
+            self._publish(
+                "task:created",
+                id=row["id"],
+                type=row["type"],
+                name=row["name"],
+                status=QUEUED,
+                parent_id=row["parent_id"],
+            )
+        return [row["id"] for row in rows]
+
+    # -- consuming ---------------------------------------------------------------
+
+    def claim(self, worker_id: str, lease_seconds: float) -> ClaimedTask | None:
+        """Take the most urgent due task, or None when there is none."""
+        now = self._now()
+        due = (
+            select(tasks.c.id)
+            .where(tasks.c.status == QUEUED, tasks.c.run_at <= now)
+            .order_by(tasks.c.priority.desc(), tasks.c.run_at, tasks.c.created_at)
+            .limit(1)
+        )
+        if self.postgres:
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(tasks)
+            .where(tasks.c.id == due.scalar_subquery())
+            .values(
+                status=RUNNING,
+                locked_by=worker_id,
+                locked_until=self._now(lease_seconds),
+                attempts=tasks.c.attempts + 1,
+                started_at=now,
+                updated_at=now,
+                progress=0.0,
+                progress_message=None,
+            )
+            .returning(*_CLAIMED_COLUMNS)
+        )
+        with self._write() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        task = ClaimedTask(**row._mapping, worker_id=worker_id)
+        self._publish(
+            "task:started", id=task.id, type=task.type, status=RUNNING, attempt=task.attempts
+        )
+        return task
+
+    def _mine(self, task: ClaimedTask) -> ColumnElement[bool]:
+        return and_(
+            tasks.c.id == task.id, tasks.c.status == RUNNING, tasks.c.locked_by == task.worker_id
+        )
+
+    def complete(self, task: ClaimedTask, result: Mapping[str, Any] | None = None) -> bool:
+        """Mark done and store the result row; False if the lease was lost meanwhile."""
+        now = self._now()
+        with self._write() as conn:
+            done = conn.execute(
+                update(tasks)
+                .where(self._mine(task))
+                .values(
+                    status=COMPLETED,
+                    progress=1.0,
+                    error=None,
+                    locked_by=None,
+                    locked_until=None,
+                    completed_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+            if done:
+                conn.execute(
+                    insert(results).values(
+                        id=uuid.uuid4(), task_id=task.id, data=dict(result or {}), created_at=now
+                    )
+                )
+        if done:
+            self._publish("task:completed", id=task.id, type=task.type, status=COMPLETED)
+        return bool(done)
+
+    def fail(
+        self,
+        task: ClaimedTask,
+        error: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> str | None:
+        """Record a failed attempt: back to `queued` after a backoff while attempts
+        remain and the error allows it, else `failed`. Returns the new status (None if
+        the lease was lost)."""
+        decision = self.retry_policy.decide(
+            task.attempts, task.max_attempts, retryable=retryable, retry_after=retry_after
+        )
+        error = error[:MAX_ERROR_CHARS]
+        now = self._now()
+        if decision.retry:
+            values: dict[str, Any] = {"status": QUEUED, "run_at": self._now(decision.delay)}
+        else:
+            values = {"status": FAILED, "completed_at": now}
+        values.update(error=error, locked_by=None, locked_until=None, updated_at=now)
+        with self._write() as conn:
+            done = conn.execute(update(tasks).where(self._mine(task)).values(**values)).rowcount
+        if not done:
+            return None
+        status = values["status"]
+        topic = "task:queued" if status == QUEUED else "task:failed"
+        self._publish(
+            topic,
+            id=task.id,
+            type=task.type,
+            status=status,
+            error=error[:300],
+            attempt=task.attempts,
+            retry_in=round(decision.delay, 3) if decision.retry else None,
+        )
+        return status
+
+    def finish_cancelled(self, task: ClaimedTask, message: str = "Cancelled while running") -> bool:
+        """The handler stopped because cancellation was asked for."""
+        now = self._now()
+        with self._write() as conn:
+            done = conn.execute(
+                update(tasks)
+                .where(self._mine(task))
+                .values(
+                    status=CANCELLED,
+                    progress_message=message,
+                    locked_by=None,
+                    locked_until=None,
+                    completed_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+        if done:
+            self._publish("task:cancelled", id=task.id, type=task.type, status=CANCELLED)
+        return bool(done)
+
+    def release(self, task: ClaimedTask) -> bool:
+        """Give a task back untouched (shutdown): the interrupted attempt does not count."""
+        now = self._now()
+        with self._write() as conn:
+            done = conn.execute(
+                update(tasks)
+                .where(self._mine(task))
+                .values(
+                    status=QUEUED,
+                    attempts=tasks.c.attempts - 1,
+                    locked_by=None,
+                    locked_until=None,
+                    run_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+        if done:
+            self._publish("task:queued", id=task.id, type=task.type, status=QUEUED)
+        return bool(done)
+
+    def progress(
+        self,
+        task: ClaimedTask,
+        fraction: float | None,
+        message: str | None,
+        lease_seconds: float,
+    ) -> bool | None:
+        """Store progress and extend the lease. Returns whether cancellation was
+        requested, or None when this worker no longer holds the task."""
+        values: dict[str, Any] = {
+            "locked_until": self._now(lease_seconds),
+            "updated_at": self._now(),
+            "progress_message": message,
+        }
+        if fraction is not None:
+            values["progress"] = max(0.0, min(1.0, fraction))
+        with self._write() as conn:
+            row = conn.execute(
+                update(tasks)
+                .where(self._mine(task))
+                .values(**values)
+                .returning(tasks.c.cancel_requested, tasks.c.progress)
+            ).first()
+        if row is None:
+            return None
+        self._publish(
+            "task:progress",
+            id=task.id,
+            type=task.type,
+            progress=row.progress,
+            message=(message or "")[:300],
+        )
+        return bool(row.cancel_requested)
+
+    def heartbeat(self, worker_ids: Sequence[str], lease_seconds: float) -> dict[uuid.UUID, bool]:
+        """Extend the leases of every task these workers hold, in one statement.
+        Returns {task id: cancel requested}."""
+        if not worker_ids:
+            return {}
+        with self._write() as conn:
+            rows = conn.execute(
+                update(tasks)
+                .where(tasks.c.status == RUNNING, tasks.c.locked_by.in_(list(worker_ids)))
+                .values(locked_until=self._now(lease_seconds))
+                .returning(tasks.c.id, tasks.c.cancel_requested)
+            ).all()
+        return {row.id: bool(row.cancel_requested) for row in rows}
+
+    def reap(self) -> int:
+        """Return tasks whose lease expired (their worker died) to the queue.
+
+        A task that has used all its attempts fails instead, so a task that kills its
+        worker every time cannot loop forever; one whose cancellation was asked for
+        ends cancelled. Returns how many tasks were requeued.
+        """
+        now = self._now()
+        expired = and_(tasks.c.status == RUNNING, tasks.c.locked_until < now)
+        unlock = {"locked_by": None, "locked_until": None, "updated_at": now}
+        with self._write() as conn:
+            cancelled = conn.execute(
+                update(tasks)
+                .where(expired, tasks.c.cancel_requested.is_(True))
+                .values(status=CANCELLED, completed_at=now, **unlock)
+                .returning(tasks.c.id, tasks.c.type)
+            ).all()
+            exhausted = conn.execute(
+                update(tasks)
+                .where(expired, tasks.c.attempts >= tasks.c.max_attempts)
+                .values(
+                    status=FAILED,
+                    completed_at=now,
+                    error="The worker running this task stopped responding (its lease "
+                    "expired) and no attempts are left.",
+                    **unlock,
+                )
+                .returning(tasks.c.id, tasks.c.type)
+            ).all()
+            requeued = conn.execute(
+                update(tasks)
+                .where(expired)
+                .values(status=QUEUED, run_at=now, **unlock)
+                .returning(tasks.c.id, tasks.c.type)
+            ).all()
+        for rows, status, topic in (
+            (cancelled, CANCELLED, "task:cancelled"),
+            (exhausted, FAILED, "task:failed"),
+            (requeued, QUEUED, "task:queued"),
+        ):
+            for row in rows:
+                self._publish(topic, id=row.id, type=row.type, status=status, reaped=True)
+        return len(requeued)
+
+    def next_run_at(self) -> datetime | None:
+        """When the earliest queued task becomes due (None: nothing queued)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.min(tasks.c.run_at)).where(tasks.c.status == QUEUED)
+            ).scalar()
+
+    # -- managing ----------------------------------------------------------------
+
+    def cancel(self, task_id: uuid.UUID) -> str | None:
+        """Cancel a queued task now; ask a running one to stop (its handler checks).
+        Queued children of a batch are cancelled with it. Returns the task's status
+        afterwards, None if it does not exist."""
+        now = self._now()
+        with self._write() as conn:
+            status = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
+            if status is None:
+                return None
+            target = or_(tasks.c.id == task_id, tasks.c.parent_id == task_id)
+            stopped = conn.execute(
+                update(tasks)
+                .where(target, tasks.c.status == QUEUED)
+                .values(status=CANCELLED, cancel_requested=True, completed_at=now, updated_at=now)
+                .returning(tasks.c.id, tasks.c.type)
+            ).all()
+            asked = conn.execute(
+                update(tasks)
+                .where(target, tasks.c.status == RUNNING)
+                .values(cancel_requested=True, updated_at=now)
+                .returning(tasks.c.id, tasks.c.type)
+            ).all()
+        for row in stopped:
+            self._publish("task:cancelled", id=row.id, type=row.type, status=CANCELLED)
+        for row in asked:
+            self._publish("task:cancel_requested", id=row.id, type=row.type, status=RUNNING)
+        return CANCELLED if status == QUEUED else status
+
+    def retry(self, task_id: uuid.UUID) -> bool:
+        """Queue a failed or cancelled task again with a fresh set of attempts."""
+        now = self._now()
+        with self._write() as conn:
+            row = conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status.in_([FAILED, CANCELLED]))
+                .values(
+                    status=QUEUED,
+                    attempts=0,
+                    error=None,
+                    cancel_requested=False,
+                    progress=0.0,
+                    progress_message=None,
+                    run_at=now,
+                    started_at=None,
+                    completed_at=None,
+                    locked_by=None,
+                    locked_until=None,
+                    updated_at=now,
+                )
+                .returning(tasks.c.type)
+            ).first()
+        if row is not None:
+            self._publish("task:queued", id=task_id, type=row.type, status=QUEUED, retried=True)
+        return row is not None
+
+    def delete(self, task_id: uuid.UUID) -> bool:
+        """Delete a task that is not running, with its result and its children."""
+        with self._write() as conn:
+            busy = conn.execute(
+                select(func.count())
+                .select_from(tasks)
+                .where(
+                    or_(tasks.c.id == task_id, tasks.c.parent_id == task_id),
+                    tasks.c.status == RUNNING,
+                )
+            ).scalar_one()
+            if busy:
+                return False
+            gone = conn.execute(delete(tasks).where(tasks.c.id == task_id)).rowcount
+        if gone:
+            self._publish("task:deleted", id=task_id)
+        return bool(gone)
+
+    # -- reading -----------------------------------------------------------------
+
+    def get(self, task_id: uuid.UUID) -> TaskView | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(*_VIEW_COLUMNS, results.c.data.label("result_data"))
+                .outerjoin(results, results.c.task_id == tasks.c.id)
+                .where(tasks.c.id == task_id)
+            ).first()
+        return None if row is None else _view(row, row.result_data)
+
+    def children(self, task_id: uuid.UUID) -> list[TaskView]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(*_VIEW_COLUMNS)
+                .where(tasks.c.parent_id == task_id)
+                .order_by(tasks.c.created_at, tasks.c.id)
+            ).all()
+        return [_view(row) for row in rows]
+
+    def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | None = None,
+        provider: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        parent_id: uuid.UUID | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> TaskPage:
+        """Newest first, filtered; `total` counts every match for the pager."""
+        where: list[ColumnElement[bool]] = []
+        if status:
+            where.append(tasks.c.status.in_([status] if isinstance(status, str) else status))
+        if type:
+            where.append(tasks.c.type == type)
+        if provider:
+            where.append(tasks.c.provider == provider)
+        if created_from is not None:
+            where.append(tasks.c.created_at >= created_from)
+        if created_to is not None:
+            where.append(tasks.c.created_at < created_to)
+        if parent_id is not None:
+            where.append(tasks.c.parent_id == parent_id)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(tasks).where(*where)).scalar_one()
+            rows = conn.execute(
+                select(*_VIEW_COLUMNS)
+                .where(*where)
+                .order_by(tasks.c.created_at.desc(), tasks.c.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+        return TaskPage([_view(row) for row in rows], total, limit, offset)
+
+    def stats(self, *, sample: int = 500, failures: int = 5) -> TaskStats:
+        """Dashboard figures: counts by status, last hour's throughput, median run time."""
+        hour_ago = utcnow() - timedelta(hours=1)
+        with self.engine.connect() as conn:
+            counts = dict.fromkeys(STATUSES, 0)
+            for status, count in conn.execute(
+                select(tasks.c.status, func.count()).group_by(tasks.c.status)
+            ):
+                counts[status] = count
+            last_hour = dict(
+                conn.execute(
+                    select(tasks.c.status, func.count())
+                    .where(
+                        tasks.c.status.in_([COMPLETED, FAILED]), tasks.c.completed_at >= hour_ago
+                    )
+                    .group_by(tasks.c.status)
+                ).all()
+            )
+            spans = conn.execute(
+                select(tasks.c.started_at, tasks.c.completed_at)
+                .where(tasks.c.status == COMPLETED, tasks.c.started_at.is_not(None))
+                .order_by(tasks.c.completed_at.desc())
+                .limit(sample)
+            ).all()
+            failed = conn.execute(
+                select(*_VIEW_COLUMNS)
+                .where(tasks.c.status == FAILED)
+                .order_by(tasks.c.completed_at.desc())
+                .limit(failures)
+            ).all()
+        durations = [(done - start).total_seconds() for start, done in spans if done]
+        return TaskStats(
+            counts=counts,
+            completed_last_hour=last_hour.get(COMPLETED, 0),
+            failed_last_hour=last_hour.get(FAILED, 0),
+            median_duration_seconds=statistics.median(durations) if durations else None,
+            recent_failures=[_view(row) for row in failed],
+        )

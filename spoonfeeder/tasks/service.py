@@ -1,0 +1,217 @@
+"""TaskService: what the Tasks tab and the dashboard call. Validates what a person typed
+and explains refusals; the queue does the work."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.tasks.handlers import HandlerRegistry, handlers
+from spoonfeeder.tasks.queue import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    TaskPage,
+    TaskQueue,
+    TaskStats,
+    TaskView,
+)
+
+MAX_NAME = 200
+MAX_PAGE = 500
+
+
+def parse_task_id(value: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise NotFoundError(f"{value!r} is not a task id") from None
+
+
+def parse_options(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Options box: a JSON object, or nothing."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return {}
+    if isinstance(text, Mapping):
+        return dict(text)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValidationError(
+            f'Options must be JSON, e.g. {{"temperature": 0.2}} — {exc}', "options"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValidationError('Options must be a JSON object, e.g. {"max_tokens": 200}', "options")
+    return value
+
+
+def parse_when(value: datetime | date | str | None, *, end: bool = False) -> datetime | None:
+    """A date filter: a datetime, a date or 'YYYY-MM-DD[ HH:MM]' text (UTC). A bare date
+    as the end of a range includes that whole day."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text) if len(text) > 10 else date.fromisoformat(text)
+        except ValueError:
+            raise ValidationError(
+                f"{text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DD HH:MM", "date"
+            ) from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    start = datetime.combine(value, time(), tzinfo=UTC)
+    return start + timedelta(days=1) if end else start
+
+
+class TaskService:
+    def __init__(self, queue: TaskQueue, registry: HandlerRegistry | None = None) -> None:
+        self.queue = queue
+        self.registry = registry or handlers
+
+    def task_types(self) -> list[str]:
+        return self.registry.types()
+
+    def describe_type(self, type: str) -> str:
+        spec = self.registry.get(type)
+        return spec.description if spec else ""
+
+    def create_task(
+        self,
+        type: str,
+        *,
+        name: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        prompt: str | None = None,
+        options: str | Mapping[str, Any] | None = None,
+        inputs: str | Sequence[str] | None = None,
+        payload: Mapping[str, Any] | None = None,
+        priority: int = 0,
+        max_attempts: int = 3,
+        run_at: datetime | None = None,
+    ) -> TaskView:
+        """Queue a task from the form's fields. Options (JSON) and `payload` are merged
+        into the payload; provider, model, prompt and inputs win over both."""
+        type = (type or "").strip()
+        if not type:
+            raise ValidationError("Choose a task type", "type")
+        body = {**parse_options(options), **(payload or {})}
+        for key, value in (("provider", provider), ("model", model), ("prompt", prompt)):
+            if isinstance(value, str) and value.strip():
+                body[key] = value.strip() if key != "prompt" else value
+        if inputs:
+            body["inputs"] = inputs if isinstance(inputs, str) else list(inputs)
+        body = self.registry.validate(type, body)
+        clean_name = (name or "").strip() or _default_name(type, body)
+        if len(clean_name) > MAX_NAME:
+            raise ValidationError(f"A name has at most {MAX_NAME} characters", "name")
+        if isinstance(priority, bool) or not isinstance(priority, int | float):
+            raise ValidationError("Priority must be a whole number", "priority")
+        if not 1 <= int(max_attempts) <= 20:
+            raise ValidationError("Attempts must be between 1 and 20", "max_attempts")
+        task_id = self.queue.enqueue(
+            type,
+            body,
+            name=clean_name,
+            provider=body.get("provider"),
+            model=body.get("model"),
+            priority=int(priority),
+            max_attempts=int(max_attempts),
+            run_at=run_at,
+        )
+        return self.get_task(task_id)
+
+    def list_tasks(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | None = None,
+        provider: str | None = None,
+        created_from: datetime | date | str | None = None,
+        created_to: datetime | date | str | None = None,
+        parent_id: uuid.UUID | str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> TaskPage:
+        """Newest first. Empty or "all" filters are ignored."""
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        statuses = [s.strip().lower() for s in statuses if s and s.strip().lower() != "all"]
+        unknown = [s for s in statuses if s not in STATUSES]
+        if unknown:
+            raise ValidationError(
+                f"Unknown status {unknown[0]!r}; choose one of: {', '.join(STATUSES)}", "status"
+            )
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"Page size must be between 1 and {MAX_PAGE}", "limit")
+        return self.queue.list(
+            status=statuses or None,
+            type=_choice(type),
+            provider=_choice(provider),
+            created_from=parse_when(created_from),
+            created_to=parse_when(created_to, end=True),
+            parent_id=parse_task_id(parent_id) if parent_id else None,
+            limit=limit,
+            offset=max(0, offset),
+        )
+
+    def get_task(self, task_id: uuid.UUID | str) -> TaskView:
+        """One task with its result (completed) or error (failed)."""
+        found = self.queue.get(parse_task_id(task_id))
+        if found is None:
+            raise NotFoundError("This task no longer exists (it may have been deleted)")
+        return found
+
+    def children(self, task_id: uuid.UUID | str) -> list[TaskView]:
+        return self.queue.children(parse_task_id(task_id))
+
+    def cancel_task(self, task_id: uuid.UUID | str) -> TaskView:
+        """A queued task is cancelled at once; a running one is asked to stop."""
+        task = self.get_task(task_id)
+        if task.status not in (QUEUED, RUNNING):
+            raise ValidationError(f"This task is already {task.status}; there is nothing to cancel")
+        self.queue.cancel(task.id)
+        return self.get_task(task.id)
+
+    def retry_task(self, task_id: uuid.UUID | str) -> TaskView:
+        task = self.get_task(task_id)
+        if task.status not in (FAILED, CANCELLED) or not self.queue.retry(task.id):
+            raise ValidationError(
+                f"Only failed or cancelled tasks can be retried; this one is {task.status}"
+            )
+        return self.get_task(task.id)
+
+    def delete_task(self, task_id: uuid.UUID | str) -> None:
+        """Delete a task with its result and children; never one that is running."""
+        task = self.get_task(task_id)
+        if not self.queue.delete(task.id):
+            if task.status == RUNNING:
+                raise ValidationError("This task is running; cancel it first, then delete it")
+            raise ValidationError(
+                "A task of this batch is still running; cancel the batch first, then delete it"
+            )
+
+    def stats(self) -> TaskStats:
+        return self.queue.stats()
+
+
+def _choice(value: str | None) -> str | None:
+    """A dropdown filter: blank and "all" mean no filter."""
+    text = (value or "").strip()
+    return None if text.lower() in ("", "all") else text
+
+
+def _default_name(type: str, payload: Mapping[str, Any]) -> str:
+    text = payload.get("prompt") or payload.get("template")
+    if isinstance(text, str) and text.strip():
+        first = " ".join(text.split())
+        return first if len(first) <= 60 else first[:59] + "…"
+    return type

@@ -1,0 +1,308 @@
+"""WorkerPool: N threads, each looping claim → run the handler → complete or fail.
+
+Idle threads sleep on a condition that `task:created` / `task:queued` events wake
+(from this process, or from others through LISTEN/NOTIFY), with a poll as the
+fallback for delayed tasks and for SQLite across processes. One heartbeat thread
+extends the leases of every running task in one statement and learns of
+cancellations; an APScheduler interval job (the reaper) returns expired leases of
+dead workers to the queue. `stop()` lets running tasks finish, and past its timeout
+gives them back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from spoonfeeder.db.types import utcnow
+from spoonfeeder.errors import (
+    PermanentTaskError,
+    ProviderError,
+    ProviderRateLimited,
+    RetryableTaskError,
+    SpoonFeederError,
+    ValidationError,
+)
+from spoonfeeder.events import Event
+from spoonfeeder.tasks.handlers import (
+    HandlerRegistry,
+    TaskCancelled,
+    TaskContext,
+    TaskInterrupted,
+    handlers,
+)
+from spoonfeeder.tasks.queue import ClaimedTask, TaskQueue
+
+if TYPE_CHECKING:
+    from spoonfeeder.context import AppContext
+
+log = logging.getLogger(__name__)
+
+WAKE_TOPICS = ("task:created", "task:queued")
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        queue: TaskQueue,
+        registry: HandlerRegistry | None = None,
+        *,
+        threads: int = 2,
+        app: AppContext | None = None,
+        lease_seconds: float = 30.0,
+        heartbeat_interval: float | None = None,
+        reaper_interval: float = 10.0,
+        poll_interval: float = 2.0,
+        progress_interval: float = 0.25,
+        name: str | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ValueError("a worker pool needs at least one thread")
+        self.queue = queue
+        self.registry = registry or handlers
+        self.threads = threads
+        self.app = app
+        self.lease_seconds = lease_seconds
+        self.heartbeat_interval = heartbeat_interval or max(lease_seconds / 3, 0.05)
+        self.reaper_interval = reaper_interval
+        self.poll_interval = poll_interval
+        self.progress_interval = progress_interval
+        token = name or uuid.uuid4().hex[:8]
+        self.name = f"{socket.gethostname()[:60]}:{os.getpid()}:{token}"
+        self._cond = threading.Condition()
+        self._seq = 0  # bumped by every wake-up event; idle threads wait for a change
+        self._stopping = threading.Event()
+        self._closed = threading.Event()
+        self._busy: dict[str, TaskContext] = {}  # worker id -> its running task
+        self._busy_lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._heartbeat: threading.Thread | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._subscription: Any = None
+        self.executed = 0  # handler runs finished by this pool, any outcome
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> WorkerPool:
+        self._subscription = self.queue.events.subscribe(
+            [*WAKE_TOPICS, "task:cancel_requested"], callback=self._on_event
+        )
+        for n in range(self.threads):
+            worker_id = f"{self.name}:{n}"
+            thread = threading.Thread(
+                target=self._work, args=(worker_id,), name=f"task-worker-{n}", daemon=True
+            )
+            self._workers.append(thread)
+            thread.start()
+        self._heartbeat = threading.Thread(target=self._beat, name="task-heartbeat", daemon=True)
+        self._heartbeat.start()
+        self._scheduler = BackgroundScheduler(daemon=True)
+        self._scheduler.add_job(
+            self._reap,
+            "interval",
+            seconds=self.reaper_interval,
+            id="task-reaper",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),  # at start too: leases left by a previous crash
+        )
+        self._scheduler.start()
+        log.info("Started %d task worker thread(s) as %s", self.threads, self.name)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return bool(self._workers) and not self._closed.is_set()
+
+    def busy_count(self) -> int:
+        with self._busy_lock:
+            return len(self._busy)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming; let running tasks finish for up to `timeout` seconds, then
+        give the unfinished ones back to the queue (their attempt does not count)."""
+        if self._closed.is_set() or not self._workers:
+            return
+        self._stopping.set()
+        self._wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._busy_lock:
+            leftovers = list(self._busy.values())
+        for task in leftovers:
+            task.interrupt()  # its handler stops at the next check; its writes are fenced
+            try:
+                if self.queue.release(task.task):
+                    log.warning("Gave task %s back to the queue at shutdown", task.id)
+            except Exception:
+                log.exception("Could not release task %s; its lease will expire", task.id)
+        self._closed.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(5)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._subscription is not None:
+            self._subscription.close()
+        log.info("Task workers %s stopped", self.name)
+
+    # -- waking ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._seq += 1
+            self._cond.notify_all()
+
+    def _on_event(self, event: Event) -> None:
+        if event.topic in WAKE_TOPICS:
+            self._wake()
+            return
+        task_id = event.data.get("id")
+        with self._busy_lock:
+            running = [t for t in self._busy.values() if str(t.id) == task_id]
+        for task in running:
+            task.request_cancel()
+
+    def _idle(self, seen: int) -> None:
+        """Sleep until woken, the next delayed task is due, or the poll interval passes."""
+        timeout = self.poll_interval
+        try:
+            due = self.queue.next_run_at()
+        except Exception:
+            due = None
+        if due is not None:
+            timeout = min(timeout, max(0.01, (due - utcnow()).total_seconds()))
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq != seen or self._stopping.is_set(), timeout)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _work(self, worker_id: str) -> None:
+        while not self._stopping.is_set():
+            with self._cond:
+                seen = self._seq
+            try:
+                task = self.queue.claim(worker_id, self.lease_seconds)
+            except Exception as exc:
+                log.warning("Could not claim a task (%s); retrying shortly", exc)
+                self._stopping.wait(min(self.poll_interval, 5.0))
+                continue
+            if task is None:
+                self._idle(seen)
+                continue
+            self._execute(worker_id, task)
+
+    def _execute(self, worker_id: str, task: ClaimedTask) -> None:
+        context = TaskContext(
+            task,
+            self.queue,
+            self.app,
+            lease_seconds=self.lease_seconds,
+            progress_interval=self.progress_interval,
+        )
+        with self._busy_lock:
+            self._busy[worker_id] = context
+        try:
+            self._finish(context, self._run(context))
+        except Exception:
+            # The database is unreachable, most likely: the lease expires and the
+            # reaper hands the task to someone else. The worker itself carries on.
+            log.exception("Could not record the outcome of task %s", task.id)
+        finally:
+            with self._busy_lock:
+                self._busy.pop(worker_id, None)
+            self.executed += 1
+
+    def _run(self, context: TaskContext) -> tuple[str, Any]:
+        """Run the handler; classify how it ended as (outcome, detail)."""
+        task = context.task
+        spec = self.registry.get(task.type)
+        if spec is None:
+            known = ", ".join(self.registry.types())
+            return "permanent", f"No handler for task type {task.type!r} (known: {known})"
+        try:
+            if spec.validate is not None:
+                try:
+                    context.payload = spec.validate(dict(task.payload))
+                except ValidationError as exc:
+                    return "permanent", f"Bad payload for {task.type}: {exc}"
+            result = spec.run(context)
+        except TaskCancelled:
+            return "cancelled", None
+        except TaskInterrupted:
+            return "interrupted", None
+        except RetryableTaskError as exc:
+            return "retry", (str(exc), exc.retry_after)
+        except PermanentTaskError as exc:
+            return "permanent", str(exc)
+        except ProviderError as exc:
+            retry_after = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
+            return ("retry", (str(exc), retry_after)) if exc.retryable else ("permanent", str(exc))
+        except SpoonFeederError as exc:  # configuration the user must fix: a key, a profile
+            return "permanent", str(exc)
+        except Exception as exc:
+            log.exception("Task %s (%s) raised unexpectedly", task.id, task.type)
+            return "retry", (f"Unexpected error: {type(exc).__name__}: {exc}", None)
+        if context.interrupted:
+            return "interrupted", None
+        if result is not None and not isinstance(result, Mapping):
+            result = {"value": result}
+        return "complete", result
+
+    def _finish(self, context: TaskContext, outcome: tuple[str, Any]) -> None:
+        kind, detail = outcome
+        task = context.task
+        if kind == "complete":
+            try:
+                self.queue.complete(task, detail)
+            except (TypeError, ValueError) as exc:  # a result that is not JSON
+                self.queue.fail(task, f"Could not store the result: {exc}", retryable=False)
+        elif kind == "cancelled":
+            self.queue.finish_cancelled(task)
+        elif kind == "retry":
+            message, retry_after = detail
+            self.queue.fail(task, message, retryable=True, retry_after=retry_after)
+        elif kind == "permanent":
+            self.queue.fail(task, detail, retryable=False)
+        # "interrupted": the task was given back or taken over; nothing to record.
+
+    # -- leases ------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        while not self._closed.wait(self.heartbeat_interval):
+            with self._busy_lock:
+                running = dict(self._busy)
+            if not running:
+                continue
+            try:
+                held = self.queue.heartbeat(list(running), self.lease_seconds)
+            except Exception as exc:
+                log.warning("Heartbeat failed (%s); leases may expire", exc)
+                continue
+            for context in running.values():
+                state = held.get(context.id)
+                if state is None:
+                    if not context.interrupted and self._still_running(context):
+                        log.warning("Lost the lease on task %s; stopping it", context.id)
+                        context.interrupt()
+                elif state:
+                    context.request_cancel()
+
+    def _still_running(self, context: TaskContext) -> bool:
+        with self._busy_lock:
+            return context in self._busy.values()
+
+    def _reap(self) -> None:
+        try:
+            if self.queue.reap():
+                self._wake()
+        except Exception as exc:
+            log.warning("Reaper could not check leases: %s", exc)
