@@ -10,6 +10,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.chat import ChatService
+from spoonfeeder.comfyui import tasks as comfyui_tasks
+from spoonfeeder.comfyui.service import ComfyUIService
 from spoonfeeder.config import Settings
 from spoonfeeder.crypto import SecretBox, load_secret_box
 from spoonfeeder.dashboard import DashboardService
@@ -36,6 +38,7 @@ class AppContext:
     chat: ChatService
     events: EventBus
     tasks: TaskService
+    comfyui: ComfyUIService
     notices: list[str] = field(default_factory=list)  # things the operator should know
     workers: WorkerPool | None = None  # started by start_workers()
 
@@ -62,9 +65,11 @@ class AppContext:
             chat=ChatService(sessions, providers, settings.media_path),
             events=events,
             tasks=TaskService(TaskQueue(engine, events)),
+            comfyui=ComfyUIService(sessions, profiles, settings.media_path),
             notices=[notice] if notice else [],
         )
         ctx.chat.recover_interrupted()
+        comfyui_tasks.setup(ctx)  # comfyui.generate tasks; built-in workflow; resume runs
         seeded = profiles.seed_from_environment()
         if seeded:
             log.info("Stored API keys from the environment for: %s", ", ".join(seeded))

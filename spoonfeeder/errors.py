@@ -77,6 +77,44 @@ class ProviderServerError(ProviderError):
     retryable = True
 
 
+class ComfyUIPromptRejected(ProviderRequestError):
+    """ComfyUI refused a workflow at `POST /prompt` (its `node_errors`, or a bad graph).
+
+    `node_errors` is the server's own dict; `node_id` and `input_name` name the first
+    offending node and input when the server said which.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node_errors: dict[str, object] | None = None,
+        node_id: str | None = None,
+        input_name: str | None = None,
+    ) -> None:
+        super().__init__(message, provider="comfyui")
+        self.node_errors = node_errors or {}
+        self.node_id = node_id
+        self.input_name = input_name
+
+
+class ComfyUIExecutionError(ProviderError):
+    """A node raised while ComfyUI ran the workflow (`execution_error`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node_id: str | None = None,
+        node_type: str | None = None,
+        exception_type: str | None = None,
+    ) -> None:
+        super().__init__(message, provider="comfyui")
+        self.node_id = node_id
+        self.node_type = node_type
+        self.exception_type = exception_type
+
+
 class TaskError(SpoonFeederError):
     """A task handler failed; the queue decides from the subclass whether to try again."""
 

@@ -1,0 +1,406 @@
+"""An HTTP + websocket client for one ComfyUI server, and nothing else.
+
+Every transport failure is mapped here, once, into the provider error tree: a caller
+never sees an httpx or websockets exception. Messages name the server's URL so a
+person knows which of several ComfyUI servers is at fault.
+
+    client = ComfyUIClient("http://127.0.0.1:8188")
+    with client.connect(client_id) as socket:           # /ws?clientId=…
+        queued = client.queue_prompt(workflow, client_id)
+        while (message := socket.receive(timeout=0.5)) ...  # ServerMessage | PreviewImage
+    entry = client.history(queued.prompt_id)
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
+
+from spoonfeeder.errors import (
+    ComfyUIPromptRejected,
+    ProviderRequestError,
+    ProviderServerError,
+    ProviderUnavailable,
+)
+
+PROVIDER = "comfyui"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+WS_OPEN_TIMEOUT = 5.0
+# Binary websocket frame types (comfy_execution / server.py BinaryEventTypes).
+PREVIEW_IMAGE = 1
+PREVIEW_IMAGE_WITH_METADATA = 4
+IMAGE_FORMATS = {1: "image/jpeg", 2: "image/png"}
+
+
+@dataclass(frozen=True)
+class ServerMessage:
+    """A JSON text frame: `{"type": …, "data": {…}}`."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_id(self) -> str | None:
+        value = self.data.get("prompt_id")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class PreviewImage:
+    """A binary preview frame, decoded: the image bytes as ComfyUI encoded them."""
+
+    image: bytes = field(repr=False)
+    mime: str
+    node_id: str | None = None
+    prompt_id: str | None = None
+
+
+@dataclass(frozen=True)
+class QueuedPrompt:
+    """ComfyUI's answer to an accepted `POST /prompt`."""
+
+    prompt_id: str
+    number: int
+    node_errors: dict[str, Any] = field(default_factory=dict)  # other outputs may still run
+
+
+def decode_binary_frame(frame: bytes) -> PreviewImage | None:
+    """The preview image in a binary frame; None for frame types that carry none."""
+    if len(frame) < 8:
+        return None
+    event, second = struct.unpack(">II", frame[:8])
+    if event == PREVIEW_IMAGE:
+        return PreviewImage(frame[8:], IMAGE_FORMATS.get(second, "image/jpeg"))
+    if event == PREVIEW_IMAGE_WITH_METADATA:
+        try:
+            meta = json.loads(frame[8 : 8 + second])
+        except ValueError:
+            return None
+        node = meta.get("display_node_id") or meta.get("node_id")
+        return PreviewImage(
+            frame[8 + second :],
+            str(meta.get("image_type") or "image/jpeg"),
+            str(node) if node is not None else None,
+            meta.get("prompt_id"),
+        )
+    return None
+
+
+def websocket_url(base_url: str, client_id: str) -> str:
+    parts = urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    path = parts.path.rstrip("/") + "/ws"
+    return urlunsplit((scheme, parts.netloc, path, f"clientId={client_id}", ""))
+
+
+def describe_rejection(body: Any, prompt: Mapping[str, Any]) -> ComfyUIPromptRejected:
+    """One sentence naming each node and input ComfyUI's validation complained about."""
+    if not isinstance(body, dict):
+        return ComfyUIPromptRejected(f"ComfyUI rejected the workflow: {str(body)[:300]}")
+    node_errors = body.get("node_errors") or {}
+    parts: list[str] = []
+    first: tuple[str | None, str | None] = (None, None)
+    for node_id, entry in node_errors.items():
+        node = prompt.get(node_id) if isinstance(prompt, Mapping) else None
+        class_type = entry.get("class_type") or (node or {}).get("class_type") or "?"
+        title = ((node or {}).get("_meta") or {}).get("title")
+        label = f"node {node_id} ({class_type})"
+        if title and title != class_type:
+            label = f"node {node_id} “{title}” ({class_type})"
+        for error in entry.get("errors") or []:
+            input_name = (error.get("extra_info") or {}).get("input_name")
+            if not input_name and error.get("type") == "required_input_missing":
+                input_name = error.get("details") or None
+            where = f"{label} input '{input_name}'" if input_name else label
+            text = error.get("message") or "invalid"
+            details = error.get("details")
+            if details and input_name:  # "sampler_name: 'x' not in …" repeats the input
+                details = details.removeprefix(f"{input_name}: ").removeprefix(f"{input_name}, ")
+            if details and details != input_name:
+                text = f"{text}: {details}"
+            parts.append(f"{where}: {text}")
+            if first == (None, None):
+                first = (node_id, input_name)
+    if not parts:
+        error = body.get("error") or {}
+        text = error.get("message") if isinstance(error, dict) else str(error)
+        details = error.get("details") if isinstance(error, dict) else None
+        parts.append(f"{text or 'invalid workflow'}" + (f" ({details})" if details else ""))
+        if details and details.startswith("Node ID '#"):
+            first = (details.removeprefix("Node ID '#").rstrip("'"), None)
+    return ComfyUIPromptRejected(
+        "ComfyUI rejected the workflow: " + "; ".join(parts),
+        node_errors=node_errors,
+        node_id=first[0],
+        input_name=first[1],
+    )
+
+
+class ComfyUISocket:
+    """The `/ws` connection of one client id; `receive()` never raises on a timeout."""
+
+    def __init__(self, connection: ClientConnection, url: str) -> None:
+        self._connection = connection
+        self._url = url
+        self.closed = False
+
+    def receive(self, timeout: float) -> ServerMessage | PreviewImage | None:
+        """The next message; None if none arrived within `timeout` seconds (or the frame
+        carried nothing we use). Raises ProviderUnavailable once the socket is gone."""
+        try:
+            frame = self._connection.recv(timeout=timeout)
+        except TimeoutError:
+            return None
+        except (ConnectionClosed, OSError) as exc:
+            self.closed = True
+            raise ProviderUnavailable(
+                f"The websocket to ComfyUI at {self._url} closed ({exc})", provider=PROVIDER
+            ) from None
+        if isinstance(frame, bytes):
+            return decode_binary_frame(frame)
+        try:
+            message = json.loads(frame)
+        except ValueError:
+            return None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            return None
+        data = message.get("data")
+        return ServerMessage(message["type"], data if isinstance(data, dict) else {})
+
+    def __iter__(self) -> Iterator[ServerMessage | PreviewImage]:
+        """Every message until the socket closes (blocking)."""
+        while not self.closed:
+            try:
+                message = self.receive(timeout=3600)
+            except ProviderUnavailable:
+                return
+            if message is not None:
+                yield message
+
+    def close(self) -> None:
+        self.closed = True
+        self._connection.close()
+
+    def __enter__(self) -> ComfyUISocket:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class ComfyUIClient:
+    """Blocking calls to one ComfyUI server. Safe to share between threads."""
+
+    def __init__(self, url: str, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    # ----- websocket ---------------------------------------------------------
+
+    def connect(self, client_id: str, *, preview_metadata: bool = True) -> ComfyUISocket:
+        """Open `/ws?clientId=…`. Messages about prompts queued with this client id come
+        here; with `preview_metadata` previews say which prompt and node they belong to."""
+        url = websocket_url(self.url, client_id)
+        try:
+            connection = ws_connect(url, open_timeout=WS_OPEN_TIMEOUT, max_size=None)
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            raise self._unreachable(exc) from None
+        if preview_metadata:
+            try:
+                connection.send(
+                    json.dumps(
+                        {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
+                    )
+                )
+            except (ConnectionClosed, OSError) as exc:
+                connection.close()
+                raise self._unreachable(exc) from None
+        return ComfyUISocket(connection, self.url)
+
+    # ----- HTTP --------------------------------------------------------------
+
+    def queue_prompt(
+        self,
+        prompt: Mapping[str, Any],
+        client_id: str,
+        *,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> QueuedPrompt:
+        """POST /prompt. Raises ComfyUIPromptRejected (naming node and input) if the
+        server's validation refuses it."""
+        body: dict[str, Any] = {"prompt": prompt, "client_id": client_id}
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        response = self._send("POST", "/prompt", json=body, check=False)
+        if response.status_code == 400:
+            raise describe_rejection(_json_or_text(response), prompt)
+        self._raise_for_status(response, "/prompt")
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("prompt_id"), str):
+            raise ProviderServerError(
+                f"ComfyUI at {self.url} accepted the prompt but returned no prompt_id",
+                provider=PROVIDER,
+            )
+        return QueuedPrompt(
+            data["prompt_id"], int(data.get("number") or 0), data.get("node_errors") or {}
+        )
+
+    def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The history entry of a prompt (prompt, outputs, status, meta); None while the
+        server has none (still queued or running, or never run)."""
+        data = self._get_json(f"/history/{prompt_id}")
+        entry = data.get(prompt_id) if isinstance(data, dict) else None
+        return entry if isinstance(entry, dict) else None
+
+    def view(self, filename: str, subfolder: str = "", folder_type: str = "output") -> bytes:
+        """The bytes of an output file, exactly as the server sends them."""
+        response = self._send("GET", "/view", params=_view_params(filename, subfolder, folder_type))
+        return response.content
+
+    def download(self, filename: str, subfolder: str, folder_type: str, destination: Path) -> int:
+        """Stream an output file to `destination` (videos can be large); its size."""
+        params = _view_params(filename, subfolder, folder_type)
+        size = 0
+        with self._stream("GET", "/view", params=params) as response, destination.open("wb") as out:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                size += len(chunk)
+        return size
+
+    def object_info(self, node_class: str | None = None) -> dict[str, Any]:
+        """GET /object_info (every node) or /object_info/{class} (one, or {} if unknown)."""
+        return self._get_json(f"/object_info/{node_class}" if node_class else "/object_info")
+
+    def queue(self) -> dict[str, Any]:
+        """GET /queue: `queue_running` and `queue_pending` items, [number, prompt_id, …]."""
+        return self._get_json("/queue")
+
+    def delete_from_queue(self, prompt_ids: Sequence[str]) -> None:
+        self._send("POST", "/queue", json={"delete": list(prompt_ids)})
+
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        """POST /interrupt. With a prompt id, ComfyUI stops it only if it is the one running."""
+        self._send("POST", "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {})
+
+    def system_stats(self) -> dict[str, Any]:
+        return self._get_json("/system_stats")
+
+    def upload_image(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        subfolder: str = "",
+        folder_type: str = "input",
+        overwrite: bool = False,
+    ) -> dict[str, Any]:
+        """POST /upload/image; ComfyUI answers `{name, subfolder, type}` (the name it kept)."""
+        response = self._send(
+            "POST",
+            "/upload/image",
+            files={"image": (filename, data)},
+            data={"subfolder": subfolder, "type": folder_type, "overwrite": str(overwrite).lower()},
+        )
+        return response.json()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ComfyUIClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ----- one place for transport errors ------------------------------------
+
+    def _get_json(self, path: str) -> Any:
+        response = self._send("GET", path)
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderServerError(
+                f"ComfyUI at {self.url} answered {path} with something that is not JSON "
+                "— is this URL a ComfyUI server?",
+                provider=PROVIDER,
+            ) from None
+
+    def _send(self, method: str, path: str, *, check: bool = True, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if check:
+            self._raise_for_status(response, path)
+        return response
+
+    @contextmanager
+    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        try:
+            with self._http.stream(method, path, **kwargs) as response:
+                if response.is_error:
+                    response.read()
+                    self._raise_for_status(response, path)
+                yield response
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+
+    def _raise_for_status(self, response: httpx.Response, path: str) -> None:
+        if response.is_success:
+            return
+        text = response.text.strip()[:300]
+        if response.status_code == 404:
+            raise ProviderRequestError(
+                f"ComfyUI at {self.url} has nothing at {path} (HTTP 404)"
+                + (f": {text}" if text and "404" not in text else ""),
+                provider=PROVIDER,
+            )
+        if response.status_code >= 500:
+            raise ProviderServerError(
+                f"ComfyUI at {self.url} failed on {path} (HTTP {response.status_code}): {text}",
+                provider=PROVIDER,
+            )
+        raise ProviderRequestError(
+            f"ComfyUI at {self.url} refused {path} (HTTP {response.status_code}): {text}",
+            provider=PROVIDER,
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ProviderUnavailable:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return self._unreachable(exc)
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderUnavailable(
+                f"ComfyUI at {self.url} did not answer in time — is it overloaded?",
+                provider=PROVIDER,
+            )
+        return ProviderUnavailable(
+            f"Lost the connection to ComfyUI at {self.url} ({exc.__class__.__name__})",
+            provider=PROVIDER,
+        )
+
+    def _unreachable(self, _exc: BaseException) -> ProviderUnavailable:
+        return ProviderUnavailable(
+            f"ComfyUI is not reachable at {self.url} — is it running?", provider=PROVIDER
+        )
+
+
+def _view_params(filename: str, subfolder: str, folder_type: str) -> dict[str, str]:
+    return {"filename": filename, "subfolder": subfolder or "", "type": folder_type or "output"}
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

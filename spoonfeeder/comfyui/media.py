@@ -1,0 +1,72 @@
+"""Where generation files live under MEDIA_STORAGE_PATH, and nothing outside it.
+
+ComfyUI chooses output file names and subfolders; a buggy node or a hostile server
+could send "../../x". We never use its path: each file gets a generated name inside
+`comfyui/<generation id>/`, keeping only a cleaned-up base name for the reader.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import uuid
+from pathlib import Path
+
+from spoonfeeder.errors import NotFoundError, ValidationError
+
+FOLDER = "comfyui"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME = 100
+KIND_BY_KEY = {"images": "image", "gifs": "video", "video": "video", "audio": "audio"}
+
+
+def safe_name(filename: str) -> str:
+    """A harmless file name keeping the original's readable part and extension."""
+    base = re.split(r"[\\/]", filename or "")[-1]
+    cleaned = _UNSAFE.sub("_", base).strip("._") or "output"
+    stem, dot, ext = cleaned.rpartition(".")
+    if dot and len(ext) <= 10:
+        return f"{stem[: MAX_NAME - len(ext) - 1]}.{ext}"
+    return cleaned[:MAX_NAME]
+
+
+def generation_folder(root: Path, generation_id: uuid.UUID) -> Path:
+    return root / FOLDER / str(generation_id)
+
+
+def output_path(root: Path, generation_id: uuid.UUID, index: int, filename: str) -> Path:
+    """`<root>/comfyui/<generation>/<index>_<safe name>`, checked to be inside root."""
+    path = generation_folder(root, generation_id) / f"{index:03d}_{safe_name(filename)}"
+    return inside(root, path)
+
+
+def inside(root: Path, path: Path) -> Path:
+    resolved_root = root.resolve()
+    resolved = path.resolve()
+    if not resolved.is_relative_to(resolved_root):
+        raise ValidationError("That file is outside the media folder and will not be served")
+    return resolved
+
+
+def relative(root: Path, path: Path) -> str:
+    return path.resolve().relative_to(root.resolve()).as_posix()
+
+
+def media_file(root: Path, relative_path: str) -> Path:
+    """The absolute path of a stored media file; refuses anything outside `root`."""
+    text = str(relative_path or "").strip()
+    if not text or "\x00" in text:
+        raise ValidationError("No media file given")
+    path = inside(root, root / text)
+    if not path.is_file():
+        raise NotFoundError(f"The media file {text!r} does not exist (it may have been deleted)")
+    return path
+
+
+def media_type(filename: str, key: str) -> tuple[str, str]:
+    """(kind, MIME type) of an output, from its extension, else from its history key."""
+    guessed = mimetypes.guess_type(filename)[0] or ""
+    major = guessed.split("/")[0]
+    if major in ("image", "video", "audio"):
+        return major, guessed
+    return KIND_BY_KEY.get(key, "file"), guessed or "application/octet-stream"

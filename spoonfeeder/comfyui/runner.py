@@ -1,0 +1,533 @@
+"""Running one stored generation on its ComfyUI server (design.md, ComfyUI step 3).
+
+`GenerationRunner.run(generation_id, report, should_cancel)`:
+open `/ws?clientId=<generation id>`, POST the stored snapshot, store `prompt_id`,
+relay progress and previews through `report`, read `/history/{prompt_id}`, download
+every output through `/view` into the media folder, and complete the row.
+
+It is idempotent per generation, which is what makes restarts safe: a generation
+that already has a `prompt_id` is never posted again — it is followed to its end
+through the same client id (ComfyUI sends a prompt's messages to the client id that
+queued it) and `/history`. A finished one is left alone.
+
+Polling `/history` takes over whenever the websocket is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoonfeeder.comfyui import media
+from spoonfeeder.comfyui.client import (
+    ComfyUIClient,
+    ComfyUISocket,
+    PreviewImage,
+    ServerMessage,
+)
+from spoonfeeder.comfyui.views import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    TERMINAL,
+    GenerationProgress,
+)
+from spoonfeeder.db.engine import transaction
+from spoonfeeder.db.models import ComfyUIGeneration
+from spoonfeeder.db.types import utcnow
+from spoonfeeder.errors import ComfyUIPromptRejected, NotFoundError, ProviderError
+from spoonfeeder.profiles import ProfileService
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[GenerationProgress], None]
+ShouldCancel = Callable[[], bool]
+
+
+class RunAbandoned(Exception):  # control flow, not an error
+    """This process gave the run up (shutdown, lost task lease) without touching ComfyUI:
+    the row stays `running` with its prompt_id, and a later run resumes it."""
+
+
+OUTPUT_KEYS = ("images", "gifs", "video", "audio")
+PREVIEWS_KEPT = 2  # the one shown and the one before it, in case a reader is still on it
+CANCEL_GRACE = 30.0  # seconds to wait for ComfyUI to confirm an interrupt
+
+
+@dataclass
+class RunnerTimings:
+    receive_timeout: float = 0.2  # how often the loop looks at should_cancel()
+    poll_interval: float = 1.0  # /history polling while the websocket is gone
+    progress_write_interval: float = 0.5  # DB progress writes are throttled
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str  # completed | failed | cancelled
+    entry: dict[str, Any] | None = None  # the /history entry when there is one
+    error: str | None = None
+
+
+class GenerationRunner:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        profiles: ProfileService,
+        media_root: Path,
+        timings: RunnerTimings | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._profiles = profiles
+        self._media = media_root
+        self.timings = timings or RunnerTimings()
+
+    def run(
+        self,
+        generation_id: uuid.UUID,
+        report: Report | None = None,
+        should_cancel: ShouldCancel | None = None,
+        should_abandon: ShouldCancel | None = None,
+    ) -> str:
+        """Run (or resume) a generation to its end; its final status. Raises
+        RunAbandoned when `should_abandon()` turns true before the end."""
+        with self._sessions() as session:
+            row = session.get(ComfyUIGeneration, generation_id)
+            if row is None:
+                raise NotFoundError(f"No generation with id {generation_id}")
+            if row.status in TERMINAL:
+                return row.status
+            state = _Run(
+                self,
+                row.id,
+                row.workflow_json_snapshot,
+                row.prompt_id,
+                row.profile_id,
+                dict(row.server_info or {}),
+                report or (lambda _progress: None),
+                should_cancel or (lambda: False),
+                should_abandon or (lambda: False),
+            )
+        return state.execute()
+
+
+@dataclass
+class _Run:
+    """The state of one generation's run; lives for one `GenerationRunner.run` call."""
+
+    runner: GenerationRunner
+    generation_id: uuid.UUID
+    snapshot: dict[str, Any]
+    prompt_id: str | None
+    profile_id: uuid.UUID | None
+    server_info: dict[str, Any]
+    report: Report
+    should_cancel: ShouldCancel
+    should_abandon: ShouldCancel
+    client: ComfyUIClient | None = None
+    socket: ComfyUISocket | None = None
+    cancel_sent_at: float | None = None
+    finished_signal: bool = False
+    node_id: str | None = None
+    last_write: float = 0.0
+    preview_count: int = 0
+    previews: list[Path] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def _timings(self) -> RunnerTimings:
+        return self.runner.timings
+
+    # ----- the run -----------------------------------------------------------
+
+    def execute(self) -> str:
+        if self.prompt_id is None and self.should_cancel():
+            return self._finish(_Outcome(CANCELLED, error="Cancelled before it started"))
+        try:
+            url = self.runner._profiles.credentials("comfyui", self.profile_id).url
+            self.client = ComfyUIClient(url)
+            if not self.server_info:
+                self.server_info = _server_info(self.client)
+            resuming = self.prompt_id is not None
+            self._open_socket()
+            if not resuming:
+                if not self._mark_running():
+                    return self._current_status()
+                queued = self.client.queue_prompt(self.snapshot, str(self.generation_id))
+                self.prompt_id = queued.prompt_id
+                self._store(prompt_id=queued.prompt_id)
+                self._say("Queued on ComfyUI", 0.0)
+            else:
+                self._say("Resuming: following the prompt ComfyUI already has", 0.0)
+            outcome = self._wait(check_history_first=resuming)
+            if outcome.status == COMPLETED and outcome.entry is not None:
+                return self._complete(outcome.entry)
+            return self._finish(outcome)
+        except ComfyUIPromptRejected as exc:
+            return self._finish(_Outcome(FAILED, error=exc.message))
+        except ProviderError as exc:
+            return self._finish(_Outcome(FAILED, error=exc.message))
+        finally:
+            if self.socket is not None:
+                with contextlib.suppress(Exception):
+                    self.socket.close()
+            if self.client is not None:
+                self.client.close()
+            self._drop_previews()
+
+    def _open_socket(self) -> None:
+        assert self.client is not None
+        try:
+            self.socket = self.client.connect(str(self.generation_id))
+        except ProviderError as exc:  # HTTP works (system_stats did): poll instead
+            log.warning("No websocket for generation %s: %s", self.generation_id, exc)
+            self.socket = None
+
+    def _wait(self, *, check_history_first: bool) -> _Outcome:
+        """Until ComfyUI says how the prompt ended: websocket first, /history always last."""
+        next_poll = time.monotonic() if check_history_first else float("inf")
+        while True:
+            if self.should_abandon():
+                raise RunAbandoned(f"generation {self.generation_id} left to a later run")
+            if self.cancel_sent_at is None and self.should_cancel():
+                self._request_cancel()
+                next_poll = time.monotonic()
+            if self.socket is not None:
+                try:
+                    message = self.socket.receive(self._timings.receive_timeout)
+                except ProviderError:
+                    self.socket = None
+                    next_poll = time.monotonic()
+                    self._say("Lost the live connection; following the run through /history", None)
+                    continue
+                if message is not None:
+                    outcome = self._on_message(message)
+                    if outcome is not None:
+                        return outcome
+                    if self.finished_signal:
+                        next_poll = time.monotonic()
+            else:
+                time.sleep(min(self._timings.receive_timeout, self._timings.poll_interval))
+            if time.monotonic() >= next_poll:
+                outcome = self._poll()
+                if outcome is not None:
+                    return outcome
+                interval = self._timings.poll_interval
+                next_poll = time.monotonic() + (
+                    interval if self.socket is None or self.finished_signal else interval * 5
+                )
+            if self.cancel_sent_at and time.monotonic() - self.cancel_sent_at > CANCEL_GRACE:
+                return _Outcome(
+                    CANCELLED, error="Cancelled (ComfyUI did not confirm the interrupt)"
+                )
+
+    def _on_message(self, message: ServerMessage | PreviewImage) -> _Outcome | None:
+        if isinstance(message, PreviewImage):
+            if message.prompt_id in (None, self.prompt_id):
+                self._preview(message)
+            return None
+        if message.prompt_id is not None and message.prompt_id != self.prompt_id:
+            return None
+        data = message.data
+        if message.type == "execution_start":
+            self._say("Running", 0.0)
+        elif message.type == "execution_cached" and data.get("nodes"):
+            count = len(data["nodes"])
+            self._say(f"{count} node{'s' if count != 1 else ''} reused from ComfyUI's cache", None)
+        elif message.type == "executing":
+            node = data.get("node")
+            if node is None and message.prompt_id == self.prompt_id:
+                self.finished_signal = True  # history is written before this message
+                return None
+            self.node_id = str(node) if node is not None else None
+            self._say(f"Running {self._node_label(self.node_id)}", None)
+        elif message.type == "progress":
+            value, maximum = int(data.get("value") or 0), int(data.get("max") or 0)
+            self.node_id = str(data.get("node") or self.node_id or "") or None
+            fraction = value / maximum if maximum else 0.0
+            self._say(
+                f"Step {value}/{maximum} · {self._node_label(self.node_id)}",
+                fraction,
+                step=value,
+                max_steps=maximum,
+            )
+        elif message.type == "execution_error":
+            return _Outcome(FAILED, error=self._execution_error(data))
+        elif message.type == "execution_interrupted":
+            return _Outcome(CANCELLED, error=self._interrupted_text(data))
+        return None
+
+    def _poll(self) -> _Outcome | None:
+        assert self.client is not None and self.prompt_id is not None
+        entry = self.client.history(self.prompt_id)
+        if entry is not None:
+            return self._outcome_from_history(entry)
+        if self._in_queue():
+            return None
+        # It may have finished between the two calls: look once more before giving up.
+        entry = self.client.history(self.prompt_id)
+        if entry is not None:
+            return self._outcome_from_history(entry)
+        if self.cancel_sent_at is not None:
+            return _Outcome(CANCELLED, error="Cancelled before ComfyUI started it")
+        return _Outcome(
+            FAILED,
+            error=f"ComfyUI at {self.client.url} no longer knows this prompt "
+            f"({self.prompt_id}) — was the server restarted?",
+        )
+
+    def _in_queue(self) -> bool:
+        assert self.client is not None
+        queue = self.client.queue()
+        items = [*queue.get("queue_running", []), *queue.get("queue_pending", [])]
+        return any(len(item) > 1 and item[1] == self.prompt_id for item in items)
+
+    def _outcome_from_history(self, entry: dict[str, Any]) -> _Outcome | None:
+        status = entry.get("status") or {}
+        events = {
+            kind: data for kind, data in status.get("messages") or [] if isinstance(data, dict)
+        }
+        if "execution_error" in events:
+            return _Outcome(FAILED, entry, self._execution_error(events["execution_error"]))
+        if "execution_interrupted" in events:
+            return _Outcome(
+                CANCELLED, entry, self._interrupted_text(events["execution_interrupted"])
+            )
+        if status.get("status_str") == "error":
+            return _Outcome(FAILED, entry, "ComfyUI reported an error without details")
+        if status.get("completed", True):
+            return _Outcome(COMPLETED, entry)
+        return None
+
+    def _request_cancel(self) -> None:
+        assert self.client is not None
+        self.cancel_sent_at = time.monotonic()
+        self._say("Cancelling…", None)
+        if self.prompt_id is not None:
+            # Only this prompt: ComfyUI ignores an interrupt naming another prompt, and a
+            # queued prompt is removed from the queue instead.
+            self.client.delete_from_queue([self.prompt_id])
+            self.client.interrupt(self.prompt_id)
+
+    # ----- finishing ----------------------------------------------------------
+
+    def _complete(self, entry: dict[str, Any]) -> str:
+        assert self.client is not None
+        self._say("Downloading outputs", 1.0)
+        folder = media.generation_folder(self.runner._media, self.generation_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        outputs: list[dict[str, Any]] = []
+        for node_id, node_outputs in (entry.get("outputs") or {}).items():
+            if not isinstance(node_outputs, dict):
+                continue
+            for key in OUTPUT_KEYS:
+                for item in node_outputs.get(key) or []:
+                    if not isinstance(item, dict) or not item.get("filename"):
+                        continue
+                    outputs.append(self._download(str(node_id), key, item, len(outputs)))
+        seconds = _run_seconds(entry)
+        with transaction(self.runner._sessions) as session:
+            row = session.get(ComfyUIGeneration, self.generation_id)
+            assert row is not None
+            if seconds is None and row.started_at is not None:
+                seconds = (utcnow() - row.started_at).total_seconds()
+            row.outputs = outputs
+            row.status = COMPLETED
+            row.progress = 1.0
+            row.error = None
+            row.generation_time_seconds = seconds
+            row.completed_at = utcnow()
+            row.server_info = self.server_info
+        count = len(outputs)
+        self._say(f"Done: {count} file{'s' if count != 1 else ''}", 1.0, status=COMPLETED)
+        return COMPLETED
+
+    def _download(self, node_id: str, key: str, item: dict[str, Any], index: int) -> dict[str, Any]:
+        assert self.client is not None
+        filename = str(item["filename"])
+        path = media.output_path(self.runner._media, self.generation_id, index, filename)
+        size = self.client.download(
+            filename, str(item.get("subfolder") or ""), str(item.get("type") or "output"), path
+        )
+        kind, media_type = media.media_type(filename, key)
+        return {
+            "path": media.relative(self.runner._media, path),
+            "kind": kind,
+            "media_type": media_type,
+            "node_id": node_id,
+            "key": key,
+            "filename": filename,
+            "subfolder": str(item.get("subfolder") or ""),
+            "type": str(item.get("type") or "output"),
+            "size": size,
+        }
+
+    def _finish(self, outcome: _Outcome) -> str:
+        with transaction(self.runner._sessions) as session:
+            row = session.get(ComfyUIGeneration, self.generation_id)
+            if row is None:
+                return outcome.status
+            row.status = outcome.status
+            row.error = outcome.error
+            row.completed_at = utcnow()
+            if self.server_info:
+                row.server_info = self.server_info
+        self._say(outcome.error or outcome.status, None, status=outcome.status)
+        return outcome.status
+
+    def _mark_running(self) -> bool:
+        """pending → running, unless someone cancelled it meanwhile."""
+        with transaction(self.runner._sessions) as session:
+            result = session.execute(
+                update(ComfyUIGeneration)
+                .where(
+                    ComfyUIGeneration.id == self.generation_id, ComfyUIGeneration.status == PENDING
+                )
+                .values(
+                    status=RUNNING, started_at=utcnow(), server_info=self.server_info, error=None
+                )
+            )
+            if result.rowcount == 1:
+                return True
+            row = session.get(ComfyUIGeneration, self.generation_id)
+            if row is not None and row.status == RUNNING and row.prompt_id is None:
+                return True  # a crash between marking and posting: post now
+        return False
+
+    def _current_status(self) -> str:
+        with self.runner._sessions() as session:
+            row = session.get(ComfyUIGeneration, self.generation_id)
+            return row.status if row else CANCELLED
+
+    def _store(self, **values: Any) -> None:
+        with transaction(self.runner._sessions) as session:
+            session.execute(
+                update(ComfyUIGeneration)
+                .where(ComfyUIGeneration.id == self.generation_id)
+                .values(**values)
+            )
+
+    # ----- progress -----------------------------------------------------------
+
+    def _say(
+        self,
+        message: str,
+        fraction: float | None,
+        *,
+        status: str = RUNNING,
+        step: int | None = None,
+        max_steps: int | None = None,
+        preview: PreviewImage | None = None,
+        preview_path: str | None = None,
+    ) -> None:
+        now = time.monotonic()
+        if (
+            fraction is not None
+            and status == RUNNING
+            and (now - self.last_write >= self._timings.progress_write_interval or fraction >= 1.0)
+        ):
+            self.last_write = now
+            self._store(progress=fraction)
+        progress = GenerationProgress(
+            self.generation_id,
+            status,
+            message,
+            fraction if fraction is not None else -1.0,
+            step,
+            max_steps,
+            self.node_id,
+            self._node_type(self.node_id),
+            preview_path,
+            preview.mime if preview else None,
+            preview.image if preview else None,
+            now,
+        )
+        try:
+            self.report(progress)
+        except Exception:  # a broken listener must not break the run
+            log.exception("Progress report failed for generation %s", self.generation_id)
+
+    def _preview(self, preview: PreviewImage) -> None:
+        self.preview_count += 1
+        if preview.node_id:
+            self.node_id = preview.node_id
+        ext = "png" if preview.mime == "image/png" else "jpg"
+        folder = media.generation_folder(self.runner._media, self.generation_id) / "previews"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.preview_count:05d}.{ext}"
+        partial = path.with_suffix(".part")
+        partial.write_bytes(preview.image)
+        partial.replace(path)  # a reader never sees half an image
+        self.previews.append(path)
+        while len(self.previews) > PREVIEWS_KEPT:
+            self.previews.pop(0).unlink(missing_ok=True)
+        self._say(
+            f"Preview · {self._node_label(self.node_id)}",
+            None,
+            preview=preview,
+            preview_path=media.relative(self.runner._media, path),
+        )
+
+    def _drop_previews(self) -> None:
+        folder = media.generation_folder(self.runner._media, self.generation_id) / "previews"
+        shutil.rmtree(folder, ignore_errors=True)
+
+    # ----- wording -------------------------------------------------------------
+
+    def _node_type(self, node_id: str | None) -> str | None:
+        node = self.snapshot.get(node_id or "") if node_id else None
+        return node.get("class_type") if isinstance(node, dict) else None
+
+    def _node_label(self, node_id: str | None, node_type: str | None = None) -> str:
+        if not node_id:
+            return "workflow"
+        node = self.snapshot.get(node_id) if isinstance(self.snapshot.get(node_id), dict) else {}
+        class_type = node_type or node.get("class_type") or "?"
+        title = (node.get("_meta") or {}).get("title")
+        if title and title != class_type:
+            return f"node {node_id} “{title}” ({class_type})"
+        return f"node {node_id} ({class_type})"
+
+    def _execution_error(self, data: dict[str, Any]) -> str:
+        node_id = str(data.get("node_id") or "") or None
+        where = self._node_label(node_id, data.get("node_type"))
+        kind = data.get("exception_type") or "Error"
+        text = str(data.get("exception_message") or "").strip() or "no message"
+        return f"ComfyUI failed in {where}: {kind}: {text}"
+
+    def _interrupted_text(self, data: dict[str, Any]) -> str:
+        node_id = str(data.get("node_id") or "") or None
+        return f"Interrupted in {self._node_label(node_id, data.get('node_type'))}"
+
+
+def _server_info(client: ComfyUIClient) -> dict[str, Any]:
+    stats = client.system_stats()
+    return {
+        "url": client.url,
+        "comfyui_version": (stats.get("system") or {}).get("comfyui_version"),
+        "system_stats": stats,
+    }
+
+
+def _run_seconds(entry: dict[str, Any]) -> float | None:
+    """ComfyUI's own run time (execution_start → end), which excludes time in its queue."""
+    stamps: dict[str, float] = {}
+    for kind, data in (entry.get("status") or {}).get("messages") or []:
+        if isinstance(data, dict) and isinstance(data.get("timestamp"), int | float):
+            stamps[kind] = data["timestamp"]
+    start = stamps.get("execution_start")
+    end = stamps.get("execution_success") or stamps.get("execution_error")
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start) / 1000)

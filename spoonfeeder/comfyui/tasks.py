@@ -1,0 +1,96 @@
+"""ComfyUI on the task queue: the `comfyui.generate` handler and the wiring at start-up.
+
+A task's payload is `{"generation_id": "<uuid>"}`; the generation row holds everything
+else. Progress goes to the task (fraction, message) and to the event bus as
+`comfyui:progress` events: `{generation_id, status, message, fraction, step, max, node,
+node_type, preview_path}` (preview_path relative to MEDIA_STORAGE_PATH, when a preview
+image was sent; status becomes completed | failed | cancelled on the last event).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from spoonfeeder.comfyui.runner import RunAbandoned
+from spoonfeeder.comfyui.views import CANCELLED, COMPLETED, GenerationProgress, GenerationView
+from spoonfeeder.errors import PermanentTaskError, ValidationError
+from spoonfeeder.tasks.handlers import TaskCancelled, TaskContext, TaskInterrupted, register
+
+if TYPE_CHECKING:
+    from spoonfeeder.context import AppContext
+
+TASK_TYPE = "comfyui.generate"
+PROGRESS_TOPIC = "comfyui:progress"
+
+
+def validate_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"generation_id": str(uuid.UUID(str(payload.get("generation_id"))))}
+    except ValueError:
+        raise ValidationError(
+            "A comfyui.generate task needs the generation_id of a ComfyUI generation",
+            "generation_id",
+        ) from None
+
+
+@register(TASK_TYPE, validate=validate_payload, description="Run a ComfyUI generation")
+def run_generation_task(task: TaskContext) -> dict[str, Any]:
+    if task.app is None:
+        raise PermanentTaskError("comfyui.generate runs inside the app (it needs its context)")
+    app = task.app
+    events = app.events
+
+    def report(progress: GenerationProgress) -> None:
+        events.publish(PROGRESS_TOPIC, progress.as_event())
+        fraction = progress.fraction if progress.fraction >= 0 else None
+        task.progress(fraction, progress.message, force=progress.status != "running")
+
+    try:
+        view = app.comfyui.run_generation(
+            task.payload["generation_id"],
+            report,
+            lambda: task.cancel_requested,
+            should_abandon=lambda: task.interrupted,
+        )
+    except RunAbandoned:
+        raise TaskInterrupted(f"task {task.id} given up; its generation resumes later") from None
+    if view.status == CANCELLED:
+        raise TaskCancelled(view.error or "cancelled")
+    if view.status != COMPLETED:
+        raise PermanentTaskError(view.error or f"The generation ended {view.status}")
+    return {
+        "generation_id": str(view.id),
+        "status": view.status,
+        "outputs": [output.path for output in view.outputs],
+        "seconds": view.generation_time_seconds,
+    }
+
+
+def setup(app: AppContext) -> None:
+    """At start-up: generations enqueue tasks; the built-in workflow exists; generations
+    a stopped app left behind without a live task get one (their task, if any, is
+    handed back by the queue's reaper and resumes the same way)."""
+    queue = app.tasks.queue
+
+    def enqueue(view: GenerationView) -> uuid.UUID:
+        label = (view.prompt or "").strip().splitlines()[0][:60] if view.prompt else ""
+        return queue.enqueue(
+            TASK_TYPE,
+            {"generation_id": str(view.id)},
+            name=f"ComfyUI: {label}" if label else "ComfyUI generation",
+            provider="comfyui",
+            model=view.checkpoint,
+            max_attempts=1,  # a failed generation is re-run by the user, exactly
+        )
+
+    def cancel_task(task_id: uuid.UUID) -> None:
+        queue.cancel(task_id)
+
+    app.comfyui.attach_queue(enqueue, cancel_task)
+    app.comfyui.ensure_builtin_workflow()
+    for generation_id in app.comfyui.interrupted_generations():
+        view = app.comfyui.get_generation(generation_id)
+        task = queue.get(view.task_id) if view.task_id else None
+        if task is None or task.status in ("completed", "failed", "cancelled"):
+            app.comfyui.requeue(generation_id)
