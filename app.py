@@ -35,6 +35,8 @@ def create_demo(settings: Settings | None = None) -> tuple[gr.Blocks, AppContext
 def launch(demo: gr.Blocks, ctx: AppContext, share: bool = False, **kwargs: object) -> object:
     settings = ctx.settings
     auth = settings.auth_pairs or None
+    if settings.worker_threads > 0:  # WORKER_THREADS=0: tasks run in `python -m spoonfeeder worker`
+        ctx.start_workers()
     if settings.host not in LOOPBACK and not auth:
         log.warning(
             "Listening on %s without authentication: anyone on the network can use this app "
@@ -83,7 +85,10 @@ def main(argv: list[str] | None = None) -> None:
         demo, ctx = create_demo(settings)
     except ConfigError as exc:
         sys.exit(f"spoonfeeder: {exc}")
-    launch(demo, ctx, share=args.share)
+    try:
+        launch(demo, ctx, share=args.share)
+    finally:
+        ctx.close()  # running tasks finish or go back to the queue
 
 
 if __name__ == "__main__":
