@@ -288,3 +288,20 @@ def test_interrupted_replies_are_marked_at_start(db_url: str, tmp_path: Path) ->
         assert "stopped while" in (message.error or "")
     finally:
         again.close()
+
+
+def test_warm_up_imports_every_provider_sdk_in_the_background() -> None:
+    # A fresh interpreter: here the SDKs are already imported by other tests.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from spoonfeeder.providers.registry import CHAT_PROVIDERS, warm_up\n"
+        "mods = [t.split(':')[0] for t in CHAT_PROVIDERS.values()]\n"
+        "assert not any(m in sys.modules for m in mods), 'imported too early'\n"
+        "warm_up().join(60)\n"
+        "assert all(m in sys.modules for m in mods), mods\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=90)

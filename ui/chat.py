@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.providers.base import ChatMessage, ChatOptions
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
-from spoonfeeder.providers.registry import CHAT_PROVIDERS
+from spoonfeeder.providers.registry import CHAT_PROVIDERS, warm_up
 from ui.common import Refresh, format_time, shows_errors
 
 PROFILE_PREFIX = "profile:"
@@ -128,6 +129,7 @@ def _export_file(conv: ConversationView, suffix: str, content: str) -> str:
 
 def build(ctx: AppContext) -> Refresh:
     chat = ctx.chat
+    warm_up()  # so the first reply from each provider does not wait for its SDK import
 
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
@@ -317,26 +319,44 @@ def build(ctx: AppContext) -> Refresh:
 
     # ----- models ---------------------------------------------------------------------------
 
-    @shows_errors
-    def list_models(choice: str):
+    def models_update(choice: str, current: str | None = None, warn: bool = True):
+        """The model dropdown for `choice`: its live list, `current` kept if given."""
         target = resolve_target(ctx, choice, "")
         try:
             models = ctx.providers.get(target.provider, target.profile_id).list_models()
         except Exception as exc:  # show the reason, keep the typed-in model usable
-            gr.Warning(str(exc))
+            if warn:
+                gr.Warning(str(exc))
             return gr.Dropdown(choices=[], allow_custom_value=True)
         ids = [m.id for m in models]
         default = None
         if target.profile_id is None:
             default = ctx.profiles.get_setting(target.provider).default_model
         value = default if default in ids or (default and not ids) else (ids[0] if ids else None)
-        return gr.Dropdown(choices=ids, value=value, allow_custom_value=True)
+        return gr.Dropdown(choices=ids, value=current or value, allow_custom_value=True)
 
+    @shows_errors
+    def list_models(choice: str):
+        return models_update(choice)
+
+    @shows_errors
+    def fill_models(choice: str, current: str | None):
+        # On page load and tab open: quietly, since no one asked yet (the server may be off).
+        return models_update(choice, current, warn=False)
+
+    # Clear the model at once in the browser: a message sent before the new list arrives
+    # must not go to the new provider with the old provider's model.
+    provider.input(None, None, model, js="() => null", api_visibility="private")
     provider.input(
         list_models, provider, model, api_name="list_chat_models", show_progress="hidden"
     )
     refresh_models.click(
         list_models, provider, model, api_visibility="private", show_progress="minimal"
+    )
+    # Set by the tab refresh, so the model list is filled without a click.
+    tick = gr.Textbox(visible=False)
+    tick.change(
+        fill_models, [provider, model], model, api_visibility="private", show_progress="hidden"
     )
 
     # ----- conversations --------------------------------------------------------------------
@@ -501,8 +521,10 @@ def build(ctx: AppContext) -> Refresh:
     gr.api(chat_api, api_name="chat")
 
     def refresh():
-        return gr.Dropdown(choices=conversation_choices(chat)), gr.Dropdown(
-            choices=provider_choices(ctx)
+        return (
+            gr.Dropdown(choices=conversation_choices(chat)),
+            gr.Dropdown(choices=provider_choices(ctx)),
+            str(time.time()),
         )
 
-    return refresh, [picker, provider]
+    return refresh, [picker, provider, tick]
