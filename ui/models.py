@@ -35,6 +35,29 @@ FOREVER_YEAR = 2200
 PULL_UPDATE_SECONDS = 0.25
 
 
+# Overall and per-layer <progress> bars from the pull summary (Markdown) and the layers
+# table ({headers, data} or rows). Runs in the browser; the text is escaped.
+PROGRESS_BARS_JS = """(summary, layers) => {
+  if (!summary) return "";
+  const esc = (t) => String(t).replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  const done = summary.startsWith("✅");
+  const m = summary.match(/([0-9.]+)%/);
+  const overall = done ? 100 : (m ? parseFloat(m[1]) : 0);
+  const bar = (label, pct) =>
+    `<div class="pull-bar" style="display:flex;gap:.75em;align-items:center">` +
+    `<span style="min-width:17em">${esc(label)}</span>` +
+    `<progress max="100" value="${pct}" style="flex:1">${pct}%</progress>` +
+    `<span style="min-width:4em;text-align:right">${pct.toFixed(1)}%</span></div>`;
+  const rows = Array.isArray(layers) ? layers : ((layers && layers.data) || []);
+  let html = bar("Overall", overall);
+  for (const row of rows) {
+    if (row.length < 4 || !row[0]) continue;
+    html += bar(`Layer ${row[0]} (${row[2]})`, parseFloat(row[3]) || 0);
+  }
+  return html;
+}"""
+
+
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "—"
 
@@ -183,6 +206,7 @@ def build(ctx: AppContext) -> Refresh:
             pull_btn = gr.Button("Pull", variant="primary", scale=1, elem_id="pull-start")
             pull_stop = gr.Button("Stop", variant="stop", scale=1, elem_id="pull-stop")
         pull_status = gr.Markdown(elem_id="pull-status")
+        pull_bars = gr.HTML(elem_id="pull-progress")
         layers_table = gr.Dataframe(
             headers=LAYER_COLUMNS, interactive=False, label="Layers", elem_id="pull-layers"
         )
@@ -264,6 +288,16 @@ def build(ctx: AppContext) -> Refresh:
         api_visibility="private",
         show_progress="minimal",
     ).success(read_tables, endpoint, listing, api_visibility="private")
+    # The bars are drawn in the browser from what the pull already sends, so the
+    # /pull_model API keeps its two outputs and no extra round trip is made.
+    gr.on(
+        [pull_status.change, layers_table.change],
+        None,
+        [pull_status, layers_table],
+        pull_bars,
+        js=PROGRESS_BARS_JS,
+        api_visibility="private",
+    )
     # Cancelling the job closes the generator, which closes the pull's HTTP stream.
     pull_stop.click(None, None, None, cancels=[pull_event], api_visibility="private")
 
