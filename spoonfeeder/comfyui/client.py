@@ -213,7 +213,8 @@ class ComfyUIClient:
         here; with `preview_metadata` previews say which prompt and node they belong to."""
         url = websocket_url(self.url, client_id)
         try:
-            connection = ws_connect(url, open_timeout=WS_OPEN_TIMEOUT, max_size=None)
+            # Entered as a context manager, as websockets ≥ 17.1 asks; exited by close().
+            connection = ws_connect(url, open_timeout=WS_OPEN_TIMEOUT, max_size=None).__enter__()
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise self._unreachable(exc) from None
         if preview_metadata:

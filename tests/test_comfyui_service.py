@@ -1,0 +1,639 @@
+"""ComfyUIService end to end: real databases (SQLite and PostgreSQL), a fake ComfyUI
+replaying the captured transcripts over real HTTP and websockets, files on disk.
+
+Runs are driven by calling `run_generation` directly (what the comfyui.generate task
+does), except in the queue test, which lets a real worker pool do it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spoonfeeder.comfyui.runner import RunAbandoned
+from spoonfeeder.comfyui.service import ComfyUIService
+from spoonfeeder.comfyui.views import GenerationProgress, GenerationView
+from spoonfeeder.comfyui.workflow import UI_FORMAT_HELP
+from spoonfeeder.context import AppContext
+from spoonfeeder.errors import NotFoundError, ProviderUnavailable, ValidationError
+from tests.conftest import make_settings
+from tests.fakes.comfyui_server import (
+    FIXTURES,
+    FakeComfyUI,
+    SwappableApp,
+    load_fixture,
+    png_with_text,
+)
+from tests.fakes.server import closed_port_url, serve
+
+CKPT = "tiny-random-sd15.safetensors"
+LORAS = ["detail.safetensors", "style.safetensors"]
+BASE = {"prompt": "a red fox", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[SwappableApp, str]]:
+    app = SwappableApp()
+    with serve(app) as url:
+        yield app, url
+
+
+@pytest.fixture
+def fake(server: tuple[SwappableApp, str]) -> FakeComfyUI:
+    fresh = FakeComfyUI()
+    fresh.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
+    fresh.set_choices("LoraLoader", "lora_name", LORAS)
+    server[0].target = fresh.app
+    return fresh
+
+
+@pytest.fixture
+def comfy_url(fake: FakeComfyUI, server: tuple[SwappableApp, str]) -> str:
+    return server[1]
+
+
+def make_app(db_url: str, data: Path, comfy_url: str) -> AppContext:
+    ctx = AppContext.create(make_settings(db_url, data, comfyui_url=comfy_url))
+    ctx.comfyui.timings.receive_timeout = 0.05
+    ctx.comfyui.timings.poll_interval = 0.05
+    return ctx
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Path, comfy_url: str) -> Iterator[AppContext]:
+    ctx = make_app(db_url, tmp_path / "data", comfy_url)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def svc(app: AppContext) -> ComfyUIService:
+    return app.comfyui
+
+
+def one(svc: ComfyUIService, session_id: Any, **values: Any) -> GenerationView:
+    return svc.generate(session_id, {**BASE, **values})[0]
+
+
+def stored_bytes(svc: ComfyUIService, view: GenerationView) -> list[bytes]:
+    return [svc.media_file(output.path).read_bytes() for output in view.outputs]
+
+
+# ----- a generation, start to end ------------------------------------------------------
+
+
+def test_success_saves_every_output_byte_for_byte(
+    svc: ComfyUIService, fake: FakeComfyUI, app: AppContext
+) -> None:
+    session = svc.create_session("Foxes")
+    pending = one(svc, session.id, seed=42, cfg=6.5, sampler_name="euler", scheduler="karras")
+    assert pending.status == "pending" and pending.prompt_id is None
+    snapshot = svc.snapshot(pending.id)
+    assert snapshot["3"]["inputs"]["seed"] == 42 and snapshot["3"]["inputs"]["cfg"] == 6.5
+    assert snapshot["6"]["inputs"]["text"] == "a red fox"
+
+    reports: list[GenerationProgress] = []
+    done = svc.run_generation(pending.id, report=reports.append)
+
+    assert done.status == "completed", done.error
+    assert done.prompt_id in fake.history_entries
+    files = fake.history_entries[done.prompt_id]["outputs"]["9"]["images"]
+    assert [o.filename for o in done.outputs] == [f["filename"] for f in files]
+    assert stored_bytes(svc, done) == [fake.files[("output", "", f["filename"])] for f in files]
+    assert all(o.kind == "image" and o.media_type == "image/png" for o in done.outputs)
+    for output in done.outputs:  # inside the media folder, under this generation
+        assert output.path.startswith(f"comfyui/{done.id}/")
+    assert (done.width, done.height, done.steps, done.cfg, done.seed) == (64, 64, 3, 6.5, 42)
+    assert (done.sampler_name, done.scheduler, done.checkpoint) == ("euler", "karras", CKPT)
+    assert done.prompt == "a red fox" and done.negative_prompt == "text, watermark"
+    assert done.generation_time_seconds is not None and done.generation_time_seconds >= 0
+    assert done.server_info["comfyui_version"] == "0.3.64"
+    assert done.server_info["system_stats"]["devices"][0]["name"] == "cpu"
+    assert done.progress == 1.0 and done.completed_at is not None
+    # exactly the stored snapshot was posted
+    assert json.loads(fake.raw_prompts[0])["prompt"] == snapshot
+    assert json.loads(fake.raw_prompts[0])["client_id"] == str(done.id)
+
+    steps = [(r.step, r.max_steps) for r in reports if r.step is not None]
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert any("Step 2/3 · node 3 (KSampler)" == r.message for r in reports)
+    previews = [r for r in reports if r.preview is not None]
+    assert len(previews) == 3 and all(r.preview.startswith(b"\xff\xd8\xff") for r in previews)
+    assert all(r.preview_path and r.preview_path.endswith(".jpg") for r in previews)
+    assert reports[-1].status == "completed" and reports[-1].fraction == 1.0
+    assert not (app.settings.media_path / f"comfyui/{done.id}/previews").exists()
+
+
+def test_a_cached_run_completes_with_the_earlier_outputs(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    session = svc.create_session("Cache")
+    first = svc.run_generation(one(svc, session.id, seed=7).id)
+    fake.scenario = "cached"
+    again = svc.run_generation(svc.rerun_exact(first.id).id)
+    assert again.status == "completed", again.error
+    assert [o.filename for o in again.outputs] == [o.filename for o in first.outputs]
+    assert stored_bytes(svc, again) == stored_bytes(svc, first)
+    assert again.generation_time_seconds is not None and again.generation_time_seconds < 1
+
+
+def test_an_execution_error_fails_with_the_nodes_message(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    workflow = svc.import_workflow(
+        "Upscale by 0.01", (FIXTURES / "workflow_execution_error_api.json").read_text()
+    )
+    fake.scenario = "execution_error"
+    session = svc.create_session("Errors")
+    pending = svc.generate(session.id, {"prompt": "x"}, workflow_id=workflow.id)[0]
+    failed = svc.run_generation(pending.id)
+    assert failed.status == "failed"
+    assert failed.error == (
+        "ComfyUI failed in node 10 “Upscale Latent By” (LatentUpscaleBy): RuntimeError: "
+        "Input and output sizes should be greater than 0, but got input (H: 8, W: 8) "
+        "output (H: 0, W: 0)"
+    )
+    assert failed.outputs == [] and failed.prompt_id is not None
+    assert svc.get_session(session.id).failed_count == 1
+
+
+def test_a_prompt_refused_by_comfyui_fails_naming_node_and_input(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    session = svc.create_session("Refused")
+    pending = svc.generate(
+        session.id, {**BASE, "sampler_name": "not_a_sampler"}, check_server=False
+    )[0]
+    failed = svc.run_generation(pending.id)
+    assert failed.status == "failed" and failed.prompt_id is None
+    assert failed.error is not None
+    assert failed.error.startswith(
+        "ComfyUI rejected the workflow: node 3 (KSampler) input 'sampler_name': Value not in list"
+    )
+    assert fake.prompts == []
+
+
+def test_names_the_server_lacks_are_refused_before_anything_is_stored(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    session = svc.create_session("Check")
+    with pytest.raises(ValidationError) as caught:
+        svc.generate(session.id, {**BASE, "sampler_name": "not_a_sampler"})
+    assert "has no sampler called 'not_a_sampler'. Available: euler, euler_cfg_pp" in str(
+        caught.value
+    )
+    with pytest.raises(ValidationError, match=r"has no checkpoint called 'gone\.safetensors'"):
+        svc.generate(session.id, {**BASE, "checkpoint": "gone.safetensors"})
+    with pytest.raises(ValidationError, match="has no LoRA called 'nope'"):
+        svc.generate(session.id, {**BASE, "loras": [{"name": "nope", "strength_model": 1}]})
+    with pytest.raises(ValidationError, match="Width must be a multiple of 8"):
+        svc.generate(session.id, {**BASE, "width": 100})
+    with pytest.raises(ValidationError, match="Steps must be between 1 and 10000"):
+        svc.generate(session.id, {**BASE, "steps": 0})
+    with pytest.raises(ValidationError, match="Unknown parameter 'colour'"):
+        svc.generate(session.id, {**BASE, "colour": "red"})
+    assert svc.list_generations(session.id) == []
+    # a checkpoint added on the server since the options were cached is found by a refresh
+    fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT, "new.safetensors"])
+    made = svc.generate(session.id, {**BASE, "checkpoint": "new.safetensors"})
+    assert made[0].checkpoint == "new.safetensors"
+    assert svc.options().checkpoints == [CKPT, "new.safetensors"]
+
+
+def test_options_come_from_object_info_and_are_cached(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    options = svc.options()
+    assert options.samplers[:3] == ["euler", "euler_cfg_pp", "euler_ancestral"]
+    assert "karras" in options.schedulers and options.checkpoints == [CKPT]
+    assert options.loras == LORAS
+    calls = len(fake.requests)
+    assert svc.options() is options and len(fake.requests) == calls
+    assert svc.options(refresh=True) is not options and len(fake.requests) > calls
+
+
+def test_interrupt_ends_cancelled_and_interrupts_only_this_prompt(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    fake.scenario = "interrupt"
+    session = svc.create_session("Stop")
+    pending = one(svc, session.id)
+
+    def report(progress: GenerationProgress) -> None:
+        if progress.step == 1:
+            svc.cancel(pending.id)  # what the Interrupt button calls
+
+    cancelled = svc.run_generation(pending.id, report=report)
+    assert cancelled.status == "cancelled"
+    assert cancelled.error == "Interrupted in node 3 (KSampler)"
+    assert fake.interrupts == [{"prompt_id": cancelled.prompt_id}]
+    assert cancelled.outputs == []
+
+
+def test_cancelling_a_pending_generation_stops_it_before_it_is_posted(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    pending = one(svc, svc.create_session("Never").id)
+    assert svc.cancel(pending.id).status == "cancelled"
+    assert svc.run_generation(pending.id).status == "cancelled"
+    assert fake.prompts == []
+
+
+def test_websocket_dropped_mid_run_completes_by_polling_history(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    fake.drop_socket_after = 10  # a few nodes in, before the sampler's steps
+    reports: list[GenerationProgress] = []
+    done = svc.run_generation(one(svc, svc.create_session("Drop").id).id, report=reports.append)
+    assert fake.sockets_dropped == 1
+    assert done.status == "completed", done.error
+    assert len(done.outputs) == 2
+    assert any(r.message.startswith("Lost the live connection") for r in reports)
+    assert any(path.startswith("/history/") for _, path in fake.requests)
+
+
+def test_restart_mid_generation_resumes_and_completes_from_history(
+    db_url: str, tmp_path: Path, comfy_url: str, fake: FakeComfyUI
+) -> None:
+    first = make_app(db_url, tmp_path / "data", comfy_url)
+    fake.hold = True  # the server pauses after the first step until released
+    pending = one(first.comfyui, first.comfyui.create_session("Restart").id)
+    abandon = threading.Event()
+
+    def report(progress: GenerationProgress) -> None:
+        if progress.step == 1:
+            abandon.set()  # the app goes down here
+
+    with pytest.raises(RunAbandoned):
+        first.comfyui.run_generation(pending.id, report=report, should_abandon=abandon.is_set)
+    left = first.comfyui.get_generation(pending.id)
+    assert left.status == "running" and left.prompt_id is not None
+    first.close()
+
+    second = make_app(db_url, tmp_path / "data", comfy_url)  # the app starts again
+    try:
+        assert second.comfyui.interrupted_generations() == [pending.id]
+        fake.release()
+        resumed = second.comfyui.resume_interrupted(background=False)
+        assert resumed == [pending.id]
+        done = second.comfyui.get_generation(pending.id)
+        assert done.status == "completed", done.error
+        assert done.prompt_id == left.prompt_id
+        assert len(fake.prompts) == 1  # followed, never posted twice
+        assert len(stored_bytes(second.comfyui, done)) == 2
+    finally:
+        second.close()
+
+
+def test_a_prompt_comfyui_forgot_fails_with_a_reason(
+    svc: ComfyUIService, fake: FakeComfyUI, app: AppContext
+) -> None:
+    pending = one(svc, svc.create_session("Lost").id)
+    with app.sessions.begin() as session:  # as if posted before ComfyUI was restarted
+        from spoonfeeder.db.models import ComfyUIGeneration
+
+        row = session.get(ComfyUIGeneration, pending.id)
+        row.status, row.prompt_id = "running", "11111111-2222-3333-4444-555555555555"
+    failed = svc.run_generation(pending.id)
+    assert failed.status == "failed"
+    assert "no longer knows this prompt" in (failed.error or "")
+    assert "was the server restarted?" in (failed.error or "")
+
+
+def test_an_unreachable_server_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
+    url = closed_port_url()
+    ctx = make_app(db_url, tmp_path / "data", url)
+    try:
+        svc = ctx.comfyui
+        session = svc.create_session("Offline")
+        with pytest.raises(ProviderUnavailable) as caught:
+            svc.generate(session.id, BASE)
+        assert str(caught.value) == f"ComfyUI is not reachable at {url} — is it running?"
+        pending = svc.generate(session.id, BASE, check_server=False)[0]
+        failed = svc.run_generation(pending.id)
+        assert failed.status == "failed"
+        assert failed.error == f"ComfyUI is not reachable at {url} — is it running?"
+    finally:
+        ctx.close()
+
+
+# ----- reproduction ----------------------------------------------------------------------
+
+
+def test_rerun_exactly_posts_an_identical_snapshot(svc: ComfyUIService, fake: FakeComfyUI) -> None:
+    session = svc.create_session("Again")
+    original = svc.run_generation(
+        one(svc, session.id, seed=-1, loras=[{"name": LORAS[0], "strength_model": 0.7}]).id
+    )
+    copy = svc.rerun_exact(original.id)
+    assert copy.reproduced_from_id == original.id and copy.status == "pending"
+    assert (copy.seed, copy.checkpoint, copy.loras) == (
+        original.seed,
+        original.checkpoint,
+        original.loras,
+    )
+    svc.run_generation(copy.id)
+    first, second = (json.loads(raw) for raw in fake.raw_prompts)
+    # same keys in the same order, same values: the same bytes once serialized
+    assert json.dumps(first["prompt"]) == json.dumps(second["prompt"])
+    assert json.dumps(second["prompt"]) == json.dumps(svc.snapshot(original.id))
+    assert first["client_id"] != second["client_id"]
+    lora_nodes = [n for n in second["prompt"].values() if n["class_type"] == "LoraLoader"]
+    assert [n["inputs"]["lora_name"] for n in lora_nodes] == [LORAS[0]]
+
+
+def test_reuse_parameters_fills_the_form_with_the_actual_seed(svc: ComfyUIService) -> None:
+    session = svc.create_session("Reuse")
+    made = one(svc, session.id, seed=-1, cfg=5)
+    values = svc.reuse_parameters(made.id)
+    assert values["seed"] == made.seed and values["seed"] != -1
+    assert values["cfg"] == 5 and values["prompt"] == "a red fox"
+    assert values["workflow_id"] == str(made.workflow_id) and values["batch_count"] == 1
+    again = svc.generate(session.id, values)[0]
+    assert svc.snapshot(again.id) == svc.snapshot(made.id)
+
+
+def test_the_snapshot_downloads_as_api_json(svc: ComfyUIService) -> None:
+    made = one(svc, svc.create_session("Export").id)
+    path = svc.export_snapshot(made.id)
+    assert json.loads(path.read_text()) == svc.snapshot(made.id)
+    # and it imports back as a workflow
+    imported = svc.import_workflow("From snapshot", path.read_bytes())
+    assert imported.parameters["prompt"] == "a red fox"
+
+
+# ----- seeds, batches, sweeps ---------------------------------------------------------------
+
+
+def test_seed_minus_one_is_resolved_and_recorded(svc: ComfyUIService) -> None:
+    session = svc.create_session("Seeds")
+    made = one(svc, session.id, seed=-1)
+    assert made.seed is not None and 0 <= made.seed < 2**53
+    assert svc.snapshot(made.id)["3"]["inputs"]["seed"] == made.seed
+    assert made.parameters["seed"] == made.seed and made.parameters["requested_seed"] == -1
+    assert svc.get_session(session.id).last_parameters["seed"] == -1  # random next time too
+    assert one(svc, session.id, seed=-1).seed != made.seed
+
+
+def test_batch_count_makes_generations_with_seeds_counting_up(svc: ComfyUIService) -> None:
+    session = svc.create_session("Batch")
+    made = svc.generate(session.id, {**BASE, "seed": 1000}, batch_count=3)
+    assert [(g.seed, g.batch_index) for g in made] == [(1000, 0), (1001, 1), (1002, 2)]
+    assert [svc.snapshot(g.id)["3"]["inputs"]["seed"] for g in made] == [1000, 1001, 1002]
+    assert all(g.task_id is not None for g in made)  # each is a comfyui.generate task
+    random_batch = svc.generate(session.id, {**BASE, "seed": -1}, batch_count=2)
+    assert random_batch[1].seed == (random_batch[0].seed or 0) + 1
+    assert svc.get_workflow(made[0].workflow_id).generation_count == 5
+    with pytest.raises(ValidationError, match="Batch count must be between 1 and 100"):
+        svc.generate(session.id, BASE, batch_count=0)
+
+
+def test_a_sweep_makes_one_labelled_generation_per_combination(svc: ComfyUIService) -> None:
+    session = svc.create_session("Sweep")
+    sweep = svc.sweep(session.id, {**BASE, "seed": -1}, [("cfg", [4, 6, 8]), ("steps", "20, 30")])
+    assert len(sweep.generations) == 6
+    assert [g.label for g in sweep.generations] == [
+        "cfg=4.0 · steps=20",
+        "cfg=4.0 · steps=30",
+        "cfg=6.0 · steps=20",
+        "cfg=6.0 · steps=30",
+        "cfg=8.0 · steps=20",
+        "cfg=8.0 · steps=30",
+    ]
+    assert len({g.seed for g in sweep.generations}) == 1  # only the swept values differ
+    cell = sweep.cell(6.0, 30)
+    assert cell is not None and (cell.cfg, cell.steps) == (6.0, 30)
+    assert svc.snapshot(cell.id)["3"]["inputs"]["steps"] == 30
+    again = svc.sweep_grid(sweep.id)
+    assert again.axes == [("cfg", [4.0, 6.0, 8.0]), ("steps", [20, 30])]
+    assert [g.id for g in again.generations] == [g.id for g in sweep.generations]
+    with pytest.raises(ValidationError, match="Cannot sweep 'loras'"):
+        svc.sweep(session.id, BASE, [("loras", [1])])
+    with pytest.raises(ValidationError, match="CFG must be between 0 and 100"):
+        svc.sweep(session.id, BASE, [("cfg", [4, 400])])
+    with pytest.raises(NotFoundError):
+        svc.sweep_grid("0" * 32)
+
+
+# ----- outputs of every kind, and the media folder -------------------------------------------
+
+
+def test_gifs_video_and_audio_outputs_are_stored(svc: ComfyUIService, fake: FakeComfyUI) -> None:
+    blobs = {
+        "a.png": png_with_text("still"),
+        "anim_00001.webp": b"RIFF\x00\x00\x00\x00WEBPVP8 animated",
+        "clip_00001.mp4": b"\x00\x00\x00\x18ftypmp42 video bytes",
+        "voice_00001.flac": b"fLaC\x00\x00\x00\x22 audio bytes",
+        "movie.webm": b"\x1a\x45\xdf\xa3 webm",
+    }
+    fake.outputs = {
+        "9": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]},
+        "20": {
+            "gifs": [{"filename": "anim_00001.webp", "subfolder": "vhs", "type": "output"}],
+            "animated": [True],
+        },
+        "21": {"video": [{"filename": "clip_00001.mp4", "subfolder": "video", "type": "output"}]},
+        "22": {"audio": [{"filename": "voice_00001.flac", "subfolder": "audio", "type": "output"}]},
+        "23": {"gifs": [{"filename": "movie.webm", "subfolder": "", "type": "temp"}]},
+    }
+    subfolders = {"anim_00001.webp": "vhs", "clip_00001.mp4": "video", "voice_00001.flac": "audio"}
+    for name, data in blobs.items():
+        folder_type = "temp" if name == "movie.webm" else "output"
+        fake.files[(folder_type, subfolders.get(name, ""), name)] = data
+    done = svc.run_generation(one(svc, svc.create_session("Media").id).id)
+    assert done.status == "completed", done.error
+    assert [(o.filename, o.kind) for o in done.outputs] == [
+        ("a.png", "image"),
+        ("anim_00001.webp", "image"),
+        ("clip_00001.mp4", "video"),
+        ("voice_00001.flac", "audio"),
+        ("movie.webm", "video"),
+    ]
+    assert stored_bytes(svc, done) == list(blobs.values())
+    assert done.outputs[2].media_type == "video/mp4"
+
+
+def test_output_paths_never_escape_the_media_folder(
+    svc: ComfyUIService, fake: FakeComfyUI, app: AppContext, tmp_path: Path
+) -> None:
+    evil = [
+        ("../../../../escaped.png", "../../.."),
+        ("/tmp/absolute.png", "/etc"),
+        ("..\\..\\windows.png", ""),
+        ("..", ".."),
+    ]
+    fake.outputs = {
+        "9": {"images": [{"filename": n, "subfolder": s, "type": "output"} for n, s in evil]}
+    }
+    for n, s in evil:
+        fake.files[("output", s, n)] = f"bytes of {n}".encode()
+    done = svc.run_generation(one(svc, svc.create_session("Evil").id).id)
+    assert done.status == "completed", done.error
+    root = app.settings.media_path.resolve()
+    for output, (name, _) in zip(done.outputs, evil, strict=True):
+        path = svc.media_file(output.path)
+        assert path.is_relative_to(root / "comfyui" / str(done.id))
+        assert path.read_bytes() == f"bytes of {name}".encode()
+        assert ".." not in output.path and "\\" not in output.path
+    assert not list(tmp_path.rglob("escaped.png")) and not Path("/tmp/absolute.png").exists()
+
+
+@pytest.mark.parametrize("path", ["../secret.key", "/etc/passwd", "comfyui/../../x", "", "a\x00b"])
+def test_media_file_refuses_paths_outside_the_media_folder(
+    svc: ComfyUIService, app: AppContext, path: str
+) -> None:
+    (app.settings.data_dir / "secret.key").write_text("not for you")
+    with pytest.raises(ValidationError):
+        svc.media_file(path)
+
+
+def test_media_file_of_a_missing_file_is_not_found(svc: ComfyUIService) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        svc.media_file("comfyui/nothing.png")
+
+
+# ----- workflows -------------------------------------------------------------------------------
+
+
+def test_a_default_txt2img_workflow_exists_from_first_start(svc: ComfyUIService) -> None:
+    [builtin] = svc.list_workflows()
+    assert builtin.is_default and builtin.name == "Default txt2img (built-in)"
+    assert builtin.parameters["seed"] == -1 and builtin.parameters["width"] == 512
+    assert {"prompt", "negative_prompt", "checkpoint", "seed", "loras"} <= set(builtin.extracted)
+
+
+def test_importing_workflows(svc: ComfyUIService) -> None:
+    text = (FIXTURES / "workflow_txt2img_api.json").read_text()
+    seen = svc.inspect_workflow(text)
+    assert seen["targets"]["seed"] == "node 3 (KSampler) · seed"
+    assert seen["parameters"]["steps"] == 3
+    imported = svc.import_workflow("Tiny", text, defaults={"steps": 12}, make_default=True)
+    assert imported.is_default and imported.parameters["steps"] == 12
+    assert imported.parameters["width"] == 64  # the workflow's own value
+    assert svc.list_workflows()[0].name == "Tiny"
+    assert sum(w.is_default for w in svc.list_workflows()) == 1
+    assert svc.default_workflow().id == imported.id
+
+    with pytest.raises(ValidationError) as caught:
+        svc.import_workflow("UI", (FIXTURES / "workflow_txt2img_ui.json").read_bytes())
+    assert str(caught.value) == UI_FORMAT_HELP and "Export (API)" in str(caught.value)
+    with pytest.raises(
+        ValidationError, match=r"not valid JSON \(line 1, column 13: Expecting value"
+    ):
+        svc.import_workflow("Broken", '{"3": {"a": }')
+    with pytest.raises(ValidationError, match="already exists"):
+        svc.import_workflow("Tiny", text)
+    with pytest.raises(ValidationError, match="Give the workflow a name"):
+        svc.import_workflow("  ", text)
+    with pytest.raises(ValidationError, match="no KSampler"):
+        svc.import_workflow("No sampler", {"1": {"class_type": "SaveImage", "inputs": {}}})
+
+    edited = svc.update_workflow(imported.id, defaults={"steps": 30, "cfg": 4})
+    assert (edited.parameters["steps"], edited.parameters["cfg"]) == (30, 4.0)
+    with pytest.raises(ValidationError, match="Height must be a multiple of 8"):
+        svc.update_workflow(imported.id, defaults={"height": 65})
+    assert svc.delete_workflow(imported.id) == "Tiny"
+
+
+def test_generation_count_follows_the_workflow(svc: ComfyUIService) -> None:
+    workflow = svc.import_workflow("Counted", load_fixture("workflow_txt2img_api.json"))
+    session = svc.create_session("Count")
+    svc.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id, batch_count=2)
+    svc.sweep(session.id, {"prompt": "p"}, [("steps", [1, 2])], workflow_id=workflow.id)
+    assert svc.get_workflow(workflow.id).generation_count == 4
+
+
+# ----- sessions ---------------------------------------------------------------------------------
+
+
+def test_sessions_count_and_restore_parameters(svc: ComfyUIService, fake: FakeComfyUI) -> None:
+    session = svc.create_session("  Studio   one ")
+    assert session.name == "Studio one" and session.generation_count == 0
+    ok = svc.run_generation(one(svc, session.id, cfg=3.5, seed=5).id)
+    bad = svc.generate(session.id, {**BASE, "sampler_name": "nope"}, check_server=False)[0]
+    svc.run_generation(bad.id)
+    one(svc, session.id, cfg=3.5, seed=5, sampler_name="euler")  # still pending
+    [listed] = svc.list_sessions()
+    assert (listed.generation_count, listed.completed_count, listed.failed_count) == (3, 1, 1)
+    assert ok.status == "completed"
+
+    # opening the session again restores what was used last
+    form = svc.form_parameters(session.id)
+    assert (form["cfg"], form["seed"], form["prompt"], form["width"]) == (3.5, 5, "a red fox", 64)
+    assert form["sampler_name"] == "euler" and form["workflow_id"] == str(ok.workflow_id)
+    renamed = svc.rename_session(session.id, "Studio two")
+    assert renamed.name == "Studio two"
+    assert [g.status for g in svc.list_generations(session.id)] == [
+        "pending",
+        "failed",
+        "completed",
+    ]
+
+
+def test_deleting_a_session_with_or_without_its_generations(
+    svc: ComfyUIService, app: AppContext
+) -> None:
+    keep = svc.create_session("Keep")
+    kept = svc.run_generation(one(svc, keep.id).id)
+    assert svc.delete_session(keep.id, delete_generations=False) == 0
+    still = svc.get_generation(kept.id)
+    assert still.session_id is None and svc.media_file(still.outputs[0].path).is_file()
+
+    drop = svc.create_session("Drop")
+    gone = svc.run_generation(one(svc, drop.id).id)
+    folder = app.settings.media_path / "comfyui" / str(gone.id)
+    assert folder.is_dir()
+    assert svc.delete_session(drop.id, delete_generations=True) == 1
+    assert not folder.exists()
+    with pytest.raises(NotFoundError):
+        svc.get_generation(gone.id)
+    with pytest.raises(NotFoundError):
+        svc.get_session(drop.id)
+    assert [s.name for s in svc.list_sessions()] == []
+
+
+def test_a_session_can_use_another_comfyui_server(
+    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI
+) -> None:
+    other = FakeComfyUI()
+    other.set_choices("CheckpointLoaderSimple", "ckpt_name", ["other.safetensors"])
+    with serve(other.app) as url:
+        profile = app.profiles.create_profile("Second GPU", "comfyui", url=url)
+        session = svc.create_session("Remote", profile_id=profile.id)
+        with pytest.raises(ValidationError, match=f"server at {url} has no checkpoint"):
+            svc.generate(session.id, BASE)
+        made = svc.generate(session.id, {**BASE, "checkpoint": "other.safetensors"})[0]
+        done = svc.run_generation(made.id)
+    assert done.status == "completed", done.error
+    assert done.profile_id == profile.id and done.server_info["url"] == url
+    assert len(other.prompts) == 1 and fake.prompts == []
+
+
+# ----- through the task queue ---------------------------------------------------------------------
+
+
+def test_generate_runs_as_a_task_and_publishes_progress_events(
+    svc: ComfyUIService, app: AppContext
+) -> None:
+    events: list[dict[str, Any]] = []
+    with app.events.subscribe("comfyui:progress", callback=lambda e: events.append(e.data)):
+        app.start_workers(1, poll_interval=0.05)
+        made = one(svc, svc.create_session("Queued").id)
+        deadline = time.monotonic() + 15
+        while not svc.get_generation(made.id).done and time.monotonic() < deadline:
+            time.sleep(0.02)
+    done = svc.get_generation(made.id)
+    assert done.status == "completed", done.error
+    task = app.tasks.get_task(made.task_id)
+    assert task.status == "completed" and task.type == "comfyui.generate"
+    steps = [(e["step"], e["max"]) for e in events if e["step"] is not None]
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert any(e["preview_path"] for e in events)
+    assert all(e["generation_id"] == str(made.id) for e in events)
+    assert events[-1]["status"] == "completed"
