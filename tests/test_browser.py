@@ -1,0 +1,139 @@
+"""Browser smoke test: the launched app in headless Chromium, against the fake servers.
+
+Needs Debian's chromium (`.ci/run` installs it) and the `playwright` package; it never
+downloads a browser (`playwright install` is not used). Without chromium it is skipped
+locally and fails under CI, like the PostgreSQL tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from spoonfeeder.context import AppContext
+from tests.conftest import make_settings
+from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.server import free_port, serve
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("chromium is required under CI (apt-get install chromium)")
+    pytest.skip(
+        "chromium is not installed (apt-get install chromium); browser test skipped",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TOKENS = [f"word{i} " for i in range(40)]
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, AppContext]]:
+    from ui.app import build_demo
+
+    # Slow enough that streaming and pull progress are visible between two polls.
+    fake = FakeOllama(tokens=TOKENS, token_delay=0.03, pull_steps=25)
+    data = tmp_path_factory.mktemp("browser")
+    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
+    with ExitStack() as stack:
+        url = stack.enter_context(serve(fake.app))
+        ctx.profiles.save_setting("ollama", endpoint_url=url)
+        demo = build_demo(ctx)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        stack.callback(ctx.close)
+        stack.callback(demo.close)
+        yield f"http://127.0.0.1:{port}/", ctx
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, app: tuple[str, AppContext]) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.set_default_timeout(15_000)
+    page.goto(app[0])
+    yield page
+    page.close()
+
+
+def poll(check: Callable[[], object], timeout: float = 15) -> object:
+    """The first truthy result of `check`, polled every 20 ms."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def test_chat_streams_a_reply(page: Page, app: tuple[str, AppContext]) -> None:
+    page.get_by_role("tab", name="Chat").click()
+    model = page.locator("#chat-model input")
+    poll(lambda: model.input_value() == "llama3.2:latest")  # listed when the tab opens
+
+    box = page.locator("#chat-input textarea")
+    box.fill("Count for me")
+    box.press("Enter")
+    bot = page.locator("#chat-bot .message.bot").last
+
+    def partial() -> str | None:
+        text = bot.inner_text() if bot.count() else ""
+        return text if "word2" in text and "word39" not in text else None
+
+    seen = str(poll(partial))  # a part of the reply is shown before the rest arrives
+    assert "first token" not in seen
+    poll(lambda: "first token" in bot.inner_text())  # the saved reply's footer
+    final = bot.inner_text()
+    assert "word0 word1" in final and "word39" in final and "llama3.2:latest" in final
+
+    ctx = app[1]
+    conv = next(c for c in ctx.chat.list_conversations() if c.title == "Count for me")
+    saved = ctx.chat.get_conversation(conv.id).messages[-1]
+    assert (saved.status, saved.content) == ("complete", "".join(TOKENS))
+
+
+def test_models_tab_pull_shows_progress(page: Page) -> None:
+    page.get_by_role("tab", name="Models").click()
+    installed = page.locator("#models-installed")
+    poll(lambda: "llama3.2:latest" in installed.inner_text())
+
+    page.locator("#pull-name textarea, #pull-name input").first.fill("mistral:7b")
+    page.locator("#pull-start").click()
+    bars = page.locator("#pull-progress progress")
+
+    def midway() -> bool:
+        values = [float(v or 0) for v in bars.evaluate_all("els => els.map(e => e.value)")]
+        return bool(values) and 0 < values[0] < 100
+
+    poll(midway)  # the overall bar moves while layers download
+    status = page.locator("#pull-status")
+    poll(lambda: "Pulled" in status.inner_text())
+    values = bars.evaluate_all("els => els.map(e => e.value)")
+    assert len(values) == 3 and all(v == 100 for v in values)  # overall, then each layer
+    poll(lambda: "mistral:7b" in installed.inner_text())  # the listing is re-read
