@@ -8,7 +8,9 @@ For each provider a local fake server (the test fakes, real wire protocol) strea
 - direct:  the official SDK called directly, the way a script would;
 - layer:   the same SDK through Spoon Feeder's provider class (`stream_chat`);
 - app:     the whole app — gradio_client → /chat → chat service → provider → fake,
-           including saving both messages to SQLite.
+           including saving both messages to SQLite;
+- gradio:  a bare Gradio endpoint that streams the direct SDK call, through
+           gradio_client: the floor any Gradio app pays, so app − gradio is ours.
 
 and print medians of time to first token (TTFT) and total time, with the ratios.
 Targets (issue 3): layer total ≤ 1.05× direct, layer TTFT ≤ direct + 2 ms.
@@ -166,6 +168,7 @@ def bench_provider(case: Case, url: str, runs: int) -> dict[str, tuple[float, fl
 
 def bench_app(cases: list[Case], urls: dict[str, str], runs: int) -> dict[str, tuple[float, float]]:
     """Through gradio_client → /chat → the app, beside the SDK directly, per provider."""
+    import gradio as gr
     from gradio_client import Client
 
     from spoonfeeder.config import Settings
@@ -190,6 +193,21 @@ def bench_app(cases: list[Case], urls: dict[str, str], runs: int) -> dict[str, t
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+    # The floor: the same queue and client, the SDK streaming straight out of the endpoint.
+    sdk = {c.provider: c.direct(urls[c.provider] + c.base_path) for c in cases}
+
+    def bare(provider: str) -> Iterator[str]:
+        yield from sdk[provider]()
+
+    with gr.Blocks() as floor:
+        gr.api(bare, api_name="bare")
+    floor.queue(default_concurrency_limit=8)
+    floor_port = free_port()
+    floor.launch(
+        server_name="127.0.0.1", server_port=floor_port, prevent_thread_lock=True, quiet=True
+    )
+    floor_client = Client(f"http://127.0.0.1:{floor_port}/", verbose=False)
     out: dict[str, tuple[float, float]] = {}
     try:
         for case in cases:
@@ -209,16 +227,23 @@ def bench_app(cases: list[Case], urls: dict[str, str], runs: int) -> dict[str, t
                 )
                 yield from job
 
-            direct = case.direct(urls[case.provider] + case.base_path)
+            def via_floor(case: Case = case) -> Iterator[str]:
+                yield from floor_client.submit(case.provider, api_name="/bare")
+
+            direct = sdk[case.provider]
             timed(via_app)
+            timed(via_floor)
             timed(direct)
-            app_samples, direct_samples = [], []
+            app_samples, floor_samples, direct_samples = [], [], []
             for _ in range(runs):
                 app_samples.append(timed(via_app))
+                floor_samples.append(timed(via_floor))
                 direct_samples.append(timed(direct))
             out[case.provider] = median_of(app_samples)
+            out[case.provider + ":gradio"] = median_of(floor_samples)
             out[case.provider + ":direct"] = median_of(direct_samples)
     finally:
+        floor.close()
         demo.close()
         ctx.close()
     return out
@@ -284,17 +309,26 @@ def main() -> None:
 
         app = bench_app(cases, urls, args.app_runs)
         print(
-            f"\n{'provider':<10} {'direct TTFT':>12} {'app TTFT':>10} {'direct total':>13} "
-            f"{'app total':>10} {'ratio':>7}   (gradio_client → /chat, saved to SQLite)"
+            "\nend to end through gradio_client: SDK direct; a bare Gradio endpoint streaming "
+            "the SDK;\nthe app's /chat (chat service, provider layer, both messages saved to "
+            "SQLite)\n"
         )
+        header = (
+            f"{'provider':<10} {'direct TTFT':>12} {'gradio TTFT':>12} {'app TTFT':>9} "
+            f"{'direct total':>13} {'gradio total':>13} {'app total':>10} {'app/gradio':>11}"
+        )
+        print(header)
+        print("-" * len(header))
         for case in cases:
-            (d_ttft, d_total), (a_ttft, a_total) = (
+            (d_ttft, d_total), (g_ttft, g_total), (a_ttft, a_total) = (
                 app[case.provider + ":direct"],
+                app[case.provider + ":gradio"],
                 app[case.provider],
             )
             print(
-                f"{case.provider:<10} {d_ttft:>9.2f} ms {a_ttft:>7.1f} ms {d_total:>10.1f} ms "
-                f"{a_total:>7.1f} ms {a_total / d_total:>6.2f}×"
+                f"{case.provider:<10} {d_ttft:>9.2f} ms {g_ttft:>9.1f} ms {a_ttft:>6.1f} ms "
+                f"{d_total:>10.1f} ms {g_total:>10.1f} ms {a_total:>7.1f} ms "
+                f"{a_total / g_total:>10.2f}×"
             )
 
 
