@@ -25,9 +25,10 @@ PostgreSQL, so workers on other machines agree on leases and `run_at`.
 from __future__ import annotations
 
 import statistics
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,12 +37,16 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Float,
+    Interval,
+    Text,
     and_,
     bindparam,
     delete,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -168,8 +173,116 @@ class TaskQueue:
         self.events = events or EventBus()
         self.retry_policy = retry_policy or RetryPolicy()
         self.postgres = engine.dialect.name == "postgresql"
+        self._local = threading.local()
+        self._sqlite_lock = threading.Lock()
+        self._prepare()
 
     # -- plumbing --------------------------------------------------------------
+
+    def _ts(self, name: str) -> ColumnElement[Any]:
+        """A time parameter of a prebuilt statement; `_at(seconds)` is its value.
+        PostgreSQL adds the interval to its own clock; SQLite gets the time itself."""
+        if self.postgres:
+            return func.now() + bindparam(name, type_=Interval())
+        return bindparam(name, type_=UTCDateTime())
+
+    def _at(self, seconds: float = 0.0) -> Any:
+        delta = timedelta(seconds=seconds)
+        return delta if self.postgres else utcnow() + delta
+
+    def _prepare(self) -> None:
+        """Build the hot-path statements once: SQLAlchemy then reuses their compiled
+        form, and each call only binds values."""
+        now, until = self._ts("now"), self._ts("until")
+        due = (
+            select(tasks.c.id)
+            # A literal status, so the planner can use the partial index ix_tasks_queued.
+            .where(tasks.c.status == literal_column("'queued'"), tasks.c.run_at <= now)
+            .order_by(tasks.c.priority.desc(), tasks.c.run_at, tasks.c.created_at)
+            .limit(1)
+        )
+        if self.postgres:
+            due = due.with_for_update(skip_locked=True)
+        self._claim_sql = (
+            update(tasks)
+            .where(tasks.c.id == due.scalar_subquery())
+            .values(
+                status=RUNNING,
+                locked_by=bindparam("worker"),
+                locked_until=until,
+                attempts=tasks.c.attempts + 1,
+                started_at=now,
+                updated_at=now,
+                progress=0.0,
+                progress_message=None,
+            )
+            .returning(*_CLAIMED_COLUMNS)
+        )
+        mine = and_(
+            tasks.c.id == bindparam("tid", type_=tasks.c.id.type),
+            tasks.c.status == literal_column("'running'"),
+            tasks.c.locked_by == bindparam("worker"),
+        )
+        unlock = {"locked_by": None, "locked_until": None, "updated_at": now}
+        finish = (
+            update(tasks)
+            .where(mine)
+            .values(status=COMPLETED, progress=1.0, error=None, completed_at=now, **unlock)
+        )
+        if self.postgres:
+            # One statement: the result row is written only if the update matched.
+            finished = finish.returning(tasks.c.id).cte("finished")
+            self._complete_sql = (
+                insert(results)
+                .from_select(
+                    ["id", "task_id", "data", "created_at"],
+                    select(
+                        bindparam("rid", type_=results.c.id.type),
+                        finished.c.id,
+                        bindparam("data", type_=results.c.data.type),
+                        now,
+                    ),
+                )
+                .returning(results.c.task_id)
+            )  # rowcount is not reliable through a CTE
+        else:
+            self._complete_sql = finish
+            self._result_sql = insert(results).values(
+                id=bindparam("rid", type_=results.c.id.type),
+                task_id=bindparam("tid", type_=results.c.task_id.type),
+                data=bindparam("data", type_=results.c.data.type),
+                created_at=now,
+            )
+        self._requeue_sql = (
+            update(tasks)
+            .where(mine)
+            .values(status=QUEUED, run_at=until, error=bindparam("err"), **unlock)
+        )
+        self._fail_sql = (
+            update(tasks)
+            .where(mine)
+            .values(status=FAILED, completed_at=now, error=bindparam("err"), **unlock)
+        )
+        self._progress_sql = (
+            update(tasks)
+            .where(mine)
+            .values(
+                progress=func.coalesce(bindparam("frac", type_=Float()), tasks.c.progress),
+                progress_message=bindparam("msg", type_=Text()),
+                locked_until=until,
+                updated_at=now,
+            )
+            .returning(tasks.c.cancel_requested, tasks.c.progress)
+        )
+        self._heartbeat_sql = (
+            update(tasks)
+            .where(
+                tasks.c.status == literal_column("'running'"),
+                tasks.c.locked_by.in_(bindparam("workers", expanding=True)),
+            )
+            .values(locked_until=until)
+            .returning(tasks.c.id, tasks.c.cancel_requested)
+        )
 
     def _now(self, plus: float = 0.0) -> ColumnElement[Any]:
         """Now (+ seconds): the database clock on PostgreSQL, this machine's on SQLite."""
@@ -178,13 +291,70 @@ class TaskQueue:
         return literal(utcnow() + timedelta(seconds=plus), UTCDateTime())
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction; on SQLite it holds the write lock from its first statement."""
+    def pinned(self) -> Iterator[None]:
+        """Keep one connection for this thread's queue calls until the block ends.
+
+        Worker threads run inside one: no pool checkout (and pre-ping) per statement,
+        which is a large share of a no-op task's cost.
+        """
+        with self._connection() as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        pinned = getattr(self._local, "conn", None)
+        if pinned is not None:
+            yield pinned
+            return
         with self.engine.connect() as conn:
-            if not self.postgres:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if self.postgres:
+                # Single statements commit on their own: no BEGIN round trip.
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
-            conn.commit()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._connection() as conn:
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+
+    @contextmanager
+    def _write(self, *, atomic: bool = False) -> Iterator[Connection]:
+        """Run writes. One statement is atomic by itself on PostgreSQL (autocommit);
+        `atomic=True` wraps several in one transaction. On SQLite every write takes the
+        write lock up front (BEGIN IMMEDIATE), after an in-process lock: threads queue
+        on that lock instead of in SQLite's busy handler, which sleeps in steps of
+        milliseconds."""
+        with self._connection() as conn:
+            if self.postgres:
+                if not atomic:
+                    yield conn
+                    conn.commit()
+                    return
+                conn.exec_driver_sql("BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    with suppress(Exception):
+                        conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+                conn.commit()
+                return
+            with self._sqlite_lock:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
 
     def _publish(self, topic: str, **data: Any) -> None:
         self.events.publish(
@@ -249,7 +419,7 @@ class TaskQueue:
             created_at=now,
             updated_at=now,
         )
-        with self._write() as conn:
+        with self._write(atomic=len(rows) > 1) as conn:
             conn.execute(stmt, rows)
         for row in rows:
             self._publish(
@@ -266,32 +436,9 @@ class TaskQueue:
 
     def claim(self, worker_id: str, lease_seconds: float) -> ClaimedTask | None:
         """Take the most urgent due task, or None when there is none."""
-        now = self._now()
-        due = (
-            select(tasks.c.id)
-            .where(tasks.c.status == QUEUED, tasks.c.run_at <= now)
-            .order_by(tasks.c.priority.desc(), tasks.c.run_at, tasks.c.created_at)
-            .limit(1)
-        )
-        if self.postgres:
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            update(tasks)
-            .where(tasks.c.id == due.scalar_subquery())
-            .values(
-                status=RUNNING,
-                locked_by=worker_id,
-                locked_until=self._now(lease_seconds),
-                attempts=tasks.c.attempts + 1,
-                started_at=now,
-                updated_at=now,
-                progress=0.0,
-                progress_message=None,
-            )
-            .returning(*_CLAIMED_COLUMNS)
-        )
+        params = {"worker": worker_id, "now": self._at(), "until": self._at(lease_seconds)}
         with self._write() as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(self._claim_sql, params).first()
         if row is None:
             return None
         task = ClaimedTask(**row._mapping, worker_id=worker_id)
@@ -307,27 +454,20 @@ class TaskQueue:
 
     def complete(self, task: ClaimedTask, result: Mapping[str, Any] | None = None) -> bool:
         """Mark done and store the result row; False if the lease was lost meanwhile."""
-        now = self._now()
+        params = {
+            "tid": task.id,
+            "worker": task.worker_id,
+            "rid": uuid.uuid4(),
+            "data": dict(result or {}),
+            "now": self._at(),
+        }
         with self._write() as conn:
-            done = conn.execute(
-                update(tasks)
-                .where(self._mine(task))
-                .values(
-                    status=COMPLETED,
-                    progress=1.0,
-                    error=None,
-                    locked_by=None,
-                    locked_until=None,
-                    completed_at=now,
-                    updated_at=now,
-                )
-            ).rowcount
-            if done:
-                conn.execute(
-                    insert(results).values(
-                        id=uuid.uuid4(), task_id=task.id, data=dict(result or {}), created_at=now
-                    )
-                )
+            if self.postgres:
+                done = conn.execute(self._complete_sql, params).first() is not None
+            else:
+                done = conn.execute(self._complete_sql, params).rowcount == 1
+            if done and not self.postgres:
+                conn.execute(self._result_sql, params)
         if done:
             self._publish("task:completed", id=task.id, type=task.type, status=COMPLETED)
         return bool(done)
@@ -347,17 +487,19 @@ class TaskQueue:
             task.attempts, task.max_attempts, retryable=retryable, retry_after=retry_after
         )
         error = error[:MAX_ERROR_CHARS]
-        now = self._now()
-        if decision.retry:
-            values: dict[str, Any] = {"status": QUEUED, "run_at": self._now(decision.delay)}
-        else:
-            values = {"status": FAILED, "completed_at": now}
-        values.update(error=error, locked_by=None, locked_until=None, updated_at=now)
+        params = {
+            "tid": task.id,
+            "worker": task.worker_id,
+            "err": error,
+            "now": self._at(),
+            "until": self._at(decision.delay),
+        }
+        stmt = self._requeue_sql if decision.retry else self._fail_sql
         with self._write() as conn:
-            done = conn.execute(update(tasks).where(self._mine(task)).values(**values)).rowcount
+            done = conn.execute(stmt, params).rowcount
         if not done:
             return None
-        status = values["status"]
+        status = QUEUED if decision.retry else FAILED
         topic = "task:queued" if status == QUEUED else "task:failed"
         self._publish(
             topic,
@@ -419,20 +561,16 @@ class TaskQueue:
     ) -> bool | None:
         """Store progress and extend the lease. Returns whether cancellation was
         requested, or None when this worker no longer holds the task."""
-        values: dict[str, Any] = {
-            "locked_until": self._now(lease_seconds),
-            "updated_at": self._now(),
-            "progress_message": message,
+        params = {
+            "tid": task.id,
+            "worker": task.worker_id,
+            "frac": None if fraction is None else max(0.0, min(1.0, fraction)),
+            "msg": message,
+            "now": self._at(),
+            "until": self._at(lease_seconds),
         }
-        if fraction is not None:
-            values["progress"] = max(0.0, min(1.0, fraction))
         with self._write() as conn:
-            row = conn.execute(
-                update(tasks)
-                .where(self._mine(task))
-                .values(**values)
-                .returning(tasks.c.cancel_requested, tasks.c.progress)
-            ).first()
+            row = conn.execute(self._progress_sql, params).first()
         if row is None:
             return None
         self._publish(
@@ -449,13 +587,9 @@ class TaskQueue:
         Returns {task id: cancel requested}."""
         if not worker_ids:
             return {}
+        params = {"workers": list(worker_ids), "until": self._at(lease_seconds)}
         with self._write() as conn:
-            rows = conn.execute(
-                update(tasks)
-                .where(tasks.c.status == RUNNING, tasks.c.locked_by.in_(list(worker_ids)))
-                .values(locked_until=self._now(lease_seconds))
-                .returning(tasks.c.id, tasks.c.cancel_requested)
-            ).all()
+            rows = conn.execute(self._heartbeat_sql, params).all()
         return {row.id: bool(row.cancel_requested) for row in rows}
 
     def reap(self) -> int:
@@ -468,7 +602,7 @@ class TaskQueue:
         now = self._now()
         expired = and_(tasks.c.status == RUNNING, tasks.c.locked_until < now)
         unlock = {"locked_by": None, "locked_until": None, "updated_at": now}
-        with self._write() as conn:
+        with self._write(atomic=True) as conn:
             cancelled = conn.execute(
                 update(tasks)
                 .where(expired, tasks.c.cancel_requested.is_(True))
@@ -504,7 +638,7 @@ class TaskQueue:
 
     def next_run_at(self) -> datetime | None:
         """When the earliest queued task becomes due (None: nothing queued)."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(
                 select(func.min(tasks.c.run_at)).where(tasks.c.status == QUEUED)
             ).scalar()
@@ -516,7 +650,7 @@ class TaskQueue:
         Queued children of a batch are cancelled with it. Returns the task's status
         afterwards, None if it does not exist."""
         now = self._now()
-        with self._write() as conn:
+        with self._write(atomic=True) as conn:
             status = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
             if status is None:
                 return None
@@ -568,7 +702,7 @@ class TaskQueue:
 
     def delete(self, task_id: uuid.UUID) -> bool:
         """Delete a task that is not running, with its result and its children."""
-        with self._write() as conn:
+        with self._write(atomic=True) as conn:
             busy = conn.execute(
                 select(func.count())
                 .select_from(tasks)
@@ -587,7 +721,7 @@ class TaskQueue:
     # -- reading -----------------------------------------------------------------
 
     def get(self, task_id: uuid.UUID) -> TaskView | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(*_VIEW_COLUMNS, results.c.data.label("result_data"))
                 .outerjoin(results, results.c.task_id == tasks.c.id)
@@ -596,7 +730,7 @@ class TaskQueue:
         return None if row is None else _view(row, row.result_data)
 
     def children(self, task_id: uuid.UUID) -> list[TaskView]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 select(*_VIEW_COLUMNS)
                 .where(tasks.c.parent_id == task_id)
@@ -630,7 +764,7 @@ class TaskQueue:
             where.append(tasks.c.created_at < created_to)
         if parent_id is not None:
             where.append(tasks.c.parent_id == parent_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             total = conn.execute(select(func.count()).select_from(tasks).where(*where)).scalar_one()
             rows = conn.execute(
                 select(*_VIEW_COLUMNS)
@@ -644,7 +778,7 @@ class TaskQueue:
     def stats(self, *, sample: int = 500, failures: int = 5) -> TaskStats:
         """Dashboard figures: counts by status, last hour's throughput, median run time."""
         hour_ago = utcnow() - timedelta(hours=1)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             counts = dict.fromkeys(STATUSES, 0)
             for status, count in conn.execute(
                 select(tasks.c.status, func.count()).group_by(tasks.c.status)

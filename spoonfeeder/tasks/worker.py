@@ -187,6 +187,15 @@ class WorkerPool:
 
     def _work(self, worker_id: str) -> None:
         while not self._stopping.is_set():
+            try:
+                with self.queue.pinned():
+                    self._loop(worker_id)
+            except Exception as exc:  # the pinned connection could not be opened
+                log.warning("Task worker cannot reach the database (%s); retrying", exc)
+                self._stopping.wait(min(self.poll_interval, 5.0))
+
+    def _loop(self, worker_id: str) -> None:
+        while not self._stopping.is_set():
             with self._cond:
                 seen = self._seq
             try:
