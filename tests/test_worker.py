@@ -1,0 +1,448 @@
+"""Worker pools and worker processes running real tasks on both databases."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spoonfeeder.context import AppContext
+from spoonfeeder.errors import PermanentTaskError, RetryableTaskError
+from spoonfeeder.tasks import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    HandlerRegistry,
+    RetryPolicy,
+    TaskContext,
+    WorkerPool,
+    handlers,
+)
+from tests.conftest import make_settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.server import serve
+from tests.worker_handlers import create_executions_table, executions
+
+ROOT = Path(__file__).parents[1]
+KEY = "sk-test"
+FAST = {"lease_seconds": 5.0, "poll_interval": 0.2, "reaper_interval": 0.2}
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def status_of(ctx: AppContext, task_id: Any) -> str:
+    return ctx.tasks.queue.get(task_id).status
+
+
+@pytest.fixture
+def registry() -> HandlerRegistry:
+    """The app's handlers plus the tests' own, without changing the app's registry."""
+    return handlers.copy()
+
+
+@pytest.fixture
+def fast_retries(ctx: AppContext) -> None:
+    ctx.tasks.queue.retry_policy = RetryPolicy(base=0.05, cap=0.3, jitter=0.0)
+
+
+def start(ctx: AppContext, registry: HandlerRegistry, threads: int = 2, **kw: Any) -> WorkerPool:
+    return ctx.start_workers(threads, registry=registry, **{**FAST, **kw})
+
+
+# -- in-process pools ---------------------------------------------------------
+
+
+def test_a_thousand_tasks_drained_by_eight_threads_each_run_once(
+    ctx: AppContext, registry: HandlerRegistry
+) -> None:
+    runs: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    @registry.register("test.count")
+    def count(task: TaskContext) -> dict[str, Any]:
+        with lock:
+            runs[str(task.id)] += 1
+        return {"n": task.payload["n"]}
+
+    ids = ctx.tasks.queue.enqueue_many(
+        [{"type": "test.count", "payload": {"n": n}} for n in range(1000)]
+    )
+    start(ctx, registry, threads=8)
+    wait_for(lambda: ctx.tasks.stats().counts[COMPLETED] == 1000, 60, "1,000 completed tasks")
+    assert len(runs) == 1000 and set(runs.values()) == {1}
+    assert set(runs) == {str(i) for i in ids}
+    stats = ctx.tasks.stats()
+    assert stats.counts[QUEUED] == stats.counts[FAILED] == 0
+    sample = ctx.tasks.get_task(ids[500])
+    assert (sample.attempts, sample.result) == (1, {"n": 500})
+
+
+def test_an_idle_worker_wakes_when_a_task_arrives(
+    ctx: AppContext, registry: HandlerRegistry
+) -> None:
+    start(ctx, registry, threads=1, poll_interval=30.0)  # polling alone would take 30 s
+    time.sleep(0.3)  # let it go idle
+    began = time.monotonic()
+    task_id = ctx.tasks.queue.enqueue("test.noop")
+    registry.add("test.noop", lambda task: {"ok": True})
+    wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 5, "the task to run")
+    assert time.monotonic() - began < 2.0
+
+
+def test_bad_tasks_fail_with_a_clear_error_and_the_worker_keeps_going(
+    ctx: AppContext, registry: HandlerRegistry, fast_retries: None
+) -> None:
+    @registry.register("test.crash")
+    def crash(task: TaskContext) -> None:
+        raise KeyError("oops")
+
+    @registry.register("test.reject")
+    def reject(task: TaskContext) -> None:
+        raise PermanentTaskError("The input file is not an image")
+
+    q = ctx.tasks.queue
+    unknown = q.enqueue("video.render", {"x": 1})
+    no_prompt = q.enqueue("text.generate", {"provider": "openai", "model": "gpt-4o-mini"})
+    wrong_type = q.enqueue("text.batch", {"provider": "openai", "model": "m", "inputs": "nope"})
+    crashing = q.enqueue("test.crash", max_attempts=2)
+    rejected = q.enqueue("test.reject", max_attempts=5)
+    start(ctx, registry, threads=1)
+    finished = [unknown, no_prompt, wrong_type, crashing, rejected]
+    wait_for(lambda: all(status_of(ctx, t) == FAILED for t in finished), 10, "five failures")
+
+    def error(task_id: Any) -> str:
+        return ctx.tasks.get_task(task_id).error
+
+    assert "No handler for task type 'video.render'" in error(unknown)
+    assert error(no_prompt) == "Bad payload for text.generate: A prompt is required"
+    assert "Bad payload for text.batch: A prompt template is required" in error(wrong_type)
+    assert error(crashing) == "Unexpected error: KeyError: 'oops'"
+    assert ctx.tasks.get_task(crashing).attempts == 2  # unexpected errors are retried
+    assert (error(rejected), ctx.tasks.get_task(rejected).attempts) == (
+        "The input file is not an image",
+        1,
+    )
+    registry.add("test.noop", lambda task: None)
+    after = q.enqueue("test.noop")
+    wait_for(lambda: status_of(ctx, after) == COMPLETED, 5, "a good task after the bad ones")
+
+
+def test_a_retryable_error_is_retried_with_backoff_until_it_succeeds(
+    ctx: AppContext, registry: HandlerRegistry, fast_retries: None
+) -> None:
+    attempts: list[tuple[int, float]] = []
+
+    @registry.register("test.flaky")
+    def flaky(task: TaskContext) -> dict[str, int]:
+        attempts.append((task.attempt, time.monotonic()))
+        if task.attempt < 3:
+            raise RetryableTaskError("The server is busy")
+        return {"attempt": task.attempt}
+
+    task_id = ctx.tasks.queue.enqueue("test.flaky", max_attempts=3)
+    start(ctx, registry, threads=2)
+    wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 10, "the flaky task to succeed")
+    assert [a for a, _ in attempts] == [1, 2, 3]
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.04 and gaps[1] >= 0.09  # 0.05 then 0.1 s backoff
+    assert ctx.tasks.get_task(task_id).result == {"attempt": 3}
+
+
+def test_cancel_stops_a_running_task_at_its_next_check(
+    ctx: AppContext, registry: HandlerRegistry
+) -> None:
+    steps: list[int] = []
+
+    @registry.register("test.long")
+    def long(task: TaskContext) -> None:
+        for step in range(1000):
+            task.check_cancelled()
+            steps.append(step)
+            task.progress(step / 1000, f"step {step}")
+            time.sleep(0.01)
+
+    task_id = ctx.tasks.queue.enqueue("test.long")
+    start(ctx, registry, threads=1, progress_interval=0.02)
+    wait_for(lambda: ctx.tasks.get_task(task_id).progress > 0, 5, "progress to be reported")
+    ctx.tasks.cancel_task(task_id)
+    wait_for(lambda: status_of(ctx, task_id) == CANCELLED, 5, "the task to stop")
+    assert len(steps) < 200
+    view = ctx.tasks.get_task(task_id)
+    assert view.progress > 0 and view.completed_at is not None
+    # Retried, it runs again from the start.
+    ctx.tasks.retry_task(task_id)
+    wait_for(lambda: steps.count(0) == 2, 5, "the retried task to start again")
+    ctx.tasks.cancel_task(task_id)
+
+
+def test_shutdown_lets_a_short_task_finish_and_gives_a_long_one_back(
+    ctx: AppContext, registry: HandlerRegistry
+) -> None:
+    @registry.register("test.short")
+    def short(task: TaskContext) -> dict[str, bool]:
+        time.sleep(0.3)
+        return {"finished": True}
+
+    @registry.register("test.endless")
+    def endless(task: TaskContext) -> None:
+        while True:
+            task.check_cancelled()
+            time.sleep(0.01)
+
+    q = ctx.tasks.queue
+    short_id, endless_id = q.enqueue("test.short"), q.enqueue("test.endless")
+    pool = start(ctx, registry, threads=2)
+    wait_for(lambda: pool.busy_count() == 2, 5, "both tasks to start")
+    pool.stop(timeout=1.0)
+    assert ctx.tasks.get_task(short_id).result == {"finished": True}
+    given_back = ctx.tasks.get_task(endless_id)
+    assert (given_back.status, given_back.attempts, given_back.locked_by) == (QUEUED, 0, None)
+
+
+# -- text.generate and text.batch against a fake OpenAI server ----------------
+
+
+@pytest.fixture
+def openai_url(ctx: AppContext) -> Iterator[Callable[[FakeOpenAI], str]]:
+    """Serve a fake and point the OpenAI setting at it."""
+    with_stack: list[Any] = []
+
+    def use(fake: FakeOpenAI) -> str:
+        cm = serve(fake.app)
+        url = cm.__enter__()
+        with_stack.append(cm)
+        ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        return url
+
+    yield use
+    for cm in reversed(with_stack):
+        cm.__exit__(None, None, None)
+
+
+def generate(ctx: AppContext, **options: Any) -> Any:
+    return ctx.tasks.create_task(
+        "text.generate",
+        provider="openai",
+        model="gpt-4o-mini",
+        prompt="Say hello",
+        options=options or None,
+    ).id
+
+
+def test_text_generate_streams_with_progress_and_stores_text_and_usage(
+    ctx: AppContext, registry: HandlerRegistry, openai_url: Callable[[FakeOpenAI], str]
+) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=["Hel", "lo", " there", "!"], usage=(7, 4), token_delay=0.1)
+    openai_url(fake)
+    with ctx.events.subscribe("task:progress") as progress:
+        task_id = generate(ctx, system="Be brief", max_tokens=50)
+        start(ctx, registry, progress_interval=0.05)
+        wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 10, "the generation")
+        messages = []
+        while (event := progress.get(timeout=0.1)) is not None:
+            messages.append(event.data["message"])
+    result = ctx.tasks.get_task(task_id).result
+    assert result == {
+        "text": "Hello there!",
+        "usage": {"tokens_in": 7, "tokens_out": 4},
+        "finish_reason": "stop",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+    }
+    assert any(m.startswith("Streaming:") for m in messages)
+    sent = fake.requests[-1].json
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief"}
+
+
+def test_text_generate_retries_a_rate_limit_then_succeeds(
+    ctx: AppContext,
+    registry: HandlerRegistry,
+    openai_url: Callable[[FakeOpenAI], str],
+    fast_retries: None,
+) -> None:
+    # The SDK makes 3 requests per attempt (its own 2 retries); all 3 are refused, so
+    # the first attempt fails with ProviderRateLimited and the queue tries again.
+    fake = FakeOpenAI(key=KEY, tokens=["ok"], fault="rate_limit", fault_times=3, retry_after=0.05)
+    openai_url(fake)
+    task_id = generate(ctx)
+    with ctx.events.subscribe("task:queued") as requeued:
+        start(ctx, registry)
+        wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 15, "the retried generation")
+        event = requeued.get(timeout=1)
+    view = ctx.tasks.get_task(task_id)
+    assert (view.attempts, view.result["text"], len(fake.requests)) == (2, "ok", 4)
+    assert "rate" in event.data["error"].lower()
+
+
+def test_text_generate_with_a_rejected_key_fails_at_once(
+    ctx: AppContext, registry: HandlerRegistry, openai_url: Callable[[FakeOpenAI], str]
+) -> None:
+    openai_url(FakeOpenAI(key=KEY, fault="auth"))
+    task_id = generate(ctx)
+    start(ctx, registry)
+    wait_for(lambda: status_of(ctx, task_id) == FAILED, 10, "the failure")
+    view = ctx.tasks.get_task(task_id)
+    assert view.attempts == 1
+    assert "key" in view.error.lower()
+
+
+def test_cancelling_a_generation_closes_the_upstream_stream(
+    ctx: AppContext, registry: HandlerRegistry, openai_url: Callable[[FakeOpenAI], str]
+) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=[f"t{i} " for i in range(500)], token_delay=0.01)
+    openai_url(fake)
+    task_id = generate(ctx)
+    start(ctx, registry, progress_interval=0.05)
+    wait_for(lambda: ctx.tasks.get_task(task_id).progress_message, 10, "streaming to start")
+    wait_for(lambda: "Streaming" in (ctx.tasks.get_task(task_id).progress_message or ""), 10)
+    ctx.tasks.cancel_task(task_id)
+    wait_for(lambda: status_of(ctx, task_id) == CANCELLED, 5, "the generation to stop")
+    assert fake.disconnected.wait(5), "the upstream request was not closed"
+
+
+def test_text_batch_queues_one_generation_per_input(
+    ctx: AppContext, registry: HandlerRegistry, openai_url: Callable[[FakeOpenAI], str]
+) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=["fine"])
+    openai_url(fake)
+    batch = ctx.tasks.create_task(
+        "text.batch",
+        name="Greetings",
+        provider="openai",
+        model="gpt-4o-mini",
+        prompt="Greet {input}",
+        inputs=["Ada", "Linus", "Grace"],
+    )
+    start(ctx, registry, threads=3)
+    wait_for(lambda: ctx.tasks.stats().counts[COMPLETED] == 4, 15, "batch and children")
+    children = ctx.tasks.children(batch.id)
+    assert sorted(c.name for c in children) == ["Greetings #1", "Greetings #2", "Greetings #3"]
+    result = ctx.tasks.get_task(batch.id).result
+    assert result["count"] == 3
+    assert set(result["children"]) == {str(c.id) for c in children}
+    prompts = sorted(r.json["messages"][-1]["content"] for r in fake.requests)
+    assert prompts == ["Greet Ada", "Greet Grace", "Greet Linus"]
+    assert all(ctx.tasks.get_task(c.id).result["text"] == "fine" for c in children)
+    assert all(c.parent_id == batch.id for c in children)
+
+
+# -- worker processes ---------------------------------------------------------
+
+
+def spawn_worker(db_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "SPOONFEEDER_DATA_DIR": str(tmp_path / "worker-data"),
+        "ENCRYPTION_KEY": "11" * 32,
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spoonfeeder", "worker", "--handlers", "tests.worker_handlers",
+         "--poll-interval", "0.2", "--reaper-interval", "0.2", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "worker ready" not in line:
+        proc.kill()
+        raise AssertionError(f"the worker process did not start: {line!r}")
+    return proc
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def test_two_worker_processes_share_the_queue_and_never_run_a_task_twice(
+    postgres_url: str, tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    ctx = make_context(postgres_url, tmp_path)
+    try:
+        create_executions_table(ctx.engine)
+        with ctx.events.subscribe("task:completed") as completed:
+            assert ctx.events.wait_listening()
+            processes.append(spawn_worker(postgres_url, tmp_path, "--threads", "4"))
+            processes.append(spawn_worker(postgres_url, tmp_path, "--threads", "4"))
+            ids = ctx.tasks.queue.enqueue_many(
+                [{"type": "test.record", "payload": {"sleep": 0.005}} for _ in range(300)]
+            )
+            wait_for(lambda: ctx.tasks.stats().counts[COMPLETED] == 300, 30, "300 tasks")
+            # The task:completed events came from the workers, through NOTIFY.
+            remote = set()
+            while len(remote) < 300 and (event := completed.get(timeout=2)) is not None:
+                assert event.remote
+                remote.add(event.data["id"])
+        runs = executions(ctx.engine)
+        assert sorted(task for task, _, _ in runs) == sorted(str(i) for i in ids)
+        pids = Counter(pid for _, pid, _ in runs)
+        assert set(pids) == {p.pid for p in processes}, "both processes should have worked"
+        assert remote == {str(i) for i in ids}
+        # SIGTERM: each process stops cleanly.
+        for proc in processes:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(15) for proc in processes] == [0, 0]
+    finally:
+        ctx.close()
+
+
+def test_a_task_whose_worker_is_killed_runs_again_after_its_lease_expires(
+    db_url: str, tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    ctx = make_context(db_url, tmp_path)
+    try:
+        create_executions_table(ctx.engine)
+        victim = spawn_worker(db_url, tmp_path, "--threads", "1", "--lease-seconds", "1")
+        processes.append(victim)
+        task_id = ctx.tasks.queue.enqueue("test.hang_first")
+        wait_for(lambda: executions(ctx.engine), 10, "the first attempt to start")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(5)
+        assert status_of(ctx, task_id) == "running"  # nobody told the database
+        processes.append(spawn_worker(db_url, tmp_path, "--threads", "1", "--lease-seconds", "1"))
+        wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 20, "the rerun to complete")
+        runs = executions(ctx.engine)
+        assert [attempt for _, _, attempt in runs] == [1, 2]
+        assert runs[0][1] == victim.pid and runs[1][1] == processes[1].pid
+        assert ctx.tasks.get_task(task_id).result == {"pid": processes[1].pid, "attempt": 2}
+    finally:
+        ctx.close()
+
+
+def make_context(db_url: str, tmp_path: Path) -> AppContext:
+    return AppContext.create(make_settings(db_url, tmp_path / "test-data"))
+
+
+@pytest.fixture
+def postgres_url(postgres: Any) -> Iterator[str]:
+    url = postgres.create(template=postgres.migrated_template())
+    yield url
+    postgres.drop(url)

@@ -1,0 +1,59 @@
+"""Task handlers for the worker tests, loaded into real worker processes with
+`python -m spoonfeeder worker --handlers tests.worker_handlers`.
+
+Every run is written to `test_executions`, a table the test creates, so a test can
+count how many times each task really ran, in which process, on which attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from spoonfeeder.tasks import TaskContext, register
+
+EXECUTIONS_DDL = (
+    "CREATE TABLE test_executions (task_id VARCHAR(36) NOT NULL, pid INTEGER NOT NULL, "
+    "attempt INTEGER NOT NULL)"
+)
+
+
+def create_executions_table(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(EXECUTIONS_DDL))
+
+
+def executions(engine: Engine) -> list[tuple[str, int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT task_id, pid, attempt FROM test_executions")).all()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def _record(task: TaskContext) -> None:
+    assert task.app is not None
+    with task.app.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO test_executions (task_id, pid, attempt) VALUES (:t, :p, :a)"),
+            {"t": str(task.id), "p": os.getpid(), "a": task.attempt},
+        )
+
+
+@register("test.record")
+def record(task: TaskContext) -> dict[str, Any]:
+    """Record the run, optionally take `sleep` seconds, report progress once."""
+    _record(task)
+    time.sleep(float(task.payload.get("sleep", 0)))
+    task.progress(0.5, "half way", force=True)
+    return {"pid": os.getpid()}
+
+
+@register("test.hang_first")
+def hang_first(task: TaskContext) -> dict[str, Any]:
+    """Hang on the first attempt (the test kills this process), finish on the next."""
+    _record(task)
+    if task.attempt == 1:
+        time.sleep(120)
+    return {"pid": os.getpid(), "attempt": task.attempt}
