@@ -83,7 +83,9 @@ def test_client_saves_and_tests_a_profile(live: tuple[Client, AppContext]) -> No
 def test_dashboard_refresh_renders_health(live: tuple[Client, AppContext]) -> None:
     client, ctx = live
     ctx.profiles.test_setting("comfyui")  # nothing listens on the default port here
-    _notices, database, providers, counts = client.predict(api_name="/refresh_dashboard")
+    _notices, database, providers, _tasks, _failures, counts = client.predict(
+        api_name="/refresh_dashboard"
+    )
     assert "Database ✅" in database
     rows = {row[0]: row for row in providers["data"]}
     assert "unreachable" in rows["ComfyUI"][3]

@@ -1,0 +1,363 @@
+"""Tasks tab: create background tasks, watch the queue live, cancel, retry, delete."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import gradio as gr
+
+from spoonfeeder.context import AppContext
+from spoonfeeder.db.types import utcnow
+from spoonfeeder.providers.registry import CHAT_PROVIDERS
+from spoonfeeder.serialize import jsonable
+from spoonfeeder.tasks.queue import STATUSES, TaskPage, TaskView
+from ui.chat import provider_choices, resolve_target
+from ui.common import Refresh, format_time, shows_errors
+from ui.pickers import model_dropdown
+
+COLUMNS = ["ID", "Name", "Type", "Status", "Progress", "Attempts", "Provider", "Age"]
+PAGE_SIZE = 25
+# A live view ends after this long (the browser restarts it when the tab is opened again),
+# so a forgotten tab does not hold a server thread forever.
+WATCH_SECONDS = 15 * 60
+# With no events, the view still yields this often so that it can be stopped.
+IDLE_SECONDS = 1.0
+# Events arriving this close together are shown in one update.
+DEBOUNCE_SECONDS = 0.2
+STATUS_ICONS = {
+    "queued": "⏳",
+    "running": "▶️",
+    "completed": "✅",
+    "failed": "❌",
+    "cancelled": "⏹️",
+}
+
+
+# ----- pure helpers: how a task is shown --------------------------------------------------
+
+
+def age(when: datetime, now: datetime | None = None) -> str:
+    seconds = max(0.0, ((now or utcnow()) - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{math.floor(seconds / size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def progress_text(task: TaskView) -> str:
+    if task.status == "completed":
+        return "100%"
+    if task.status == "queued" and not task.progress:
+        return ""
+    text = f"{task.progress:.0%}"
+    return f"{text} · {task.progress_message}" if task.progress_message else text
+
+
+def task_row(task: TaskView, now: datetime | None = None) -> list[Any]:
+    status = f"{STATUS_ICONS.get(task.status, '')} {task.status}"
+    if task.cancel_requested and task.status == "running":
+        status += " (cancelling)"
+    return [
+        str(task.id),
+        task.name or "",
+        task.type,
+        status,
+        progress_text(task),
+        f"{task.attempts}/{task.max_attempts}",
+        task.provider or "",
+        age(task.created_at, now),
+    ]
+
+
+def page_summary(page: TaskPage) -> str:
+    if not page.total:
+        return "No tasks match."
+    pages = max(1, math.ceil(page.total / page.limit))
+    first = page.offset + 1
+    last = page.offset + len(page.items)
+    return f"Tasks {first}–{last} of {page.total} · page {page.offset // page.limit + 1} of {pages}"
+
+
+def describe_task(task: TaskView) -> str:
+    lines = [
+        f"### {task.name or task.type}",
+        f"**Status:** {task.status}"
+        + (" — cancellation requested" if task.cancel_requested else ""),
+        f"**Type:** `{task.type}` · **Provider:** {task.provider or '—'} · "
+        f"**Model:** {task.model or '—'}",
+        f"**Attempts:** {task.attempts} of {task.max_attempts} · **Priority:** {task.priority}",
+        f"**Created:** {format_time(task.created_at)} · **Started:** "
+        f"{format_time(task.started_at)} · **Finished:** {format_time(task.completed_at)}",
+    ]
+    if task.duration_seconds is not None:
+        lines.append(f"**Ran for:** {task.duration_seconds:.2f} s")
+    if task.status == "queued" and task.run_at > utcnow():
+        lines.append(f"**Next attempt at:** {format_time(task.run_at)}")
+    if task.progress_message and task.status == "running":
+        lines.append(f"**Progress:** {progress_text(task)}")
+    if task.parent_id:
+        lines.append(f"**Part of batch:** `{task.parent_id}`")
+    if task.error:
+        lines.append(f"\n⚠️ **{task.error}**")
+    if task.result and isinstance(task.result.get("text"), str):
+        lines.append("\n---\n" + task.result["text"])
+    return "\n\n".join(lines)
+
+
+# ----- the tab ----------------------------------------------------------------------------
+
+
+def build(ctx: AppContext) -> Refresh:
+    service = ctx.tasks
+    # session → number of the newest live view; older views of that session stop.
+    newest_watch: dict[str, int] = {}
+
+    gr.Markdown(
+        "Background work runs here: each task is queued in the database and run by a worker "
+        "(this app's threads, or `python -m spoonfeeder worker` on another machine)."
+    )
+    with gr.Accordion("New task", open=False):
+        with gr.Row():
+            name = gr.Textbox(label="Name (optional)", scale=2, elem_id="task-name")
+            task_type = gr.Dropdown(
+                service.task_types(),
+                value="text.generate",
+                label="Type",
+                allow_custom_value=True,  # the service explains unknown types
+                scale=1,
+                elem_id="task-type",
+            )
+        with gr.Row():
+            provider = gr.Dropdown(
+                provider_choices(ctx),
+                value=next(iter(CHAT_PROVIDERS)),
+                label="Provider",
+                allow_custom_value=True,
+                scale=2,
+                elem_id="task-provider",
+            )
+            model = gr.Dropdown(
+                [], label="Model", allow_custom_value=True, scale=2, elem_id="task-model"
+            )
+        prompt = gr.Textbox(
+            label="Prompt (text.batch: a template where {input} is replaced by each input)",
+            lines=3,
+            elem_id="task-prompt",
+        )
+        inputs = gr.Textbox(
+            label="Inputs for text.batch, one per line", lines=3, elem_id="task-inputs"
+        )
+        with gr.Row():
+            options = gr.Textbox(
+                label="Options (JSON)",
+                placeholder='{"temperature": 0.2, "max_tokens": 200, "system": "Be brief."}',
+                scale=3,
+                elem_id="task-options",
+            )
+            priority = gr.Number(0, label="Priority", precision=0, scale=1)
+            max_attempts = gr.Number(3, label="Attempts", precision=0, minimum=1, scale=1)
+        create_btn = gr.Button("Create task", variant="primary", elem_id="task-create")
+
+    with gr.Row():
+        status = gr.Dropdown(["all", *STATUSES], value="all", label="Status", elem_id="tf-status")
+        type_filter = gr.Dropdown(
+            ["all", *service.task_types()], value="all", label="Type", elem_id="tf-type"
+        )
+        provider_filter = gr.Dropdown(
+            ["all", *CHAT_PROVIDERS, "comfyui"],
+            value="all",
+            label="Provider",
+            elem_id="tf-provider",
+        )
+        created_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="tf-from")
+        created_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="tf-to")
+        page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="tf-page")
+    summary = gr.Markdown(elem_id="tasks-summary")
+    table = gr.Dataframe(
+        headers=COLUMNS,
+        interactive=False,
+        wrap=True,
+        elem_id="tasks-table",
+        label="Queue (updates live)",
+    )
+    with gr.Row():
+        selected = gr.Textbox(
+            label="Selected task id (click a row)", scale=4, elem_id="task-selected"
+        )
+        cancel_btn = gr.Button("Cancel", scale=1, elem_id="task-cancel")
+        retry_btn = gr.Button("Retry", scale=1, elem_id="task-retry")
+        delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="task-delete")
+    with gr.Row(visible=False) as confirm_row:
+        gr.Markdown("Delete this task, its result and any tasks of its batch?")
+        confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="task-confirm-delete")
+        keep_btn = gr.Button("Keep it")
+    details = gr.Markdown(elem_id="task-details")
+    result = gr.JSON(label="Result", elem_id="task-result")
+
+    filters = [status, type_filter, provider_filter, created_from, created_to, page]
+    tick = gr.Textbox(visible=False)  # set on tab open: starts the live view
+
+    def list_page(status_, type_, provider_, from_, to_, page_) -> TaskPage:
+        offset = (max(1, int(page_ or 1)) - 1) * PAGE_SIZE
+        return service.list_tasks(
+            status=status_,
+            type=type_,
+            provider=provider_,
+            created_from=from_,
+            created_to=to_,
+            limit=PAGE_SIZE,
+            offset=offset,
+        )
+
+    def render_table(*filter_values) -> tuple[str, list[list[Any]]]:
+        listed = list_page(*filter_values)
+        now = utcnow()
+        return page_summary(listed), [task_row(t, now) for t in listed.items]
+
+    def render_details(task_id: str) -> tuple[str, Any]:
+        if not (task_id or "").strip():
+            return "", None
+        task = service.get_task(task_id)
+        return describe_task(task), jsonable(task.result) if task.result is not None else None
+
+    @shows_errors
+    def refresh_tasks(*filter_values):
+        return render_table(*filter_values)
+
+    @shows_errors
+    def watch_tasks(
+        status_, type_, provider_, from_, to_, page_, task_id, request: gr.Request
+    ) -> Iterator[tuple]:
+        """The table (and the selected task) again whenever a task event arrives."""
+        filter_values = (status_, type_, provider_, from_, to_, page_)
+        key = request.session_hash if request else ""
+        ticket = newest_watch[key] = newest_watch.get(key, 0) + 1
+        deadline = time.monotonic() + WATCH_SECONDS
+        with ctx.events.subscribe("task:*") as events:
+            yield (*render_table(*filter_values), *_safe_details(task_id))
+            while time.monotonic() < deadline and newest_watch.get(key) == ticket:
+                if events.get(timeout=IDLE_SECONDS) is None:
+                    # Hand control back now and then: Gradio can only stop a generator
+                    # (cancel, closed tab) between two yields.
+                    yield (gr.skip(),) * 4
+                    continue
+                pause = time.monotonic() + DEBOUNCE_SECONDS
+                while (left := pause - time.monotonic()) > 0 and events.get(left) is not None:
+                    pass  # take the burst: one update for many events
+                yield (*render_table(*filter_values), *_safe_details(task_id))
+
+    def _safe_details(task_id: str) -> tuple[str, Any]:
+        try:
+            return render_details(task_id)
+        except Exception as exc:  # deleted meanwhile: say so, keep the view alive
+            return f"⚠️ {exc}", None
+
+    @shows_errors
+    def create_task(name_, type_, provider_, model_, prompt_, inputs_, options_, prio, attempts):
+        target = resolve_target(ctx, provider_, model_ or "")
+        extra = {"profile_id": str(target.profile_id)} if target.profile_id else {}
+        task = service.create_task(
+            type_,
+            name=name_,
+            provider=target.provider,
+            model=target.model,
+            prompt=prompt_,
+            inputs=[line for line in (inputs_ or "").splitlines() if line.strip()] or None,
+            options=options_,
+            payload=extra,
+            priority=int(prio or 0),
+            max_attempts=int(attempts or 3),
+        )
+        gr.Info(f"Queued “{task.name}”")
+        return str(task.id)
+
+    @shows_errors
+    def show_task(task_id: str):
+        return render_details(task_id)
+
+    def select_row(evt: gr.SelectData, rows) -> str:
+        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        try:
+            return str(rows.iloc[row, 0]) if hasattr(rows, "iloc") else str(rows[row][0])
+        except (IndexError, KeyError, TypeError):
+            return gr.skip()
+
+    @shows_errors
+    def cancel_task(task_id: str):
+        task = service.cancel_task(task_id)
+        return render_details(str(task.id))
+
+    @shows_errors
+    def retry_task(task_id: str):
+        task = service.retry_task(task_id)
+        return render_details(str(task.id))
+
+    @shows_errors
+    def ask_delete(task_id: str):
+        service.get_task(task_id)  # a clear message if there is nothing to delete
+        return gr.Row(visible=True)
+
+    @shows_errors
+    def delete_task(task_id: str, *filter_values):
+        service.delete_task(task_id)
+        return ("", "Task deleted.", None, gr.Row(visible=False), *render_table(*filter_values))
+
+    @shows_errors
+    def list_task_types() -> list[dict[str, str]]:
+        return [{"type": t, "description": service.describe_type(t)} for t in service.task_types()]
+
+    provider.input(
+        lambda choice: model_dropdown(ctx, choice),
+        provider,
+        model,
+        api_name="list_task_models",
+        show_progress="hidden",
+    )
+    create_btn.click(
+        create_task,
+        [name, task_type, provider, model, prompt, inputs, options, priority, max_attempts],
+        selected,
+        api_name="create_task",
+    )
+    # The live view restarts with the new filters or selection; the old one stops itself.
+    gr.on(
+        [f.change for f in filters] + [selected.change, tick.change],
+        watch_tasks,
+        [*filters, selected],
+        [summary, table, details, result],
+        api_name="watch_tasks",
+        concurrency_limit=None,  # one long-lived view per open tab, not a queue slot
+        show_progress="hidden",
+    )
+    table.select(select_row, table, selected, api_visibility="private")
+    gr.Button("Refresh", size="sm").click(
+        refresh_tasks, filters, [summary, table], api_name="list_tasks"
+    )
+    cancel_btn.click(cancel_task, selected, [details, result], api_name="cancel_task")
+    retry_btn.click(retry_task, selected, [details, result], api_name="retry_task")
+    delete_btn.click(ask_delete, selected, confirm_row, api_name="confirm_delete_task")
+    keep_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
+    confirm_btn.click(
+        delete_task,
+        [selected, *filters],
+        [selected, details, result, confirm_row, summary, table],
+        api_name="delete_task",
+    )
+    selected.submit(show_task, selected, [details, result], api_name="show_task")
+
+    def task_json(task_id: str) -> dict:
+        """One task with its result or error, as JSON."""
+        return jsonable(service.get_task(task_id))
+
+    gr.api(task_json, api_name="task")
+    gr.api(list_task_types, api_name="task_types")
+
+    def refresh() -> str:
+        # On page load and tab open: (re)start the live view through `tick`.
+        return str(time.time())
+
+    return refresh, [tick]
