@@ -37,6 +37,7 @@ from spoonfeeder.errors import (
 PROVIDER = "comfyui"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 WS_OPEN_TIMEOUT = 5.0
+WS_CLOSE_TIMEOUT = 2.0  # a worker never waits long for a close handshake
 # Binary websocket frame types (comfy_execution / server.py BinaryEventTypes).
 PREVIEW_IMAGE = 1
 PREVIEW_IMAGE_WITH_METADATA = 4
@@ -214,7 +215,9 @@ class ComfyUIClient:
         url = websocket_url(self.url, client_id)
         try:
             # Entered as a context manager, as websockets ≥ 17.1 asks; exited by close().
-            connection = ws_connect(url, open_timeout=WS_OPEN_TIMEOUT, max_size=None).__enter__()
+            connection = ws_connect(
+                url, open_timeout=WS_OPEN_TIMEOUT, close_timeout=WS_CLOSE_TIMEOUT, max_size=None
+            ).__enter__()
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise self._unreachable(exc) from None
         if preview_metadata:

@@ -34,6 +34,7 @@ from spoonfeeder.comfyui.client import (
     ComfyUISocket,
     PreviewImage,
     ServerMessage,
+    describe_rejection,
 )
 from spoonfeeder.comfyui.views import (
     CANCELLED,
@@ -47,7 +48,12 @@ from spoonfeeder.comfyui.views import (
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration
 from spoonfeeder.db.types import utcnow
-from spoonfeeder.errors import ComfyUIPromptRejected, NotFoundError, ProviderError
+from spoonfeeder.errors import (
+    ComfyUIPromptRejected,
+    NotFoundError,
+    ProviderError,
+    ProviderRequestError,
+)
 from spoonfeeder.profiles import ProfileService
 
 log = logging.getLogger(__name__)
@@ -168,6 +174,9 @@ class _Run:
                 self.prompt_id = queued.prompt_id
                 self._store(prompt_id=queued.prompt_id)
                 self._say("Queued on ComfyUI", 0.0)
+                if queued.node_errors:  # other outputs still run; say which will not
+                    skipped = describe_rejection({"node_errors": queued.node_errors}, self.snapshot)
+                    self._say(skipped.message.replace("rejected", "will skip part of", 1), None)
             else:
                 self._say("Resuming: following the prompt ComfyUI already has", 0.0)
             outcome = self._wait(check_history_first=resuming)
@@ -328,6 +337,7 @@ class _Run:
         folder = media.generation_folder(self.runner._media, self.generation_id)
         folder.mkdir(parents=True, exist_ok=True)
         outputs: list[dict[str, Any]] = []
+        missing: list[str] = []
         for node_id, node_outputs in (entry.get("outputs") or {}).items():
             if not isinstance(node_outputs, dict):
                 continue
@@ -335,17 +345,26 @@ class _Run:
                 for item in node_outputs.get(key) or []:
                     if not isinstance(item, dict) or not item.get("filename"):
                         continue
-                    outputs.append(self._download(str(node_id), key, item, len(outputs)))
+                    try:
+                        outputs.append(self._download(str(node_id), key, item, len(outputs)))
+                    except ProviderRequestError as exc:  # one file gone: keep the others
+                        missing.append(f"{item['filename']} ({exc.message})")
+        if missing and not outputs:
+            return self._finish(
+                _Outcome(FAILED, entry, "No output could be downloaded: " + "; ".join(missing))
+            )
         seconds = _run_seconds(entry)
         with transaction(self.runner._sessions) as session:
             row = session.get(ComfyUIGeneration, self.generation_id)
-            assert row is not None
+            if row is None:  # deleted while it ran: keep no files for it
+                shutil.rmtree(folder, ignore_errors=True)
+                return CANCELLED
             if seconds is None and row.started_at is not None:
                 seconds = (utcnow() - row.started_at).total_seconds()
             row.outputs = outputs
             row.status = COMPLETED
             row.progress = 1.0
-            row.error = None
+            row.error = ("Not downloaded: " + "; ".join(missing)) if missing else None
             row.generation_time_seconds = seconds
             row.completed_at = utcnow()
             row.server_info = self.server_info
@@ -357,9 +376,13 @@ class _Run:
         assert self.client is not None
         filename = str(item["filename"])
         path = media.output_path(self.runner._media, self.generation_id, index, filename)
-        size = self.client.download(
-            filename, str(item.get("subfolder") or ""), str(item.get("type") or "output"), path
-        )
+        try:
+            size = self.client.download(
+                filename, str(item.get("subfolder") or ""), str(item.get("type") or "output"), path
+            )
+        except ProviderError:
+            path.unlink(missing_ok=True)  # never leave half a file behind
+            raise
         kind, media_type = media.media_type(filename, key)
         return {
             "path": media.relative(self.runner._media, path),
@@ -443,7 +466,7 @@ class _Run:
             self.generation_id,
             status,
             message,
-            fraction if fraction is not None else -1.0,
+            fraction,
             step,
             max_steps,
             self.node_id,

@@ -15,6 +15,7 @@ task when the queue is attached, or directly (tests, scripts).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -24,21 +25,33 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, case, cast, delete, func, select, update
+from sqlalchemy import String, cast, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.comfyui import builtin, media, params
 from spoonfeeder.comfyui.client import ComfyUIClient
+from spoonfeeder.comfyui.records import (
+    as_float,
+    as_int,
+    clean_defaults,
+    clean_name,
+    combo_choices,
+    effective_defaults,
+    generation_view,
+    get_row,
+    parse_id,
+    posted_loras,
+    refuse_duplicate,
+    session_counts,
+    session_view,
+    workflow_view,
+)
 from spoonfeeder.comfyui.runner import GenerationRunner, Report, RunnerTimings, ShouldCancel
 from spoonfeeder.comfyui.views import (
     CANCELLED,
-    COMPLETED,
-    FAILED,
     PENDING,
     RUNNING,
-    TERMINAL,
     GenerationView,
-    OutputFile,
     ServerOptions,
     SessionView,
     SweepView,
@@ -117,11 +130,11 @@ class ComfyUIService:
             )
             if owner_id is not None:
                 query = query.where(ComfyUIWorkflow.owner_id == owner_id)
-            return [_workflow_view(row) for row in session.scalars(query)]
+            return [workflow_view(row) for row in session.scalars(query)]
 
     def get_workflow(self, workflow_id: uuid.UUID | str) -> WorkflowView:
         with self._sessions() as session:
-            return _workflow_view(_get(session, ComfyUIWorkflow, workflow_id, "workflow"))
+            return workflow_view(get_row(session, ComfyUIWorkflow, workflow_id, "workflow"))
 
     def default_workflow(self) -> WorkflowView:
         """The workflow marked default, else the oldest; seeds the built-in one if none."""
@@ -132,7 +145,7 @@ class ComfyUIService:
                 )
             )
             if row is not None:
-                return _workflow_view(row)
+                return workflow_view(row)
         seeded = self.ensure_builtin_workflow()
         return seeded if seeded is not None else self.default_workflow()
 
@@ -190,17 +203,17 @@ class ComfyUIService:
         owner_id: uuid.UUID | None = None,
     ) -> WorkflowView:
         """Store an API-format workflow (JSON text, bytes of an uploaded file, or a dict)."""
-        clean_name = _clean_name(name, "workflow")
+        cleaned_name = clean_name(name, "workflow")
         workflow = self.parse_workflow(source)
         mapping = extract_params(workflow)
-        cleaned = _clean_defaults(defaults)
+        cleaned = clean_defaults(defaults)
         with transaction(self._sessions) as session:
-            _refuse_duplicate(session, ComfyUIWorkflow, clean_name, "A workflow")
+            refuse_duplicate(session, ComfyUIWorkflow, cleaned_name, "A workflow")
             if make_default:
                 session.execute(update(ComfyUIWorkflow).values(is_default=False))
             row = ComfyUIWorkflow(
                 owner_id=owner_id,
-                name=clean_name,
+                name=cleaned_name,
                 description=(description or "").strip() or None,
                 workflow_json=workflow,
                 parameter_map=mapping.to_json(),
@@ -209,7 +222,7 @@ class ComfyUIService:
             )
             session.add(row)
             session.flush()
-            return _workflow_view(row)
+            return workflow_view(row)
 
     def update_workflow(
         self,
@@ -220,33 +233,33 @@ class ComfyUIService:
         defaults: Mapping[str, Any] | None = None,
     ) -> WorkflowView:
         """Rename, describe, or replace the edited default parameters (None = unchanged)."""
-        cleaned = _clean_defaults(defaults) if defaults is not None else None
+        cleaned = clean_defaults(defaults) if defaults is not None else None
         with transaction(self._sessions) as session:
-            row = _get(session, ComfyUIWorkflow, workflow_id, "workflow")
+            row = get_row(session, ComfyUIWorkflow, workflow_id, "workflow")
             if name is not None:
-                clean_name = _clean_name(name, "workflow")
-                if clean_name != row.name:
-                    _refuse_duplicate(session, ComfyUIWorkflow, clean_name, "A workflow")
-                row.name = clean_name
+                cleaned_name = clean_name(name, "workflow")
+                if cleaned_name != row.name:
+                    refuse_duplicate(session, ComfyUIWorkflow, cleaned_name, "A workflow")
+                row.name = cleaned_name
             if description is not None:
                 row.description = description.strip() or None
             if cleaned is not None:
                 row.default_parameters = cleaned
             session.flush()
-            return _workflow_view(row)
+            return workflow_view(row)
 
     def set_default_workflow(self, workflow_id: uuid.UUID | str) -> WorkflowView:
         with transaction(self._sessions) as session:
-            row = _get(session, ComfyUIWorkflow, workflow_id, "workflow")
+            row = get_row(session, ComfyUIWorkflow, workflow_id, "workflow")
             session.execute(update(ComfyUIWorkflow).values(is_default=False))
             row.is_default = True
             session.flush()
-            return _workflow_view(row)
+            return workflow_view(row)
 
     def delete_workflow(self, workflow_id: uuid.UUID | str) -> str:
         """Delete a workflow; its generations keep their snapshots. Returns its name."""
         with transaction(self._sessions) as session:
-            row = _get(session, ComfyUIWorkflow, workflow_id, "workflow")
+            row = get_row(session, ComfyUIWorkflow, workflow_id, "workflow")
             name = row.name
             session.delete(row)
             return name
@@ -270,10 +283,10 @@ class ComfyUIService:
             lora = client.object_info("LoraLoader").get("LoraLoader") or {}
         found = ServerOptions(
             url,
-            _choices(sampler, "sampler_name"),
-            _choices(sampler, "scheduler"),
-            _choices(loader, "ckpt_name"),
-            _choices(lora, "lora_name"),
+            combo_choices(sampler, "sampler_name"),
+            combo_choices(sampler, "scheduler"),
+            combo_choices(loader, "ckpt_name"),
+            combo_choices(lora, "lora_name"),
             utcnow(),
         )
         with self._lock:
@@ -301,12 +314,12 @@ class ComfyUIService:
         owner_id: uuid.UUID | None = None,
     ) -> SessionView:
         """A new session; `profile_id` picks a ComfyUI server profile (None = default)."""
-        clean_name = _clean_name(name, "session")
+        cleaned_name = clean_name(name, "session")
         profile = self._check_profile(profile_id)
         with transaction(self._sessions) as session:
             row = ComfyUISession(
                 owner_id=owner_id,
-                name=clean_name,
+                name=cleaned_name,
                 description=(description or "").strip() or None,
                 profile_id=profile,
             )
@@ -315,10 +328,10 @@ class ComfyUIService:
             return self._session_view(session, row)
 
     def rename_session(self, session_id: uuid.UUID | str, name: str) -> SessionView:
-        clean_name = _clean_name(name, "session")
+        cleaned_name = clean_name(name, "session")
         with transaction(self._sessions) as session:
-            row = _get(session, ComfyUISession, session_id, "session")
-            row.name = clean_name
+            row = get_row(session, ComfyUISession, session_id, "session")
+            row.name = cleaned_name
             session.flush()
             return self._session_view(session, row)
 
@@ -328,7 +341,7 @@ class ComfyUIService:
         """Run this session's next generations on another ComfyUI server (None = default)."""
         profile = self._check_profile(profile_id)
         with transaction(self._sessions) as session:
-            row = _get(session, ComfyUISession, session_id, "session")
+            row = get_row(session, ComfyUISession, session_id, "session")
             row.profile_id = profile
             session.flush()
             return self._session_view(session, row)
@@ -338,7 +351,7 @@ class ComfyUIService:
         too (running ones are cancelled first); otherwise they stay, without a session.
         Returns how many generations were deleted."""
         with transaction(self._sessions) as session:
-            row = _get(session, ComfyUISession, session_id, "session")
+            row = get_row(session, ComfyUISession, session_id, "session")
             ids = list(
                 session.scalars(
                     select(ComfyUIGeneration.id).where(ComfyUIGeneration.session_id == row.id)
@@ -367,12 +380,14 @@ class ComfyUIService:
             if owner_id is not None:
                 query = query.where(ComfyUISession.owner_id == owner_id)
             rows = list(session.scalars(query))
-            counts = _session_counts(session, [row.id for row in rows])
-            return [_session_view(row, counts.get(row.id, (0, 0, 0))) for row in rows]
+            counts = session_counts(session, [row.id for row in rows])
+            return [session_view(row, counts.get(row.id, (0, 0, 0))) for row in rows]
 
     def get_session(self, session_id: uuid.UUID | str) -> SessionView:
         with self._sessions() as session:
-            return self._session_view(session, _get(session, ComfyUISession, session_id, "session"))
+            return self._session_view(
+                session, get_row(session, ComfyUISession, session_id, "session")
+            )
 
     def form_parameters(
         self,
@@ -385,11 +400,10 @@ class ComfyUIService:
             last = {}
             if session_id is not None:
                 last = dict(
-                    _get(session, ComfyUISession, session_id, "session").last_parameters or {}
+                    get_row(session, ComfyUISession, session_id, "session").last_parameters or {}
                 )
-            chosen = workflow_id or last.get("workflow_id")
-            row = self._workflow_row(session, chosen)
-            values = params.merge(_effective_defaults(row), last)
+            row = self._workflow_row(session, workflow_id, last.get("workflow_id"))
+            values = params.merge(effective_defaults(row), last)
             return {
                 **values,
                 "workflow_id": str(row.id),
@@ -473,7 +487,7 @@ class ComfyUIService:
                 )
             )
         views = [
-            _generation_view(r)
+            generation_view(r)
             for r in rows
             if (r.parameters.get("sweep") or {}).get("id") == sweep_id
         ]
@@ -502,7 +516,7 @@ class ComfyUIService:
         """A new generation that posts the stored snapshot unchanged, on the same server
         profile; `reproduced_from_id` points at the original."""
         with transaction(self._sessions) as session:
-            src = _get(session, ComfyUIGeneration, generation_id, "generation")
+            src = get_row(session, ComfyUIGeneration, generation_id, "generation")
             row = ComfyUIGeneration(
                 owner_id=owner_id if owner_id is not None else src.owner_id,
                 session_id=src.session_id,
@@ -534,14 +548,16 @@ class ComfyUIService:
                     .values(updated_at=utcnow())
                 )
             session.flush()
-            view = _generation_view(row)
+            view = generation_view(row)
         return self._enqueued([view])[0]
 
     def snapshot(self, generation_id: uuid.UUID | str) -> dict[str, Any]:
         """The exact API-format JSON that was (or will be) posted for a generation."""
         with self._sessions() as session:
             return dict(
-                _get(session, ComfyUIGeneration, generation_id, "generation").workflow_json_snapshot
+                get_row(
+                    session, ComfyUIGeneration, generation_id, "generation"
+                ).workflow_json_snapshot
             )
 
     def export_snapshot(self, generation_id: uuid.UUID | str) -> Path:
@@ -558,7 +574,7 @@ class ComfyUIService:
 
     def get_generation(self, generation_id: uuid.UUID | str) -> GenerationView:
         with self._sessions() as session:
-            return _generation_view(_get(session, ComfyUIGeneration, generation_id, "generation"))
+            return generation_view(get_row(session, ComfyUIGeneration, generation_id, "generation"))
 
     def list_generations(
         self,
@@ -574,19 +590,19 @@ class ComfyUIService:
             ComfyUIGeneration.created_at.desc(), ComfyUIGeneration.batch_index.desc()
         )
         if session_id is not None:
-            query = query.where(ComfyUIGeneration.session_id == _uuid(session_id, "session"))
+            query = query.where(ComfyUIGeneration.session_id == parse_id(session_id, "session"))
         if status:
             query = query.where(ComfyUIGeneration.status == status)
         if owner_id is not None:
             query = query.where(ComfyUIGeneration.owner_id == owner_id)
         with self._sessions() as session:
             rows = session.scalars(query.limit(max(1, min(limit, 2000))).offset(max(0, offset)))
-            return [_generation_view(row) for row in rows]
+            return [generation_view(row) for row in rows]
 
     def delete_generation(self, generation_id: uuid.UUID | str) -> None:
         """Delete a generation and its files (cancelling it if it still runs)."""
         with transaction(self._sessions) as session:
-            row = _get(session, ComfyUIGeneration, generation_id, "generation")
+            row = get_row(session, ComfyUIGeneration, generation_id, "generation")
             key = row.id
             session.delete(row)
         self._request_cancel(key)
@@ -613,7 +629,7 @@ class ComfyUIService:
         Safe to call again for the same generation (a finished one is left alone).
         `should_abandon()` true makes it raise RunAbandoned, leaving the row `running`
         for a later call to resume (a worker shutting down)."""
-        key = _uuid(generation_id, "generation")
+        key = parse_id(generation_id, "generation")
 
         def cancelled() -> bool:
             return key in self._cancel_requests or bool(should_cancel and should_cancel())
@@ -628,9 +644,9 @@ class ComfyUIService:
     def cancel(self, generation_id: uuid.UUID | str) -> GenerationView:
         """Stop a generation: a pending one is cancelled at once; a running one is
         interrupted on ComfyUI by its runner and ends `cancelled`."""
-        key = _uuid(generation_id, "generation")
+        key = parse_id(generation_id, "generation")
         with transaction(self._sessions) as session:
-            row = _get(session, ComfyUIGeneration, key, "generation")
+            row = get_row(session, ComfyUIGeneration, key, "generation")
             task_id = row.task_id
             if row.status == PENDING and row.prompt_id is None:
                 row.status = CANCELLED
@@ -694,17 +710,25 @@ class ComfyUIService:
         return credentials.profile_id
 
     def _workflow_row(
-        self, session: Session, workflow_id: uuid.UUID | str | None
+        self,
+        session: Session,
+        workflow_id: uuid.UUID | str | None,
+        remembered: uuid.UUID | str | None = None,
     ) -> ComfyUIWorkflow:
+        """The asked-for workflow (NotFoundError if gone), else the remembered one if it
+        still exists, else the default."""
         if workflow_id:
-            return _get(session, ComfyUIWorkflow, workflow_id, "workflow")
+            return get_row(session, ComfyUIWorkflow, workflow_id, "workflow")
+        if remembered:
+            with contextlib.suppress(NotFoundError):
+                return get_row(session, ComfyUIWorkflow, remembered, "workflow")
         default = self.default_workflow()
         row = session.get(ComfyUIWorkflow, default.id)
         assert row is not None
         return row
 
     def _session_view(self, session: Session, row: ComfyUISession) -> SessionView:
-        return _session_view(row, _session_counts(session, [row.id]).get(row.id, (0, 0, 0)))
+        return session_view(row, session_counts(session, [row.id]).get(row.id, (0, 0, 0)))
 
     def _plan(
         self,
@@ -725,16 +749,16 @@ class ComfyUIService:
             last: dict[str, Any] = {}
             session_key = profile_id = None
             if session_id is not None:
-                srow = _get(session, ComfyUISession, session_id, "session")
+                srow = get_row(session, ComfyUISession, session_id, "session")
                 session_key, profile_id, last = (
                     srow.id,
                     srow.profile_id,
                     dict(srow.last_parameters or {}),
                 )
             wrow = self._workflow_row(
-                session, workflow_id or parameters.get("workflow_id") or last.get("workflow_id")
+                session, workflow_id or parameters.get("workflow_id"), last.get("workflow_id")
             )
-            values = params.clean(params.merge(_effective_defaults(wrow), last, parameters))
+            values = params.clean(params.merge(effective_defaults(wrow), last, parameters))
             plan = _Plan(
                 session_key,
                 profile_id,
@@ -784,22 +808,22 @@ class ComfyUIService:
                     parameters={**values, **meta},
                     prompt_text=posted.get("prompt"),
                     negative_prompt=posted.get("negative_prompt"),
-                    width=_int(posted.get("width")),
-                    height=_int(posted.get("height")),
-                    steps=_int(posted.get("steps")),
-                    cfg_scale=_float(posted.get("cfg")),
-                    seed=_int(posted.get("seed")),
+                    width=as_int(posted.get("width")),
+                    height=as_int(posted.get("height")),
+                    steps=as_int(posted.get("steps")),
+                    cfg_scale=as_float(posted.get("cfg")),
+                    seed=as_int(posted.get("seed")),
                     sampler_name=posted.get("sampler_name"),
                     scheduler=posted.get("scheduler"),
-                    batch_size=_int(posted.get("batch_size")),
+                    batch_size=as_int(posted.get("batch_size")),
                     checkpoint_name=posted.get("checkpoint"),
-                    loras_used=_posted_loras(snapshot, plan.mapping, values),
+                    loras_used=posted_loras(snapshot, plan.mapping, values),
                     status=PENDING,
                     batch_index=index,
                 )
                 session.add(row)
                 session.flush()
-                views.append(_generation_view(row))
+                views.append(generation_view(row))
             session.execute(
                 update(ComfyUIWorkflow)
                 .where(ComfyUIWorkflow.id == plan.workflow_id)
@@ -857,169 +881,3 @@ class _Plan:
         self.workflow = workflow
         self.mapping = mapping
         self.values = values
-
-
-def _uuid(value: uuid.UUID | str, what: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
-        raise NotFoundError(f"No {what} with id {value!r}") from None
-
-
-def _get(session: Session, model: type[Any], key: uuid.UUID | str, what: str) -> Any:
-    row = session.get(model, _uuid(key, what))
-    if row is None:
-        raise NotFoundError(f"No {what} with id {key} (it may have been deleted)")
-    return row
-
-
-def _clean_name(name: str | None, what: str) -> str:
-    text = " ".join((name or "").split())
-    if not text:
-        raise ValidationError(f"Give the {what} a name", "name")
-    if len(text) > MAX_NAME:
-        raise ValidationError(f"A {what} name has at most {MAX_NAME} characters", "name")
-    return text
-
-
-def _refuse_duplicate(session: Session, model: type[Any], name: str, what: str) -> None:
-    if session.scalar(select(func.count()).select_from(model).where(model.name == name)):
-        raise ValidationError(f"{what} called {name!r} already exists; choose another name", "name")
-
-
-def _clean_defaults(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
-    values = dict(defaults or {})
-    unknown = params.unknown_keys(values)
-    if unknown:
-        raise ValidationError(f"Unknown parameter {unknown[0]!r}", unknown[0])
-    return params.clean(values)
-
-
-def _effective_defaults(row: ComfyUIWorkflow) -> dict[str, Any]:
-    mapping = ParamMap.from_json(row.parameter_map)
-    return params.merge(read_params(row.workflow_json, mapping), row.default_parameters)
-
-
-def _choices(info: Mapping[str, Any], input_name: str) -> list[str]:
-    """A combo input's values, in either form ComfyUI uses: [[values], {…}] or
-    ["COMBO", {"options": [values]}]."""
-    spec = ((info.get("input") or {}).get("required") or {}).get(input_name)
-    if not spec:
-        spec = ((info.get("input") or {}).get("optional") or {}).get(input_name)
-    if not spec:
-        return []
-    if isinstance(spec[0], list):
-        return [str(v) for v in spec[0]]
-    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
-        return [str(v) for v in spec[1].get("options") or []]
-    return []
-
-
-def _session_counts(
-    session: Session, ids: list[uuid.UUID]
-) -> dict[uuid.UUID, tuple[int, int, int]]:
-    if not ids:
-        return {}
-    g = ComfyUIGeneration
-    rows = session.execute(
-        select(
-            g.session_id,
-            func.count(),
-            func.sum(case((g.status == COMPLETED, 1), else_=0)),
-            func.sum(case((g.status == FAILED, 1), else_=0)),
-        )
-        .where(g.session_id.in_(ids))
-        .group_by(g.session_id)
-    )
-    return {sid: (int(n), int(done or 0), int(failed or 0)) for sid, n, done, failed in rows}
-
-
-def _session_view(row: ComfyUISession, counts: tuple[int, int, int]) -> SessionView:
-    return SessionView(
-        row.id,
-        row.name,
-        row.description,
-        row.profile_id,
-        dict(row.last_parameters or {}),
-        counts[0],
-        counts[1],
-        counts[2],
-        row.created_at,
-        row.updated_at,
-    )
-
-
-def _workflow_view(row: ComfyUIWorkflow) -> WorkflowView:
-    return WorkflowView(
-        row.id,
-        row.name,
-        row.description,
-        dict(row.workflow_json),
-        dict(row.parameter_map),
-        _effective_defaults(row),
-        bool(row.is_default),
-        int(row.generation_count or 0),
-        row.created_at,
-        row.updated_at,
-    )
-
-
-def _generation_view(row: ComfyUIGeneration) -> GenerationView:
-    return GenerationView(
-        row.id,
-        row.session_id,
-        row.workflow_id,
-        row.profile_id,
-        row.task_id,
-        row.status,
-        row.prompt_id,
-        row.prompt_text,
-        row.negative_prompt,
-        dict(row.parameters or {}),
-        row.width,
-        row.height,
-        row.steps,
-        row.cfg_scale,
-        row.seed,
-        row.sampler_name,
-        row.scheduler,
-        row.batch_size,
-        row.checkpoint_name,
-        list(row.loras_used or []),
-        [OutputFile.from_json(item) for item in row.outputs or []],
-        row.error,
-        float(row.progress or 0.0),
-        row.generation_time_seconds,
-        int(row.batch_index or 0),
-        row.reproduced_from_id,
-        dict(row.server_info or {}),
-        row.created_at,
-        row.started_at,
-        row.completed_at,
-    )
-
-
-def _posted_loras(snapshot: Workflow, mapping: ParamMap, values: Mapping[str, Any]) -> list[Any]:
-    """The LoRAs as posted (names and strengths) — after apply_params rebuilt the chain."""
-    if values.get("loras") is None:
-        return read_params(snapshot, mapping)["loras"]
-    return [dict(lora) for lora in values["loras"]]
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, list) else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None and not isinstance(value, list) else None
-    except (TypeError, ValueError):
-        return None
-
-
-__all__ = ["TERMINAL", "ComfyUIService", "RunnerTimings"]

@@ -43,8 +43,7 @@ def run_generation_task(task: TaskContext) -> dict[str, Any]:
 
     def report(progress: GenerationProgress) -> None:
         events.publish(PROGRESS_TOPIC, progress.as_event())
-        fraction = progress.fraction if progress.fraction >= 0 else None
-        task.progress(fraction, progress.message, force=progress.status != "running")
+        task.progress(progress.fraction, progress.message, force=progress.status != "running")
 
     try:
         view = app.comfyui.run_generation(

@@ -155,7 +155,7 @@ class GenerationProgress:
     generation_id: uuid.UUID
     status: str  # running | completed | failed | cancelled
     message: str  # for a person: "Step 2/3 · KSampler (node 3)"
-    fraction: float  # 0..1 of the current sampler's steps (1.0 when done)
+    fraction: float | None  # 0..1 of the current sampler's steps; None: no news on that
     step: int | None = None
     max_steps: int | None = None
     node_id: str | None = None
