@@ -195,21 +195,33 @@ class WorkerPool:
                 self._stopping.wait(min(self.poll_interval, 5.0))
 
     def _loop(self, worker_id: str) -> None:
-        while not self._stopping.is_set():
-            with self._cond:
-                seen = self._seq
-            try:
-                task = self.queue.claim(worker_id, self.lease_seconds)
-            except Exception as exc:
-                log.warning("Could not claim a task (%s); retrying shortly", exc)
-                self._stopping.wait(min(self.poll_interval, 5.0))
-                continue
-            if task is None:
-                self._idle(seen)
-                continue
-            self._execute(worker_id, task)
+        task: ClaimedTask | None = None
+        try:
+            while not self._stopping.is_set():
+                if task is not None:
+                    # Busy: completing a task also claims the next one.
+                    task = self._execute(worker_id, task)
+                    continue
+                with self._cond:
+                    seen = self._seq
+                try:
+                    task = self.queue.claim(worker_id, self.lease_seconds)
+                except Exception as exc:
+                    log.warning("Could not claim a task (%s); retrying shortly", exc)
+                    self._stopping.wait(min(self.poll_interval, 5.0))
+                    continue
+                if task is None:
+                    self._idle(seen)
+        finally:
+            if task is not None:  # claimed with the last completion, never started
+                try:
+                    self.queue.release(task)
+                except Exception:
+                    log.exception("Could not release task %s; its lease will expire", task.id)
 
-    def _execute(self, worker_id: str, task: ClaimedTask) -> None:
+    def _execute(self, worker_id: str, task: ClaimedTask) -> ClaimedTask | None:
+        """Run one task and record how it ended; returns the next task when the
+        completion also claimed one."""
         context = TaskContext(
             task,
             self.queue,
@@ -220,7 +232,7 @@ class WorkerPool:
         with self._busy_lock:
             self._busy[worker_id] = context
         try:
-            self._finish(context, self._run(context))
+            return self._finish(context, self._run(context))
         except Exception:
             # The database is unreachable, most likely: the lease expires and the
             # reaper hands the task to someone else. The worker itself carries on.
@@ -229,6 +241,7 @@ class WorkerPool:
             with self._busy_lock:
                 self._busy.pop(worker_id, None)
             self.executed += 1
+        return None
 
     def _run(self, context: TaskContext) -> tuple[str, Any]:
         """Run the handler; classify how it ended as (outcome, detail)."""
@@ -266,12 +279,15 @@ class WorkerPool:
             result = {"value": result}
         return "complete", result
 
-    def _finish(self, context: TaskContext, outcome: tuple[str, Any]) -> None:
+    def _finish(self, context: TaskContext, outcome: tuple[str, Any]) -> ClaimedTask | None:
         kind, detail = outcome
         task = context.task
         if kind == "complete":
             try:
-                self.queue.complete(task, detail)
+                if self._stopping.is_set():
+                    self.queue.complete(task, detail)
+                    return None
+                return self.queue.complete_and_claim(task, detail, self.lease_seconds)[1]
             except (TypeError, ValueError) as exc:  # a result that is not JSON
                 self.queue.fail(task, f"Could not store the result: {exc}", retryable=False)
         elif kind == "cancelled":
@@ -282,6 +298,7 @@ class WorkerPool:
         elif kind == "permanent":
             self.queue.fail(task, detail, retryable=False)
         # "interrupted": the task was given back or taken over; nothing to record.
+        return None
 
     # -- leases ------------------------------------------------------------------
 
