@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from spoonfeeder.context import AppContext
-from ui import chat, dashboard, models, settings, tasks
+from ui import chat, comfyui, dashboard, models, settings, tasks
 
 TITLE = "Spoon Feeder"
 
@@ -21,6 +21,8 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 tabs.append((tab, chat.build(ctx)))
             with gr.Tab("Models", id="models") as tab:
                 tabs.append((tab, models.build(ctx)))
+            with gr.Tab("ComfyUI", id="comfyui") as tab:
+                tabs.append((tab, comfyui.build(ctx)))
             with gr.Tab("Tasks", id="tasks") as tab:
                 tabs.append((tab, tasks.build(ctx)))
             with gr.Tab("Settings", id="settings") as tab:

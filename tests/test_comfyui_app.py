@@ -1,0 +1,148 @@
+"""The ComfyUI tab through the launched app: generate with live progress, results, exact
+re-run, sweep grid, workflow import, and clear errors — driven with gradio_client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from spoonfeeder.context import AppContext
+from tests.conftest import make_settings
+from tests.fakes.comfyui_server import FIXTURES, FakeComfyUI
+from tests.fakes.server import free_port, serve
+
+CKPT = "tiny-random-sd15.safetensors"
+
+
+@pytest.fixture(scope="module")
+def app(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Client, AppContext, FakeComfyUI]]:
+    from ui.app import build_demo
+
+    fake = FakeComfyUI()
+    fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
+    data = tmp_path_factory.mktemp("comfy-app")
+    with serve(fake.app) as url:
+        ctx = AppContext.create(
+            make_settings(f"sqlite:///{data / 'app.db'}", data / "data", comfyui_url=url)
+        )
+        ctx.comfyui.timings.poll_interval = 0.05
+        ctx.start_workers(2)
+        demo = build_demo(ctx)
+        port = free_port()
+        demo.launch(
+            server_name="127.0.0.1",
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            allowed_paths=[str(ctx.settings.media_path)],
+        )
+        try:
+            yield Client(f"http://127.0.0.1:{port}/", verbose=False), ctx, fake
+        finally:
+            demo.close()
+            ctx.close()
+
+
+def form(**overrides) -> list:
+    """The generate form in the endpoint's order (after session, server, workflow)."""
+    values = {
+        "prompt": "a lighthouse at dusk",
+        "negative": "blurry",
+        "width": 64,
+        "height": 64,
+        "steps": 3,
+        "cfg": 7.0,
+        "sampler": "euler",
+        "scheduler": "normal",
+        "seed": 1234,
+        "checkpoint": CKPT,
+        "batch_size": 1,
+        "loras": {"headers": ["LoRA", "Model strength", "CLIP strength"], "data": [["", "", ""]]},
+        "batch_count": 2,
+    }
+    values.update(overrides)
+    return list(values.values())
+
+
+def test_generate_streams_progress_and_shows_the_results(app) -> None:
+    client, ctx, fake = app
+    job = client.submit("", "", "", *form(), api_name="/comfyui_generate")
+    outputs = list(job)
+    assert job.status().success, job.result()
+    progress_texts = [out[1] for out in outputs if isinstance(out[1], str)]
+    assert any("Step" in text or "step" in text for text in progress_texts)  # live progress
+    final = outputs[-1]
+    assert final[1].startswith("Done: 2 completed")
+    gallery = final[3]
+    assert len(gallery) == 4  # two generations × two images each (the fake's SaveImage)
+    session = ctx.comfyui.list_sessions()[0]  # made from the prompt, since none was chosen
+    assert session.name == "a lighthouse at dusk"
+    assert session.completed_count == 2
+    gens = ctx.comfyui.list_generations(session.id)
+    assert [g.seed for g in sorted(gens, key=lambda g: g.batch_index)] == [1234, 1235]
+    assert all(g.status == "completed" for g in gens)
+    # Each image on disk is byte for byte what ComfyUI served.
+    for g in gens:
+        for out in g.outputs:
+            saved = ctx.comfyui.media_file(out.path).read_bytes()
+            assert saved == fake.files[("output", "", out.filename)]
+
+
+def test_rerun_exactly_posts_the_identical_workflow(app) -> None:
+    client, ctx, fake = app
+    source = ctx.comfyui.list_generations()[0]
+    posted_before = len(fake.prompts)
+    outputs = list(client.submit(str(source.id), "", api_name="/rerun_exactly"))
+    assert outputs[-1][0].startswith("Done: 1 completed")
+    assert len(fake.prompts) == posted_before + 1
+    assert fake.prompts[-1]["prompt"] == ctx.comfyui.snapshot(source.id)
+    rerun = ctx.comfyui.list_generations()[0]
+    assert rerun.reproduced_from_id == source.id
+    path = client.predict(str(source.id), api_name="/download_snapshot")
+    assert json.loads(Path(path).read_text()) == ctx.comfyui.snapshot(source.id)
+
+
+def test_reuse_parameters_fills_the_form_with_the_actual_seed(app) -> None:
+    client, ctx, _ = app
+    g = ctx.comfyui.list_generations()[-1]
+    values = client.predict(str(g.id), api_name="/reuse_parameters")
+    assert values[1] == g.prompt  # after the workflow id
+    assert values[9] == g.seed  # the seed it ran with, not -1
+
+
+def test_sweep_shows_a_labelled_grid(app) -> None:
+    client, _, _ = app
+    outputs = list(
+        client.submit(
+            "", "", "", "cfg", "4, 6", "steps", "2, 3", *form()[:-1], api_name="/comfyui_sweep"
+        )
+    )
+    grid = outputs[-1][-1]
+    assert sorted(item["caption"] for item in grid) == sorted(
+        ["cfg=4.0 · steps=2", "cfg=4.0 · steps=3", "cfg=6.0 · steps=2", "cfg=6.0 · steps=3"]
+    )
+
+
+def test_bad_parameters_and_workflows_give_clear_errors(app) -> None:
+    client, ctx, _ = app
+    before = len(ctx.comfyui.list_generations())
+    with pytest.raises(AppError, match="multiple of 8"):
+        client.submit("", "", "", *form(width=100), api_name="/comfyui_generate").result()
+    with pytest.raises(AppError, match="no checkpoint called"):
+        client.submit(
+            "", "", "", *form(checkpoint="nope.safetensors"), api_name="/comfyui_generate"
+        ).result()
+    assert len(ctx.comfyui.list_generations()) == before
+    ui_format = (FIXTURES / "workflow_txt2img_ui.json").read_text()
+    with pytest.raises(AppError, match="API"):
+        client.predict("Mine", None, ui_format, api_name="/import_workflow")
+    api_format = (FIXTURES / "workflow_txt2img_api.json").read_text()
+    dropdown, table = client.predict("Mine", None, api_format, api_name="/import_workflow")
+    assert any(row[0] == "Mine" for row in table["data"])
