@@ -144,5 +144,5 @@ def test_bad_parameters_and_workflows_give_clear_errors(app) -> None:
     with pytest.raises(AppError, match="API"):
         client.predict("Mine", None, ui_format, api_name="/import_workflow")
     api_format = (FIXTURES / "workflow_txt2img_api.json").read_text()
-    dropdown, table = client.predict("Mine", None, api_format, api_name="/import_workflow")
+    _dropdown, table = client.predict("Mine", None, api_format, api_name="/import_workflow")
     assert any(row[0] == "Mine" for row in table["data"])
