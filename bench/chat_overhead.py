@@ -14,6 +14,11 @@ For each provider a local fake server (the test fakes, real wire protocol) strea
 
 and print medians of time to first token (TTFT) and total time, with the ratios.
 Targets (issue 3): layer total ≤ 1.05× direct, layer TTFT ≤ direct + 2 ms.
+
+The fakes run in this process, so they share the GIL and the CPUs with the client
+side; on a busy machine single runs swing by ±20 %. The provider layer is therefore
+also shown by the best (minimum) of its runs, the estimate least affected by other
+load, beside the median.
 """
 
 from __future__ import annotations
@@ -163,7 +168,10 @@ def bench_provider(case: Case, url: str, runs: int) -> dict[str, tuple[float, fl
             results[name].append(sample)
     if len(sizes) != 1:
         raise SystemExit(f"{case.provider}: replies differ in length {sizes}; the bench is broken")
-    return {name: median_of(samples) for name, samples in results.items()}
+    out = {name: median_of(samples) for name, samples in results.items()}
+    for name, samples in results.items():
+        out[name + ":best"] = (min(s[0] for s in samples), min(s[1] for s in samples))
+    return out
 
 
 def bench_app(cases: list[Case], urls: dict[str, str], runs: int) -> dict[str, tuple[float, float]]:
@@ -252,7 +260,7 @@ def bench_app(cases: list[Case], urls: dict[str, str], runs: int) -> dict[str, t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=500)
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=25)
     parser.add_argument("--app-runs", type=int, default=5)
     args = parser.parse_args()
     tokens = [f"tok{i} " for i in range(args.tokens)]
@@ -281,7 +289,7 @@ def main() -> None:
         Case("ollama", "llama3.2:latest", FakeOllama(tokens=tokens), "", ollama_direct),
     ]
     print(
-        f"{args.tokens} tokens per reply, median of {args.runs} interleaved runs "
+        f"{args.tokens} tokens per reply, median (and best) of {args.runs} interleaved runs "
         f"({args.app_runs} through the app)\n"
     )
     header = (
@@ -292,20 +300,25 @@ def main() -> None:
     print("-" * len(header))
     with ExitStack() as stack:
         urls = {case.provider: stack.enter_context(serve(case.fake.app)) for case in cases}
-        worst_ratio, worst_added = 0.0, 0.0
+        worst = {"": [0.0, 0.0], ":best": [0.0, 0.0]}  # statistic -> [ratio, added TTFT]
         for case in cases:
             r = bench_provider(case, urls[case.provider], args.runs)
-            (d_ttft, d_total), (l_ttft, l_total) = r["direct"], r["layer"]
-            ratio, added = l_total / d_total, l_ttft - d_ttft
-            worst_ratio, worst_added = max(worst_ratio, ratio), max(worst_added, added)
+            for stat, label in (("", "median"), (":best", "best")):
+                (d_ttft, d_total), (l_ttft, l_total) = r["direct" + stat], r["layer" + stat]
+                ratio, added = l_total / d_total, l_ttft - d_ttft
+                worst[stat] = [max(worst[stat][0], ratio), max(worst[stat][1], added)]
+                name = case.provider if not stat else f"  {label}"
+                print(
+                    f"{name:<10} {d_ttft:>9.2f} ms {l_ttft:>8.2f} ms {added:>+5.2f} ms "
+                    f"{d_total:>10.1f} ms {l_total:>9.1f} ms {ratio:>6.3f}×"
+                )
+        for stat, label in (("", "medians"), (":best", "best runs")):
             print(
-                f"{case.provider:<10} {d_ttft:>9.2f} ms {l_ttft:>8.2f} ms {added:>+5.2f} ms "
-                f"{d_total:>10.1f} ms {l_total:>9.1f} ms {ratio:>6.3f}×"
+                f"\nprovider layer ({label}): worst total ratio {worst[stat][0]:.3f}× "
+                f"(target ≤ 1.05×), worst added TTFT {worst[stat][1]:+.2f} ms (target ≤ 2 ms)",
+                end="",
             )
-        print(
-            f"\nprovider layer: worst total ratio {worst_ratio:.3f}× (target ≤ 1.05×), "
-            f"worst added TTFT {worst_added:+.2f} ms (target ≤ 2 ms)"
-        )
+        print()
 
         app = bench_app(cases, urls, args.app_runs)
         print(

@@ -28,6 +28,7 @@ from spoonfeeder.providers.base import (
     Usage,
 )
 from spoonfeeder.providers.gemini import GeminiProvider
+from spoonfeeder.providers.gemini import chat_request as gemini_chat_request
 from spoonfeeder.providers.openai_ import OpenAIProvider
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.gemini_server import FakeGemini
@@ -313,6 +314,16 @@ def test_gemini_request_body(start: Start) -> None:
         "systemInstruction": {"role": "user", "parts": [{"text": "be brief\n\nrules"}]},
         "generationConfig": {"temperature": 0.25, "maxOutputTokens": 50},
     }
+
+
+def test_gemini_sends_no_config_when_there_is_nothing_to_set() -> None:
+    # Any config makes the SDK do extra work on every streamed chunk; skip it when empty.
+    assert gemini_chat_request(HI, ChatOptions(), client_timeout=120.0)[1] is None
+    config = gemini_chat_request(HI, ChatOptions(temperature=0.5), client_timeout=120.0)[1]
+    assert config is not None and config.temperature == 0.5 and config.http_options is None
+    # A per-reply timeout that differs from the client's still travels with the request.
+    config = gemini_chat_request(HI, ChatOptions(timeout=3.0), client_timeout=120.0)[1]
+    assert config is not None and config.http_options.timeout == 3000
 
 
 def test_openai_sends_images_as_data_url_parts(start: Start) -> None:
