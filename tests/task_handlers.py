@@ -1,5 +1,6 @@
-"""Task handlers for the worker tests, loaded into real worker processes with
-`python -m spoonfeeder worker --handlers tests.worker_handlers`.
+"""Task handlers for the worker tests. Worker processes load them through
+`python -m spoonfeeder worker --handlers tests.worker_handlers`; tests add them to a
+copy of the registry, so the app's own registry never lists test types.
 
 Every run is written to `test_executions`, a table the test creates, so a test can
 count how many times each task really ran, in which process, on which attempt.
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from spoonfeeder.tasks import TaskContext, register
+from spoonfeeder.tasks import HandlerRegistry, TaskContext
 
 EXECUTIONS_DDL = (
     "CREATE TABLE test_executions (task_id VARCHAR(36) NOT NULL, pid INTEGER NOT NULL, "
@@ -41,7 +42,6 @@ def _record(task: TaskContext) -> None:
         )
 
 
-@register("test.record")
 def record(task: TaskContext) -> dict[str, Any]:
     """Record the run, optionally take `sleep` seconds, report progress once."""
     _record(task)
@@ -50,10 +50,15 @@ def record(task: TaskContext) -> dict[str, Any]:
     return {"pid": os.getpid()}
 
 
-@register("test.hang_first")
 def hang_first(task: TaskContext) -> dict[str, Any]:
     """Hang on the first attempt (the test kills this process), finish on the next."""
     _record(task)
     if task.attempt == 1:
         time.sleep(120)
     return {"pid": os.getpid(), "attempt": task.attempt}
+
+
+def install(registry: HandlerRegistry) -> HandlerRegistry:
+    registry.add("test.record", record)
+    registry.add("test.hang_first", hang_first)
+    return registry

@@ -32,7 +32,7 @@ from spoonfeeder.tasks import (
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import serve
-from tests.worker_handlers import create_executions_table, executions
+from tests.task_handlers import create_executions_table, executions, install
 
 ROOT = Path(__file__).parents[1]
 KEY = "sk-test"
@@ -349,6 +349,11 @@ def test_text_batch_queues_one_generation_per_input(
 
 
 def spawn_worker(db_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return wait_ready(launch_worker(db_url, tmp_path, *args))
+
+
+def launch_worker(db_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """`python -m spoonfeeder worker` with the tests' handlers, configured from the env."""
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -365,6 +370,10 @@ def spawn_worker(db_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[st
         stderr=subprocess.DEVNULL,
         text=True,
     )  # fmt: skip
+    return proc
+
+
+def wait_ready(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
     line = proc.stdout.readline() if proc.stdout else ""
     if "worker ready" not in line:
         proc.kill()
@@ -390,8 +399,10 @@ def test_two_worker_processes_share_the_queue_and_never_run_a_task_twice(
         create_executions_table(ctx.engine)
         with ctx.events.subscribe("task:completed") as completed:
             assert ctx.events.wait_listening()
-            processes.append(spawn_worker(postgres_url, tmp_path, "--threads", "4"))
-            processes.append(spawn_worker(postgres_url, tmp_path, "--threads", "4"))
+            for _ in range(2):
+                processes.append(launch_worker(postgres_url, tmp_path, "--threads", "4"))
+            for proc in processes:
+                wait_ready(proc)
             ids = ctx.tasks.queue.enqueue_many(
                 [{"type": "test.record", "payload": {"sleep": 0.005}} for _ in range(300)]
             )
@@ -427,12 +438,12 @@ def test_a_task_whose_worker_is_killed_runs_again_after_its_lease_expires(
         victim.send_signal(signal.SIGKILL)
         victim.wait(5)
         assert status_of(ctx, task_id) == "running"  # nobody told the database
-        processes.append(spawn_worker(db_url, tmp_path, "--threads", "1", "--lease-seconds", "1"))
+        # A surviving worker (here, a pool in this process) reaps the expired lease.
+        start(ctx, install(handlers.copy()), threads=1)
         wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 20, "the rerun to complete")
         runs = executions(ctx.engine)
-        assert [attempt for _, _, attempt in runs] == [1, 2]
-        assert runs[0][1] == victim.pid and runs[1][1] == processes[1].pid
-        assert ctx.tasks.get_task(task_id).result == {"pid": processes[1].pid, "attempt": 2}
+        assert [(pid, attempt) for _, pid, attempt in runs] == [(victim.pid, 1), (os.getpid(), 2)]
+        assert ctx.tasks.get_task(task_id).result == {"pid": os.getpid(), "attempt": 2}
     finally:
         ctx.close()
 
