@@ -245,6 +245,30 @@ def test_cancelling_a_pending_generation_stops_it_before_it_is_posted(
     assert fake.prompts == []
 
 
+def test_cancelling_a_prompt_still_waiting_in_comfyuis_queue_removes_it(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    fake.hold = True  # the first prompt occupies the server
+    session = svc.create_session("Queue")
+    first, second = svc.generate(session.id, BASE, batch_count=2)
+    results: dict[str, GenerationView] = {}
+    runner = threading.Thread(target=lambda: results.update(a=svc.run_generation(first.id)))
+    runner.start()
+    fake.wait_for_prompts(1)
+
+    def report(progress: GenerationProgress) -> None:
+        if progress.message == "Queued on ComfyUI":
+            svc.cancel(second.id)
+
+    waiting = svc.run_generation(second.id, report=report)
+    assert waiting.status == "cancelled" and waiting.error == "Cancelled before ComfyUI started it"
+    assert fake.deleted == [waiting.prompt_id]
+    fake.release()
+    runner.join(10)
+    assert results["a"].status == "completed"
+    assert len(fake.history_entries) == 1  # the deleted prompt never ran
+
+
 def test_websocket_dropped_mid_run_completes_by_polling_history(
     svc: ComfyUIService, fake: FakeComfyUI
 ) -> None:
@@ -348,7 +372,7 @@ def test_rerun_exactly_posts_an_identical_snapshot(svc: ComfyUIService, fake: Fa
     assert [n["inputs"]["lora_name"] for n in lora_nodes] == [LORAS[0]]
 
 
-def test_reuse_parameters_fills_the_form_with_the_actual_seed(svc: ComfyUIService) -> None:
+def test_reuse_parameters_and_download_the_snapshot(svc: ComfyUIService) -> None:
     session = svc.create_session("Reuse")
     made = one(svc, session.id, seed=-1, cfg=5)
     values = svc.reuse_parameters(made.id)
@@ -357,13 +381,9 @@ def test_reuse_parameters_fills_the_form_with_the_actual_seed(svc: ComfyUIServic
     assert values["workflow_id"] == str(made.workflow_id) and values["batch_count"] == 1
     again = svc.generate(session.id, values)[0]
     assert svc.snapshot(again.id) == svc.snapshot(made.id)
-
-
-def test_the_snapshot_downloads_as_api_json(svc: ComfyUIService) -> None:
-    made = one(svc, svc.create_session("Export").id)
+    # the snapshot downloads as API-format JSON, which imports back as a workflow
     path = svc.export_snapshot(made.id)
     assert json.loads(path.read_text()) == svc.snapshot(made.id)
-    # and it imports back as a workflow
     imported = svc.import_workflow("From snapshot", path.read_bytes())
     assert imported.parameters["prompt"] == "a red fox"
 
@@ -371,8 +391,8 @@ def test_the_snapshot_downloads_as_api_json(svc: ComfyUIService) -> None:
 # ----- seeds, batches, sweeps ---------------------------------------------------------------
 
 
-def test_seed_minus_one_is_resolved_and_recorded(svc: ComfyUIService) -> None:
-    session = svc.create_session("Seeds")
+def test_seeds_minus_one_resolved_and_batches_counting_up(svc: ComfyUIService) -> None:
+    session = svc.create_session("Batch")
     made = one(svc, session.id, seed=-1)
     assert made.seed is not None and 0 <= made.seed < 2**53
     assert svc.snapshot(made.id)["3"]["inputs"]["seed"] == made.seed
@@ -380,16 +400,13 @@ def test_seed_minus_one_is_resolved_and_recorded(svc: ComfyUIService) -> None:
     assert svc.get_session(session.id).last_parameters["seed"] == -1  # random next time too
     assert one(svc, session.id, seed=-1).seed != made.seed
 
-
-def test_batch_count_makes_generations_with_seeds_counting_up(svc: ComfyUIService) -> None:
-    session = svc.create_session("Batch")
     made = svc.generate(session.id, {**BASE, "seed": 1000}, batch_count=3)
     assert [(g.seed, g.batch_index) for g in made] == [(1000, 0), (1001, 1), (1002, 2)]
     assert [svc.snapshot(g.id)["3"]["inputs"]["seed"] for g in made] == [1000, 1001, 1002]
     assert all(g.task_id is not None for g in made)  # each is a comfyui.generate task
     random_batch = svc.generate(session.id, {**BASE, "seed": -1}, batch_count=2)
     assert random_batch[1].seed == (random_batch[0].seed or 0) + 1
-    assert svc.get_workflow(made[0].workflow_id).generation_count == 5
+    assert svc.get_workflow(made[0].workflow_id).generation_count == 7
     with pytest.raises(ValidationError, match="Batch count must be between 1 and 100"):
         svc.generate(session.id, BASE, batch_count=0)
 
@@ -482,30 +499,28 @@ def test_output_paths_never_escape_the_media_folder(
         assert path.read_bytes() == f"bytes of {name}".encode()
         assert ".." not in output.path and "\\" not in output.path
     assert not list(tmp_path.rglob("escaped.png")) and not Path("/tmp/absolute.png").exists()
-
-
-@pytest.mark.parametrize("path", ["../secret.key", "/etc/passwd", "comfyui/../../x", "", "a\x00b"])
-def test_media_file_refuses_paths_outside_the_media_folder(
-    svc: ComfyUIService, app: AppContext, path: str
-) -> None:
+    # and serving refuses anything outside the media folder (more in test_comfyui_media)
     (app.settings.data_dir / "secret.key").write_text("not for you")
-    with pytest.raises(ValidationError):
-        svc.media_file(path)
-
-
-def test_media_file_of_a_missing_file_is_not_found(svc: ComfyUIService) -> None:
+    for outside in ("../secret.key", "/etc/passwd", f"comfyui/{done.id}/../../../secret.key"):
+        with pytest.raises(ValidationError, match="outside the media folder"):
+            svc.media_file(outside)
     with pytest.raises(NotFoundError, match="does not exist"):
-        svc.media_file("comfyui/nothing.png")
+        svc.media_file(f"comfyui/{done.id}/nothing.png")
 
 
 # ----- workflows -------------------------------------------------------------------------------
 
 
-def test_a_default_txt2img_workflow_exists_from_first_start(svc: ComfyUIService) -> None:
+def test_builtin_workflow_and_generation_counts(svc: ComfyUIService) -> None:
     [builtin] = svc.list_workflows()
     assert builtin.is_default and builtin.name == "Default txt2img (built-in)"
     assert builtin.parameters["seed"] == -1 and builtin.parameters["width"] == 512
     assert {"prompt", "negative_prompt", "checkpoint", "seed", "loras"} <= set(builtin.extracted)
+    workflow = svc.import_workflow("Counted", load_fixture("workflow_txt2img_api.json"))
+    session = svc.create_session("Count")
+    svc.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id, batch_count=2)
+    svc.sweep(session.id, {"prompt": "p"}, [("steps", [1, 2])], workflow_id=workflow.id)
+    assert svc.get_workflow(workflow.id).generation_count == 4
 
 
 def test_importing_workflows(svc: ComfyUIService) -> None:
@@ -539,14 +554,6 @@ def test_importing_workflows(svc: ComfyUIService) -> None:
     with pytest.raises(ValidationError, match="Height must be a multiple of 8"):
         svc.update_workflow(imported.id, defaults={"height": 65})
     assert svc.delete_workflow(imported.id) == "Tiny"
-
-
-def test_generation_count_follows_the_workflow(svc: ComfyUIService) -> None:
-    workflow = svc.import_workflow("Counted", load_fixture("workflow_txt2img_api.json"))
-    session = svc.create_session("Count")
-    svc.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id, batch_count=2)
-    svc.sweep(session.id, {"prompt": "p"}, [("steps", [1, 2])], workflow_id=workflow.id)
-    assert svc.get_workflow(workflow.id).generation_count == 4
 
 
 # ----- sessions ---------------------------------------------------------------------------------
@@ -618,24 +625,39 @@ def test_a_session_can_use_another_comfyui_server(
 # ----- through the task queue ---------------------------------------------------------------------
 
 
-def test_generate_runs_as_a_task_and_publishes_progress_events(
+def test_generate_runs_as_tasks_and_follow_streams_their_progress(
     svc: ComfyUIService, app: AppContext
 ) -> None:
-    events: list[dict[str, Any]] = []
-    with app.events.subscribe("comfyui:progress", callback=lambda e: events.append(e.data)):
-        app.start_workers(1, poll_interval=0.05)
-        made = one(svc, svc.create_session("Queued").id)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            task = app.tasks.get_task(made.task_id)
-            if task.status in ("completed", "failed", "cancelled"):
-                break
-            time.sleep(0.02)
-    done = svc.get_generation(made.id)
-    assert done.status == "completed", done.error
-    assert task.status == "completed" and task.type == "comfyui.generate"
-    steps = [(e["step"], e["max"]) for e in events if e["step"] is not None]
-    assert steps == [(1, 3), (2, 3), (3, 3)]
-    assert any(e["preview_path"] for e in events)
-    assert all(e["generation_id"] == str(made.id) for e in events)
-    assert events[-1]["status"] == "completed"
+    app.start_workers(1, poll_interval=0.05)
+    made = svc.generate(svc.create_session("Queued").id, BASE, batch_count=2)
+    events = list(svc.follow([g.id for g in made], poll=0.1, timeout=20))
+    for generation in made:
+        mine = [e for e in events if e["generation_id"] == str(generation.id)]
+        assert [(e["step"], e["max"]) for e in mine if e["step"] is not None] == [
+            (1, 3),
+            (2, 3),
+            (3, 3),
+        ]
+        assert any(e["preview_path"] for e in mine)
+        assert mine[-1]["status"] == "completed"
+        assert svc.get_generation(generation.id).status == "completed"
+    deadline = time.monotonic() + 10  # the task row is finished just after the generation
+    while time.monotonic() < deadline:
+        tasks = [app.tasks.get_task(g.task_id) for g in made]
+        if all(t.status != "running" and t.status != "queued" for t in tasks):
+            break
+        time.sleep(0.02)
+    assert [(t.type, t.status) for t in tasks] == [("comfyui.generate", "completed")] * 2
+    result = tasks[0].result or {}
+    assert result["generation_id"] == str(made[0].id) and len(result["outputs"]) == 2
+
+
+def test_follow_reports_ends_it_did_not_see_happen(svc: ComfyUIService) -> None:
+    session = svc.create_session("Follow")
+    done = svc.run_generation(one(svc, session.id).id)
+    cancelled = svc.cancel(one(svc, session.id).id)
+    events = list(svc.follow([done.id, cancelled.id], poll=0.05, timeout=5))
+    assert {(e["generation_id"], e["status"]) for e in events} == {
+        (str(done.id), "completed"),
+        (str(cancelled.id), "cancelled"),
+    }

@@ -19,8 +19,9 @@ import contextlib
 import json
 import shutil
 import threading
+import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ from spoonfeeder.comfyui.runner import GenerationRunner, Report, RunnerTimings, 
 from spoonfeeder.comfyui.views import (
     CANCELLED,
     PENDING,
+    PROGRESS_TOPIC,
     RUNNING,
+    TERMINAL,
+    GenerationProgress,
     GenerationView,
     ServerOptions,
     SessionView,
@@ -70,6 +74,7 @@ from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration, ComfyUISession, ComfyUIWorkflow
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.events import EventBus
 from spoonfeeder.profiles import ProfileService
 
 MAX_NAME = 200
@@ -97,6 +102,7 @@ class ComfyUIService:
         self._lock = threading.Lock()
         self._enqueue: Enqueue | None = None
         self._cancel_task: CancelTask | None = None
+        self._events: EventBus | None = None
 
     @property
     def timings(self) -> RunnerTimings:
@@ -106,6 +112,10 @@ class ComfyUIService:
         """From now on `generate`, `sweep` and `rerun_exact` enqueue one task each."""
         self._enqueue = enqueue
         self._cancel_task = cancel_task
+
+    def attach_events(self, events: EventBus) -> None:
+        """Publish every run's progress as `comfyui:progress` events (see `follow`)."""
+        self._events = events
 
     # ===== workflows =====================================================================
 
@@ -634,12 +644,82 @@ class ComfyUIService:
         def cancelled() -> bool:
             return key in self._cancel_requests or bool(should_cancel and should_cancel())
 
+        def relay(progress: GenerationProgress) -> None:
+            if self._events is not None:
+                self._events.publish(PROGRESS_TOPIC, progress.as_event())
+            if report is not None:
+                report(progress)
+
         try:
-            self._runner.run(key, report, cancelled, should_abandon)
+            self._runner.run(key, relay, cancelled, should_abandon)
         finally:
             with self._lock:
                 self._cancel_requests.discard(key)
         return self.get_generation(key)
+
+    def follow(
+        self,
+        generation_ids: Sequence[uuid.UUID | str],
+        *,
+        poll: float = 1.0,
+        timeout: float | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Progress of these generations as it happens, until every one has ended (or
+        `timeout` seconds): the `comfyui:progress` event dicts — generation_id, status,
+        message, fraction, step, max, node, node_type, preview_path. Every `poll`
+        seconds the database is checked too, so an end is never missed (events from a
+        worker in another process need PostgreSQL); such an end is yielded in the same
+        shape. For a UI generator: `for event in svc.follow(ids): yield render(event)`."""
+        wanted = {str(parse_id(g, "generation")) for g in generation_ids}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        subscription = self._events.subscribe(PROGRESS_TOPIC) if self._events else None
+        try:
+            ended = self._ended(wanted, set())
+            for event in ended:
+                yield event
+            done = {event["generation_id"] for event in ended}
+            checked = time.monotonic()
+            while done != wanted:
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                event = subscription.get(timeout=poll) if subscription else None
+                if subscription is None:
+                    time.sleep(poll)
+                if event is not None and event.data.get("generation_id") in wanted - done:
+                    yield event.data
+                    if event.data.get("status") in TERMINAL:
+                        done.add(event.data["generation_id"])
+                if time.monotonic() - checked >= poll:
+                    checked = time.monotonic()
+                    for data in self._ended(wanted, done):
+                        done.add(data["generation_id"])
+                        yield data
+        finally:
+            if subscription is not None:
+                subscription.close()
+
+    def _ended(self, wanted: set[str], done: set[str]) -> list[dict[str, Any]]:
+        """Generations among `wanted - done` that have ended, as progress event dicts."""
+        keys = [uuid.UUID(g) for g in wanted - done]
+        if not keys:
+            return []
+        with self._sessions() as session:
+            rows = session.execute(
+                select(ComfyUIGeneration.id, ComfyUIGeneration.status, ComfyUIGeneration.error)
+                .where(ComfyUIGeneration.id.in_(keys))
+                .where(ComfyUIGeneration.status.in_(list(TERMINAL)))
+            ).all()
+            missing = set(keys) - set(
+                session.scalars(select(ComfyUIGeneration.id).where(ComfyUIGeneration.id.in_(keys)))
+            )
+        ended = [
+            GenerationProgress(row.id, row.status, row.error or row.status, None).as_event()
+            for row in rows
+        ]
+        ended += [  # deleted meanwhile: nothing more will come
+            GenerationProgress(key, CANCELLED, "Deleted", None).as_event() for key in missing
+        ]
+        return ended
 
     def cancel(self, generation_id: uuid.UUID | str) -> GenerationView:
         """Stop a generation: a pending one is cancelled at once; a running one is

@@ -1,8 +1,8 @@
 """ComfyUI on the task queue: the `comfyui.generate` handler and the wiring at start-up.
 
 A task's payload is `{"generation_id": "<uuid>"}`; the generation row holds everything
-else. Progress goes to the task (fraction, message) and to the event bus as
-`comfyui:progress` events: `{generation_id, status, message, fraction, step, max, node,
+else. Progress goes to the task (fraction, message); the service publishes it on the
+event bus as `comfyui:progress` events: `{generation_id, status, message, fraction, step, max, node,
 node_type, preview_path}` (preview_path relative to MEDIA_STORAGE_PATH, when a preview
 image was sent; status becomes completed | failed | cancelled on the last event).
 """
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from spoonfeeder.context import AppContext
 
 TASK_TYPE = "comfyui.generate"
-PROGRESS_TOPIC = "comfyui:progress"
 
 
 def validate_payload(payload: dict[str, Any]) -> dict[str, Any]:
@@ -39,10 +38,8 @@ def run_generation_task(task: TaskContext) -> dict[str, Any]:
     if task.app is None:
         raise PermanentTaskError("comfyui.generate runs inside the app (it needs its context)")
     app = task.app
-    events = app.events
 
-    def report(progress: GenerationProgress) -> None:
-        events.publish(PROGRESS_TOPIC, progress.as_event())
+    def report(progress: GenerationProgress) -> None:  # the service publishes the event
         task.progress(progress.fraction, progress.message, force=progress.status != "running")
 
     try:
@@ -86,6 +83,7 @@ def setup(app: AppContext) -> None:
     def cancel_task(task_id: uuid.UUID) -> None:
         queue.cancel(task_id)
 
+    app.comfyui.attach_events(app.events)
     app.comfyui.attach_queue(enqueue, cancel_task)
     app.comfyui.ensure_builtin_workflow()
     for generation_id in app.comfyui.interrupted_generations():

@@ -15,6 +15,7 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = (
     "cancelled",
 )
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+PROGRESS_TOPIC = "comfyui:progress"  # event bus topic of GenerationProgress.as_event()
 
 
 @dataclass(frozen=True)
