@@ -78,7 +78,7 @@ def test_generate_streams_progress_and_shows_the_results(app) -> None:
     assert job.status().success, job.result()
     progress_texts = [out[1] for out in outputs if isinstance(out[1], str)]
     assert any("Step" in text or "step" in text for text in progress_texts)  # live progress
-    final = outputs[-1]
+    final = next(out for out in reversed(outputs) if isinstance(out[1], str))
     assert final[1].startswith("Done: 2 completed")
     gallery = final[3]
     assert len(gallery) == 4  # two generations × two images each (the fake's SaveImage)

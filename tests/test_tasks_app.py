@@ -91,9 +91,9 @@ def test_live_view_shows_a_new_task_without_a_refresh(app: tuple[Client, AppCont
         # The watcher yields again because task events arrived, not because anyone asked.
         later = wait_for(
             lambda: job.outputs(),
-            lambda outs: any(row[0] == task_id and "completed" in row[3] for row in _rows(outs)),
+            lambda outs: any(row[-1] == task_id and "completed" in row[2] for row in _rows(outs)),
         )
-        assert any(row[0] == task_id and "completed" in row[3] for row in _rows(later))
+        assert any(row[-1] == task_id and "completed" in row[2] for row in _rows(later))
     finally:
         job.cancel()
 
@@ -142,7 +142,7 @@ def test_cancel_retry_and_delete(app: tuple[Client, AppContext]) -> None:
 def test_filters_and_paging(app: tuple[Client, AppContext]) -> None:
     client, _ = app
     summary, table = client.predict("failed", "all", "all", "", "", 1, api_name="/list_tasks")
-    assert all("failed" in row[3] for row in table["data"])
+    assert all("failed" in row[2] for row in table["data"])
     with pytest.raises(AppError, match="not a date"):
         client.predict("all", "all", "all", "yesterday", "", 1, api_name="/list_tasks")
     summary, table = client.predict(*FILTERS, api_name="/list_tasks")

@@ -31,7 +31,7 @@ FORM_KEYS = (
     "loras",
 )
 LORA_HEADERS = ["LoRA", "Model strength", "CLIP strength"]
-GENERATION_COLUMNS = ["ID", "Status", "Seed", "Size", "Steps", "CFG", "Sampler", "Time", "Label"]
+GENERATION_COLUMNS = ["Status", "Seed", "Size", "Steps", "CFG", "Sampler", "Time", "Label", "ID"]
 # A run's live view gives up after this long (the runs go on; the session shows them).
 QUIET_LIMIT_SECONDS = 30 * 60
 STATUS_ICONS = {"pending": "⏳", "running": "▶️", "completed": "✅", "failed": "❌"}
@@ -91,7 +91,6 @@ def form_values(params: dict[str, Any]) -> list[Any]:
 
 def generation_row(g: GenerationView) -> list[Any]:
     return [
-        str(g.id),
         f"{STATUS_ICONS.get(g.status, '⏹️')} {g.status}",
         g.seed if g.seed is not None else "",
         f"{g.width}×{g.height}" if g.width and g.height else "",
@@ -100,6 +99,7 @@ def generation_row(g: GenerationView) -> list[Any]:
         g.sampler_name or "",
         f"{g.generation_time_seconds:.1f} s" if g.generation_time_seconds else "",
         g.label,
+        str(g.id),
     ]
 
 
@@ -458,6 +458,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         yield (_session_update(session_id), *[gr.skip()] * 7)
         yield from ((gr.skip(), *out) for out in watch([str(g.id) for g in gens], session_id))
+        yield (_session_update(session_id), *[gr.skip()] * 7)  # its counts changed
 
     @shows_errors
     def run_sweep(session_id, server_id, workflow_id, a1, v1, a2, v2, *form_vals):
@@ -469,7 +470,8 @@ def build(ctx: AppContext) -> Refresh:
         yield (_session_update(session_id), *[gr.skip()] * 8)
         for out in watch([str(g.id) for g in sweep.generations], session_id):
             yield (gr.skip(), *out, gr.skip())
-        yield (*[gr.skip()] * 8, sweep_gallery(service.sweep_grid(sweep.id)))
+        grid = sweep_gallery(service.sweep_grid(sweep.id))
+        yield (_session_update(session_id), *[gr.skip()] * 7, grid)
 
     def sweep_gallery(sweep: SweepView) -> list[tuple[str, str]]:
         items = []
@@ -512,7 +514,7 @@ def build(ctx: AppContext) -> Refresh:
     def select_generation(evt: gr.SelectData, rows) -> str:
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         try:
-            return str(rows.iloc[row, 0]) if hasattr(rows, "iloc") else str(rows[row][0])
+            return str(rows.iloc[row, -1]) if hasattr(rows, "iloc") else str(rows[row][-1])
         except (IndexError, KeyError, TypeError):
             return gr.skip()
 

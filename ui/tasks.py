@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from spoonfeeder.context import AppContext
 from spoonfeeder.db.types import utcnow
@@ -19,7 +20,8 @@ from ui.chat import provider_choices, resolve_target
 from ui.common import Refresh, format_time, shows_errors
 from ui.pickers import model_dropdown
 
-COLUMNS = ["ID", "Name", "Type", "Status", "Progress", "Attempts", "Provider", "Age"]
+# The id goes last: it is long, and is mostly there for clicking a row to select it.
+COLUMNS = ["Name", "Type", "Status", "Progress", "Attempts", "Provider", "Age", "ID"]
 PAGE_SIZE = 25
 # A live view ends after this long (the browser restarts it when the tab is opened again),
 # so a forgotten tab does not hold a server thread forever.
@@ -53,6 +55,8 @@ def progress_text(task: TaskView) -> str:
         return "100%"
     if task.status == "queued" and not task.progress:
         return ""
+    if not task.progress and task.progress_message:  # no fraction known (a stream): just say
+        return task.progress_message
     text = f"{task.progress:.0%}"
     return f"{text} · {task.progress_message}" if task.progress_message else text
 
@@ -62,7 +66,6 @@ def task_row(task: TaskView, now: datetime | None = None) -> list[Any]:
     if task.cancel_requested and task.status == "running":
         status += " (cancelling)"
     return [
-        str(task.id),
         task.name or "",
         task.type,
         status,
@@ -70,6 +73,7 @@ def task_row(task: TaskView, now: datetime | None = None) -> list[Any]:
         f"{task.attempts}/{task.max_attempts}",
         task.provider or "",
         age(task.created_at, now),
+        str(task.id),
     ]
 
 
@@ -213,10 +217,13 @@ def build(ctx: AppContext) -> Refresh:
             offset=offset,
         )
 
-    def render_table(*filter_values) -> tuple[str, list[list[Any]]]:
+    def render_table(*filter_values) -> tuple[str, pd.DataFrame]:
         listed = list_page(*filter_values)
         now = utcnow()
-        return page_summary(listed), [task_row(t, now) for t in listed.items]
+        # A DataFrame with named columns: a plain list streamed from a generator lost the
+        # headers in the browser.
+        rows = pd.DataFrame([task_row(t, now) for t in listed.items], columns=COLUMNS)
+        return page_summary(listed), rows
 
     def render_details(task_id: str) -> tuple[str, Any]:
         if not (task_id or "").strip():
@@ -282,7 +289,7 @@ def build(ctx: AppContext) -> Refresh:
     def select_row(evt: gr.SelectData, rows) -> str:
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         try:
-            return str(rows.iloc[row, 0]) if hasattr(rows, "iloc") else str(rows[row][0])
+            return str(rows.iloc[row, -1]) if hasattr(rows, "iloc") else str(rows[row][-1])
         except (IndexError, KeyError, TypeError):
             return gr.skip()
 
@@ -331,6 +338,7 @@ def build(ctx: AppContext) -> Refresh:
         [summary, table, details, result],
         api_name="watch_tasks",
         concurrency_limit=None,  # one long-lived view per open tab, not a queue slot
+        trigger_mode="multiple",  # a new view must start while the old one still runs
         show_progress="hidden",
     )
     table.select(select_row, table, selected, api_visibility="private")
