@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import PermanentTaskError, RetryableTaskError
@@ -119,15 +120,20 @@ def test_bad_tasks_fail_with_a_clear_error_and_the_worker_keeps_going(
     def reject(task: TaskContext) -> None:
         raise PermanentTaskError("The input file is not an image")
 
+    @registry.register("test.odd_result")
+    def odd_result(task: TaskContext) -> dict[str, Any]:
+        return {"when": object()}
+
     q = ctx.tasks.queue
     unknown = q.enqueue("video.render", {"x": 1})
     no_prompt = q.enqueue("text.generate", {"provider": "openai", "model": "gpt-4o-mini"})
     wrong_type = q.enqueue("text.batch", {"provider": "openai", "model": "m", "inputs": "nope"})
     crashing = q.enqueue("test.crash", max_attempts=2)
     rejected = q.enqueue("test.reject", max_attempts=5)
+    odd = q.enqueue("test.odd_result")
     start(ctx, registry, threads=1)
-    finished = [unknown, no_prompt, wrong_type, crashing, rejected]
-    wait_for(lambda: all(status_of(ctx, t) == FAILED for t in finished), 10, "five failures")
+    finished = [unknown, no_prompt, wrong_type, crashing, rejected, odd]
+    wait_for(lambda: all(status_of(ctx, t) == FAILED for t in finished), 10, "six failures")
 
     def error(task_id: Any) -> str:
         return ctx.tasks.get_task(task_id).error
@@ -141,6 +147,7 @@ def test_bad_tasks_fail_with_a_clear_error_and_the_worker_keeps_going(
         "The input file is not an image",
         1,
     )
+    assert "returned a result that is not JSON" in error(odd)
     registry.add("test.noop", lambda task: None)
     after = q.enqueue("test.noop")
     wait_for(lambda: status_of(ctx, after) == COMPLETED, 5, "a good task after the bad ones")
@@ -444,6 +451,30 @@ def test_a_task_whose_worker_is_killed_runs_again_after_its_lease_expires(
         runs = executions(ctx.engine)
         assert [(pid, attempt) for _, pid, attempt in runs] == [(victim.pid, 1), (os.getpid(), 2)]
         assert ctx.tasks.get_task(task_id).result == {"pid": os.getpid(), "attempt": 2}
+    finally:
+        ctx.close()
+
+
+def test_workers_survive_losing_their_database_connections(
+    postgres_url: str, tmp_path: Path, registry: HandlerRegistry
+) -> None:
+    ctx = make_context(postgres_url, tmp_path)
+    try:
+        registry.add("test.noop", lambda task: {"ok": True})
+        start(ctx, registry, threads=2)
+        first = ctx.tasks.queue.enqueue("test.noop")
+        wait_for(lambda: status_of(ctx, first) == COMPLETED, 5, "a first task")
+        with ctx.engine.connect() as conn:  # what a database restart does to clients
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+        assert killed >= 2  # at least the workers' pinned connections
+        second = ctx.tasks.queue.enqueue("test.noop")
+        wait_for(lambda: status_of(ctx, second) == COMPLETED, 15, "a task after reconnecting")
+        assert ctx.workers is not None and ctx.workers.running
     finally:
         ctx.close()
 

@@ -356,29 +356,28 @@ class TaskQueue:
         on that lock instead of in SQLite's busy handler, which sleeps in steps of
         milliseconds."""
         with self._connection() as conn:
-            if self.postgres:
-                if not atomic:
+            try:
+                if self.postgres:
+                    if atomic:
+                        conn.exec_driver_sql("BEGIN")
                     yield conn
+                    if atomic:
+                        conn.exec_driver_sql("COMMIT")
                     conn.commit()
                     return
-                conn.exec_driver_sql("BEGIN")
-                try:
+                with self._sqlite_lock:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                     yield conn
-                except BaseException:
-                    with suppress(Exception):
+                    conn.commit()
+            except BaseException:
+                # Leaves a pinned connection usable: after a lost connection SQLAlchemy
+                # reconnects on the next statement once the failed one is rolled back.
+                with suppress(Exception):
+                    if self.postgres and atomic:
                         conn.exec_driver_sql("ROLLBACK")
-                    raise
-                conn.exec_driver_sql("COMMIT")
-                conn.commit()
-                return
-            with self._sqlite_lock:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
+                with suppress(Exception):
                     conn.rollback()
-                    raise
-                conn.commit()
+                raise
 
     def _publish(self, topic: str, **data: Any) -> None:
         self.events.publish(

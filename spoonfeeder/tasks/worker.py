@@ -11,6 +11,7 @@ gives them back to the queue.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -277,20 +278,21 @@ class WorkerPool:
             return "interrupted", None
         if result is not None and not isinstance(result, Mapping):
             result = {"value": result}
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            return "permanent", f"The {task.type} handler returned a result that is not JSON: {exc}"
         return "complete", result
 
     def _finish(self, context: TaskContext, outcome: tuple[str, Any]) -> ClaimedTask | None:
         kind, detail = outcome
         task = context.task
         if kind == "complete":
-            try:
-                if self._stopping.is_set():
-                    self.queue.complete(task, detail)
-                    return None
-                return self.queue.complete_and_claim(task, detail, self.lease_seconds)[1]
-            except (TypeError, ValueError) as exc:  # a result that is not JSON
-                self.queue.fail(task, f"Could not store the result: {exc}", retryable=False)
-        elif kind == "cancelled":
+            if self._stopping.is_set():
+                self.queue.complete(task, detail)
+                return None
+            return self.queue.complete_and_claim(task, detail, self.lease_seconds)[1]
+        if kind == "cancelled":
             self.queue.finish_cancelled(task)
         elif kind == "retry":
             message, retry_after = detail
