@@ -72,6 +72,7 @@ def run_worker(args: argparse.Namespace) -> None:
             poll_interval=args.poll_interval,
             reaper_interval=args.reaper_interval,
         )
+        ctx.events.wait_listening(5.0)  # ready = will hear of new tasks at once
         engine_url = ctx.engine.url.render_as_string(hide_password=True)
         # Tests and supervisors wait for this line.
         print(f"spoonfeeder worker ready: {threads} thread(s) on {engine_url}", flush=True)

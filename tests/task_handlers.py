@@ -58,7 +58,17 @@ def hang_first(task: TaskContext) -> dict[str, Any]:
     return {"pid": os.getpid(), "attempt": task.attempt}
 
 
+def until_cancelled(task: TaskContext) -> None:
+    """Run until cancelled (at most a minute), checking every 20 ms."""
+    _record(task)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task.check_cancelled()
+        time.sleep(0.02)
+
+
 def install(registry: HandlerRegistry) -> HandlerRegistry:
     registry.add("test.record", record)
     registry.add("test.hang_first", hang_first)
+    registry.add("test.until_cancelled", until_cancelled)
     return registry

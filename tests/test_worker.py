@@ -424,6 +424,14 @@ def test_two_worker_processes_share_the_queue_and_never_run_a_task_twice(
         pids = Counter(pid for _, pid, _ in runs)
         assert set(pids) == {p.pid for p in processes}, "both processes should have worked"
         assert remote == {str(i) for i in ids}
+        # Cancel in this process reaches the handler running in another one at once
+        # (through NOTIFY; the heartbeat would take up to 10 s with the default lease).
+        long = ctx.tasks.queue.enqueue("test.until_cancelled")
+        wait_for(lambda: status_of(ctx, long) == "running", 10, "the long task to start")
+        asked = time.monotonic()
+        ctx.tasks.cancel_task(long)
+        wait_for(lambda: status_of(ctx, long) == CANCELLED, 5, "the remote task to stop")
+        assert time.monotonic() - asked < 3
         # SIGTERM: each process stops cleanly.
         for proc in processes:
             proc.send_signal(signal.SIGTERM)
