@@ -201,6 +201,24 @@ def test_cancel_stops_a_running_task_at_its_next_check(
     ctx.tasks.cancel_task(task_id)
 
 
+def test_heartbeats_keep_a_long_task_from_being_reaped(
+    ctx: AppContext, registry: HandlerRegistry
+) -> None:
+    runs: list[int] = []
+
+    @registry.register("test.quiet")
+    def quiet(task: TaskContext) -> dict[str, int]:
+        runs.append(task.attempt)
+        time.sleep(1.5)  # three leases long, without a word of progress
+        return {"attempt": task.attempt}
+
+    task_id = ctx.tasks.queue.enqueue("test.quiet")
+    start(ctx, registry, threads=1, lease_seconds=0.5, reaper_interval=0.1)
+    wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 10, "the long task")
+    assert runs == [1]
+    assert ctx.tasks.get_task(task_id).attempts == 1
+
+
 def test_shutdown_lets_a_short_task_finish_and_gives_a_long_one_back(
     ctx: AppContext, registry: HandlerRegistry
 ) -> None:
