@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
-from spoonfeeder.context import AppContext
+from spoonfeeder.db.engine import make_engine
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.events import EventBus
 from spoonfeeder.tasks import (
     CANCELLED,
     COMPLETED,
@@ -20,14 +22,23 @@ from spoonfeeder.tasks import (
     RUNNING,
     RetryPolicy,
     TaskQueue,
+    TaskService,
 )
 
 LEASE = 5.0
 
 
 @pytest.fixture
-def queue(ctx: AppContext) -> TaskQueue:
-    q = ctx.tasks.queue
+def tasks(db_url: str) -> Iterator[TaskService]:
+    """The queue alone on a migrated database: no app around it, so each test is cheap."""
+    engine = make_engine(db_url)
+    yield TaskService(TaskQueue(engine, EventBus()))
+    engine.dispose()
+
+
+@pytest.fixture
+def queue(tasks: TaskService) -> TaskQueue:
+    q = tasks.queue
     q.retry_policy = RetryPolicy(base=0.2, cap=1.0, jitter=0.0)
     return q
 
@@ -179,35 +190,35 @@ def test_release_returns_a_task_without_spending_an_attempt(queue: TaskQueue) ->
 # -- cancel, retry, delete (through the service, as the UI does) -------------
 
 
-def test_cancel_a_queued_task_at_once_and_a_running_one_by_request(ctx: AppContext) -> None:
-    queued = ctx.tasks.queue.enqueue("t")
-    assert ctx.tasks.cancel_task(queued).status == CANCELLED
-    running = ctx.tasks.queue.enqueue("t")
-    ctx.tasks.queue.claim("w1", LEASE)
-    view = ctx.tasks.cancel_task(str(running))
+def test_cancel_a_queued_task_at_once_and_a_running_one_by_request(tasks: TaskService) -> None:
+    queued = tasks.queue.enqueue("t")
+    assert tasks.cancel_task(queued).status == CANCELLED
+    running = tasks.queue.enqueue("t")
+    tasks.queue.claim("w1", LEASE)
+    view = tasks.cancel_task(str(running))
     assert (view.status, view.cancel_requested) == (RUNNING, True)
     with pytest.raises(ValidationError, match="already cancelled"):
-        ctx.tasks.cancel_task(queued)
+        tasks.cancel_task(queued)
 
 
-def test_cancelling_a_batch_cancels_its_queued_children(ctx: AppContext) -> None:
-    q = ctx.tasks.queue
+def test_cancelling_a_batch_cancels_its_queued_children(tasks: TaskService) -> None:
+    q = tasks.queue
     parent = q.enqueue("t.parent")
     q.claim("w1", LEASE)
     children = q.enqueue_many([{"type": "t.child", "parent_id": parent} for _ in range(3)])
-    ctx.tasks.cancel_task(parent)
+    tasks.cancel_task(parent)
     assert {q.get(c).status for c in children} == {CANCELLED}
     assert q.get(parent).cancel_requested
 
 
-def test_retry_requeues_failed_and_cancelled_tasks_with_fresh_attempts(ctx: AppContext) -> None:
-    q = ctx.tasks.queue
+def test_retry_requeues_failed_and_cancelled_tasks_with_fresh_attempts(tasks: TaskService) -> None:
+    q = tasks.queue
     failed = q.enqueue("t", max_attempts=1)
     q.fail(q.claim("w1", LEASE), "boom", retryable=True)
     cancelled = q.enqueue("t")
     q.cancel(cancelled)
     for task_id in (failed, cancelled):
-        view = ctx.tasks.retry_task(task_id)
+        view = tasks.retry_task(task_id)
         assert (view.status, view.attempts, view.error, view.cancel_requested) == (
             QUEUED,
             0,
@@ -221,69 +232,69 @@ def test_retry_requeues_failed_and_cancelled_tasks_with_fresh_attempts(ctx: AppC
         claimed = q.claim("w1", LEASE)
     q.complete(claimed, {})
     with pytest.raises(ValidationError, match="Only failed or cancelled"):
-        ctx.tasks.retry_task(done)
+        tasks.retry_task(done)
 
 
 def test_delete_removes_a_task_with_its_result_and_children_but_not_while_running(
-    ctx: AppContext,
+    tasks: TaskService,
 ) -> None:
-    q = ctx.tasks.queue
+    q = tasks.queue
     parent = q.enqueue("t")
     q.complete(q.claim("w1", LEASE), {"a": 1})
     child = q.enqueue("t", parent_id=parent)
     running = q.enqueue("t", priority=1)
     assert q.claim("w1", LEASE).id == running
-    ctx.tasks.delete_task(parent)
+    tasks.delete_task(parent)
     assert q.get(parent) is None and q.get(child) is None
     with pytest.raises(ValidationError, match="cancel it first"):
-        ctx.tasks.delete_task(running)
+        tasks.delete_task(running)
     with pytest.raises(NotFoundError):
-        ctx.tasks.get_task(parent)
+        tasks.get_task(parent)
     with pytest.raises(NotFoundError, match="not a task id"):
-        ctx.tasks.get_task("nonsense")
+        tasks.get_task("nonsense")
 
 
 # -- listing and stats --------------------------------------------------------
 
 
-def test_list_filters_and_pages(ctx: AppContext) -> None:
-    q = ctx.tasks.queue
+def test_list_filters_and_pages(tasks: TaskService) -> None:
+    q = tasks.queue
     for n in range(7):
         q.enqueue("text.generate", {"n": n}, provider="openai" if n % 2 else "ollama")
     q.enqueue("other")
     q.fail(q.claim("w1", LEASE), "x", retryable=False)  # one of them failed
 
-    page = ctx.tasks.list_tasks(limit=3)
+    page = tasks.list_tasks(limit=3)
     assert (page.total, len(page.items)) == (8, 3)
-    rest = ctx.tasks.list_tasks(limit=3, offset=6)
+    rest = tasks.list_tasks(limit=3, offset=6)
     assert len(rest.items) == 2
     seen = {t.id for t in page.items} | {t.id for t in rest.items}
-    seen |= {t.id for t in ctx.tasks.list_tasks(limit=3, offset=3).items}
+    seen |= {t.id for t in tasks.list_tasks(limit=3, offset=3).items}
     assert len(seen) == 8
     assert [t.created_at for t in page.items] == sorted(
         (t.created_at for t in page.items), reverse=True
     )
-    assert ctx.tasks.list_tasks(type="other").total == 1
-    assert ctx.tasks.list_tasks(provider="openai").total == 3
-    assert ctx.tasks.list_tasks(status="failed").total == 1
-    assert ctx.tasks.list_tasks(status=["queued", "failed"], type="all").total == 8
+    assert tasks.list_tasks(type="other").total == 1
+    assert tasks.list_tasks(provider="openai").total == 3
+    assert tasks.list_tasks(status="failed").total == 1
+    assert tasks.list_tasks(status=["queued", "failed"], type="all").total == 8
     today = utcnow().date().isoformat()
-    assert ctx.tasks.list_tasks(created_from=today, created_to=today).total == 8
+    assert tasks.list_tasks(created_from=today, created_to=today).total == 8
     tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
-    assert ctx.tasks.list_tasks(created_from=tomorrow).total == 0
+    assert tasks.list_tasks(created_from=tomorrow).total == 0
     with pytest.raises(ValidationError, match="not a date"):
-        ctx.tasks.list_tasks(created_from="yesterday")
+        tasks.list_tasks(created_from="yesterday")
     with pytest.raises(ValidationError, match="Unknown status"):
-        ctx.tasks.list_tasks(status="done")
+        tasks.list_tasks(status="done")
 
 
-def test_stats_count_statuses_throughput_and_failures(ctx: AppContext) -> None:
-    q = ctx.tasks.queue
+def test_stats_count_statuses_throughput_and_failures(tasks: TaskService) -> None:
+    q = tasks.queue
     ids = [q.enqueue("t", name=f"t{n}") for n in range(5)]
     for _ in range(3):
         q.complete(q.claim("w1", LEASE), {})
     q.fail(q.claim("w1", LEASE), "provider said no", retryable=False)
-    stats = ctx.tasks.stats()
+    stats = tasks.stats()
     assert stats.counts == {QUEUED: 1, RUNNING: 0, COMPLETED: 3, FAILED: 1, CANCELLED: 0}
     assert (stats.completed_last_hour, stats.failed_last_hour) == (3, 1)
     assert stats.median_duration_seconds is not None and stats.median_duration_seconds >= 0
@@ -294,8 +305,8 @@ def test_stats_count_statuses_throughput_and_failures(ctx: AppContext) -> None:
 # -- creating tasks from the form ---------------------------------------------
 
 
-def test_create_text_generate_from_form_fields(ctx: AppContext) -> None:
-    view = ctx.tasks.create_task(
+def test_create_text_generate_from_form_fields(tasks: TaskService) -> None:
+    view = tasks.create_task(
         "text.generate",
         provider="openai",
         model=" gpt-4o-mini ",
@@ -313,11 +324,11 @@ def test_create_text_generate_from_form_fields(ctx: AppContext) -> None:
         "max_tokens": 50,
         "system": "Be terse",
     }
-    assert "text.generate" in ctx.tasks.task_types()
+    assert "text.generate" in tasks.task_types()
 
 
-def test_create_text_batch_takes_inputs_one_per_line(ctx: AppContext) -> None:
-    view = ctx.tasks.create_task(
+def test_create_text_batch_takes_inputs_one_per_line(tasks: TaskService) -> None:
+    view = tasks.create_task(
         "text.batch",
         name="Colours",
         provider="ollama",
@@ -371,10 +382,10 @@ BAD_FORMS = [
 ]
 
 
-def test_create_task_explains_what_is_wrong(ctx: AppContext) -> None:
+def test_create_task_explains_what_is_wrong(tasks: TaskService) -> None:
     for form, message in BAD_FORMS:
         fields = dict(form)
         expected = message.replace("{", r"\{").replace("}", r"\}")
         with pytest.raises(ValidationError, match=expected):
-            ctx.tasks.create_task(fields.pop("type"), **fields)
-    assert ctx.tasks.list_tasks().total == 0
+            tasks.create_task(fields.pop("type"), **fields)
+    assert tasks.list_tasks().total == 0
