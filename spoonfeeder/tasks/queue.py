@@ -16,6 +16,10 @@ SQLite has no row locks: the same UPDATE runs inside `BEGIN IMMEDIATE`, which ta
 the database's single write lock up front (a deferred transaction could fail to
 upgrade its read snapshot under WAL instead of waiting).
 
+A busy worker calls `complete_and_claim`: completion, result row and the next claim
+in one statement (data-modifying CTEs) on PostgreSQL, one transaction on SQLite —
+one commit per task. See docs/performance.md for what each choice bought.
+
 Finishing writes (complete, fail, progress, heartbeat) are fenced by `locked_by`: a
 worker whose lease was reaped and whose task went to someone else changes nothing.
 The hot path is Core SQL (no ORM objects); times come from the database clock on
