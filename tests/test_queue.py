@@ -209,6 +209,14 @@ def test_cancelling_a_batch_cancels_its_queued_children(tasks: TaskService) -> N
     tasks.cancel_task(parent)
     assert {q.get(c).status for c in children} == {CANCELLED}
     assert q.get(parent).cancel_requested
+    # A batch that completed (it only queues its tasks) still cancels what is left.
+    done = q.enqueue("t.parent", priority=9)
+    q.complete(q.claim("w1", LEASE), {})
+    left = q.enqueue_many([{"type": "t.child", "parent_id": done} for _ in range(2)])
+    assert tasks.cancel_task(done).status == COMPLETED
+    assert {q.get(c).status for c in left} == {CANCELLED}
+    with pytest.raises(ValidationError, match="already completed"):
+        tasks.cancel_task(done)
 
 
 def test_retry_requeues_failed_and_cancelled_tasks_with_fresh_attempts(tasks: TaskService) -> None:

@@ -174,9 +174,12 @@ class TaskService:
         return self.queue.children(parse_task_id(task_id))
 
     def cancel_task(self, task_id: uuid.UUID | str) -> TaskView:
-        """A queued task is cancelled at once; a running one is asked to stop."""
+        """A queued task is cancelled at once; a running one is asked to stop. A batch
+        that already finished queueing its tasks can still be cancelled: its remaining
+        tasks are."""
         task = self.get_task(task_id)
-        if task.status not in (QUEUED, RUNNING):
+        active = self.queue.list(parent_id=task.id, status=[QUEUED, RUNNING], limit=1).total
+        if task.status not in (QUEUED, RUNNING) and not active:
             raise ValidationError(f"This task is already {task.status}; there is nothing to cancel")
         self.queue.cancel(task.id)
         return self.get_task(task.id)
