@@ -310,7 +310,10 @@ class ChatService:
             )
             if row.title == "New conversation" and text.strip():
                 row.title = _clean_title(text.strip().splitlines()[0][:60])
-        return self._reply(conv_id, provider, target, options)
+            # The same transaction makes the reply's row: one commit less before the
+            # request goes out, which is time to first token.
+            prepared = self._prepare_reply(session, row, target, options, position + 1)
+        return self._start_reply(conv_id, provider, target, *prepared)
 
     def regenerate(
         self,
@@ -329,7 +332,8 @@ class ChatService:
             if last_user is None:
                 raise ValidationError("There is no message to answer yet")
             _delete_after(session, row.id, last_user)
-        return self._reply(conv_id, provider, target, options)
+            prepared = self._prepare_reply(session, row, target, options, last_user + 1)
+        return self._start_reply(conv_id, provider, target, *prepared)
 
     def edit_and_resend(
         self,
@@ -355,7 +359,8 @@ class ChatService:
                 raise ValidationError("Only your own messages can be edited")
             message.content = new_text
             _delete_after(session, row.id, message.position)
-        return self._reply(conv_id, provider, target, options)
+            prepared = self._prepare_reply(session, row, target, options, message.position + 1)
+        return self._start_reply(conv_id, provider, target, *prepared)
 
     def stop(self, conversation_id: uuid.UUID | str) -> bool:
         """Stop the reply streaming in this conversation, if any. True if one was stopped."""
@@ -414,44 +419,59 @@ class ChatService:
         # Before anything is saved: a missing key or a deleted profile fails here, loudly.
         return self._providers.get(target.provider, target.profile_id)
 
-    def _reply(
+    def _prepare_reply(
+        self,
+        session: Session,
+        conv: Conversation,
+        target: ChatTarget,
+        options: ChatOptions | None,
+        position: int,
+    ) -> tuple[uuid.UUID, list[ChatMessage], ChatOptions]:
+        """In the caller's transaction: the history to send, and the reply's own row."""
+        options = options or ChatOptions()
+        session.flush()  # the caller's changes (new or edited message) are part of the history
+        session.expire(conv, ["messages"])
+        history = [
+            m
+            for m in conv.messages
+            if m.role in ("user", "assistant") and (m.content or m.attachments)
+        ]
+        if options.system is not None:  # None keeps the conversation's system prompt
+            conv.system_prompt = options.system.strip() or None
+        options = dataclasses.replace(options, system=conv.system_prompt)
+        conv.provider, conv.model, conv.profile_id = (
+            target.provider,
+            target.model,
+            target.profile_id,
+        )
+        conv.options = {"temperature": options.temperature, "max_tokens": options.max_tokens}
+        conv.updated_at = utcnow()
+        messages = [self._chat_message(m) for m in history]
+        row = Message(
+            id=uuid.uuid4(),
+            conversation_id=conv.id,
+            position=position,
+            role="assistant",
+            content="",
+            provider=target.provider,
+            profile_id=target.profile_id,
+            model=target.model,
+            status=STREAMING,
+        )
+        session.add(row)
+        return row.id, messages, options
+
+    def _start_reply(
         self,
         conv_id: uuid.UUID,
         provider: ChatProvider,
         target: ChatTarget,
-        options: ChatOptions | None,
+        message_id: uuid.UUID,
+        messages: list[ChatMessage],
+        options: ChatOptions,
     ) -> Reply:
-        options = options or ChatOptions()
-        with transaction(self._sessions) as session:
-            conv = _conversation(session, conv_id)
-            history = [
-                m
-                for m in conv.messages
-                if m.role in ("user", "assistant") and (m.content or m.attachments)
-            ]
-            if options.system is not None:  # None keeps the conversation's system prompt
-                conv.system_prompt = options.system.strip() or None
-            options = dataclasses.replace(options, system=conv.system_prompt)
-            conv.provider, conv.model, conv.profile_id = (
-                target.provider,
-                target.model,
-                target.profile_id,
-            )
-            conv.options = {"temperature": options.temperature, "max_tokens": options.max_tokens}
-            conv.updated_at = utcnow()
-            messages = [self._chat_message(m) for m in history]
-            row = Message(
-                conversation_id=conv.id,
-                position=_next_position(session, conv.id),
-                role="assistant",
-                content="",
-                provider=target.provider,
-                profile_id=target.profile_id,
-                model=target.model,
-                status=STREAMING,
-            )
-            session.add(row)
-        reply = Reply(conv_id, row.id)
+        """After the commit: stream on a thread that saves the row when the reply ends."""
+        reply = Reply(conv_id, message_id)
         with self._lock:
             self._active[conv_id] = reply
         thread = threading.Thread(
