@@ -304,9 +304,9 @@ def test_text_generate_retries_a_rate_limit_then_succeeds(
     openai_url: Callable[[FakeOpenAI], str],
     fast_retries: None,
 ) -> None:
-    # The SDK makes 3 requests per attempt (its own 2 retries); all 3 are refused, so
-    # the first attempt fails with ProviderRateLimited and the queue tries again.
-    fake = FakeOpenAI(key=KEY, tokens=["ok"], fault="rate_limit", fault_times=3, retry_after=0.05)
+    # One request per attempt (no hidden SDK retries): the first is refused, so the
+    # attempt fails with ProviderRateLimited and the queue, backing off, tries again.
+    fake = FakeOpenAI(key=KEY, tokens=["ok"], fault="rate_limit", fault_times=1, retry_after=0.05)
     openai_url(fake)
     task_id = generate(ctx)
     with ctx.events.subscribe("task:queued") as requeued:
@@ -314,7 +314,7 @@ def test_text_generate_retries_a_rate_limit_then_succeeds(
         wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 15, "the retried generation")
         event = requeued.get(timeout=1)
     view = ctx.tasks.get_task(task_id)
-    assert (view.attempts, view.result["text"], len(fake.requests)) == (2, "ok", 4)
+    assert (view.attempts, view.result["text"], len(fake.requests)) == (2, "ok", 2)
     assert "rate" in event.data["error"].lower()
 
 
@@ -360,7 +360,11 @@ def test_text_batch_queues_one_generation_per_input(
     start(ctx, registry, threads=3)
     wait_for(lambda: ctx.tasks.stats().counts[COMPLETED] == 4, 15, "batch and children")
     children = ctx.tasks.children(batch.id)
-    assert sorted(c.name for c in children) == ["Greetings #1", "Greetings #2", "Greetings #3"]
+    assert sorted(c.name for c in children) == [
+        "Greetings #1: Ada",
+        "Greetings #2: Linus",
+        "Greetings #3: Grace",
+    ]
     result = ctx.tasks.get_task(batch.id).result
     assert result["count"] == 3
     assert set(result["children"]) == {str(c.id) for c in children}

@@ -7,6 +7,7 @@ import importlib
 import json
 import threading
 import uuid
+from dataclasses import replace
 
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.profiles import Credentials, ProfileService
@@ -63,8 +64,18 @@ class ProviderRegistry:
         self._cache: dict[tuple[str, ...], ChatProvider] = {}
         self._lock = threading.Lock()
 
-    def get(self, provider: str, profile_id: uuid.UUID | str | None = None) -> ChatProvider:
+    def get(
+        self,
+        provider: str,
+        profile_id: uuid.UUID | str | None = None,
+        *,
+        retries: int | None = None,
+    ) -> ChatProvider:
+        """The provider for a setting or profile. `retries` overrides the SDK's own retry
+        count: the task queue passes 0, since its backoff is the retry policy there."""
         creds = self._profiles.credentials(provider, profile_id=profile_id or None)
+        if retries is not None:
+            creds = replace(creds, options={**(creds.options or {}), "max_retries": retries})
         fingerprint = hashlib.sha256(
             json.dumps([creds.url, creds.api_key, creds.options], sort_keys=True).encode()
         ).hexdigest()

@@ -97,7 +97,8 @@ def validate_batch(payload: dict[str, Any]) -> dict[str, Any]:
 def generate(task: TaskContext) -> dict[str, Any]:
     p = task.payload
     assert task.app is not None, "text.generate needs the app's providers"
-    provider = task.app.providers.get(p["provider"], p.get("profile_id"))
+    # No hidden SDK retries: a refused attempt goes back to the queue, which backs off.
+    provider = task.app.providers.get(p["provider"], p.get("profile_id"), retries=0)
     options = ChatOptions(
         system=p.get("system"), temperature=p.get("temperature"), max_tokens=p.get("max_tokens")
     )
@@ -151,7 +152,7 @@ def batch(task: TaskContext) -> dict[str, Any]:
                 {
                     "type": "text.generate",
                     "payload": {**common, "prompt": p["template"].replace(PLACEHOLDER, item)},
-                    "name": f"{base_name} #{index + 1}"[:200],
+                    "name": _child_name(base_name, index, item),
                     "provider": p["provider"],
                     "model": p["model"],
                     "parent_id": task.id,
@@ -161,3 +162,10 @@ def batch(task: TaskContext) -> dict[str, Any]:
         )
     task.progress(1.0, f"Queued {len(ids)} text.generate tasks", force=True)
     return {"children": [str(i) for i in ids], "count": len(ids)}
+
+
+def _child_name(base: str, index: int, item: str) -> str:
+    """ "Summaries #2: the second input…" — which input a child task is about, at a glance."""
+    first = " ".join(item.split())
+    first = first if len(first) <= 40 else first[:39] + "…"
+    return f"{base} #{index + 1}: {first}"[:200]
