@@ -148,6 +148,7 @@ class _Run:
     node_id: str | None = None
     last_write: float = 0.0
     preview_count: int = 0
+    last_step: tuple[int, int, float] | None = None  # (value, max, fraction) of the sampler
     previews: list[Path] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
@@ -265,6 +266,7 @@ class _Run:
             value, maximum = int(data.get("value") or 0), int(data.get("max") or 0)
             self.node_id = str(data.get("node") or self.node_id or "") or None
             fraction = value / maximum if maximum else 0.0
+            self.last_step = (value, maximum, fraction)
             self._say(
                 f"Step {value}/{maximum} · {self._node_label(self.node_id)}",
                 fraction,
@@ -455,13 +457,6 @@ class _Run:
         preview_path: str | None = None,
     ) -> None:
         now = time.monotonic()
-        if (
-            fraction is not None
-            and status == RUNNING
-            and (now - self.last_write >= self._timings.progress_write_interval or fraction >= 1.0)
-        ):
-            self.last_write = now
-            self._store(progress=fraction)
         progress = GenerationProgress(
             self.generation_id,
             status,
@@ -480,6 +475,15 @@ class _Run:
             self.report(progress)
         except Exception:  # a broken listener must not break the run
             log.exception("Progress report failed for generation %s", self.generation_id)
+        # The row's progress after the report: listeners hear of it without waiting on
+        # the database, and the writes are spaced out.
+        if (
+            fraction is not None
+            and status == RUNNING
+            and (now - self.last_write >= self._timings.progress_write_interval or fraction >= 1.0)
+        ):
+            self.last_write = now
+            self._store(progress=fraction)
 
     def _preview(self, preview: PreviewImage) -> None:
         self.preview_count += 1
@@ -495,9 +499,15 @@ class _Run:
         self.previews.append(path)
         while len(self.previews) > PREVIEWS_KEPT:
             self.previews.pop(0).unlink(missing_ok=True)
+        # A preview belongs to the step just reported: same words, so a UI showing the
+        # latest message keeps saying "Step 2/3" while the image changes.
+        value, maximum, fraction = self.last_step or (None, None, None)
+        words = f"Step {value}/{maximum}" if value is not None else "Preview"
         self._say(
-            f"Preview · {self._node_label(self.node_id)}",
-            None,
+            f"{words} · {self._node_label(self.node_id)}",
+            fraction,
+            step=value,
+            max_steps=maximum,
             preview=preview,
             preview_path=media.relative(self.runner._media, path),
         )

@@ -669,7 +669,10 @@ class ComfyUIService:
         message, fraction, step, max, node, node_type, preview_path. Every `poll`
         seconds the database is checked too, so an end is never missed (events from a
         worker in another process need PostgreSQL); such an end is yielded in the same
-        shape. For a UI generator: `for event in svc.follow(ids): yield render(event)`."""
+        shape. For a UI generator: `for event in svc.follow(ids): yield render(event)`.
+        A reader slower than the events gets them merged — per generation the latest
+        state, with the latest preview — so it never falls behind; the first is never
+        held back."""
         wanted = {str(parse_id(g, "generation")) for g in generation_ids}
         deadline = None if timeout is None else time.monotonic() + timeout
         subscription = self._events.subscribe(PROGRESS_TOPIC) if self._events else None
@@ -685,10 +688,15 @@ class ComfyUIService:
                 event = subscription.get(timeout=poll) if subscription else None
                 if subscription is None:
                     time.sleep(poll)
-                if event is not None and event.data.get("generation_id") in wanted - done:
-                    yield event.data
-                    if event.data.get("status") in TERMINAL:
-                        done.add(event.data["generation_id"])
+                batch = [] if event is None else [event.data]
+                while subscription is not None and event is not None:
+                    event = subscription.get(timeout=0)  # what else is already waiting
+                    if event is not None:
+                        batch.append(event.data)
+                for data in _coalesce(batch, wanted - done):
+                    yield data
+                    if data.get("status") in TERMINAL:
+                        done.add(data["generation_id"])
                 if time.monotonic() - checked >= poll:
                     checked = time.monotonic()
                     for data in self._ended(wanted, done):
@@ -961,3 +969,20 @@ class _Plan:
         self.workflow = workflow
         self.mapping = mapping
         self.values = values
+
+
+def _coalesce(batch: list[dict[str, Any]], wanted: set[str]) -> list[dict[str, Any]]:
+    """Per generation, the latest event of a batch, keeping the latest preview_path; an
+    end (terminal status) is never merged away."""
+    latest: dict[str, dict[str, Any]] = {}
+    for data in batch:
+        key = data.get("generation_id")
+        if key not in wanted:
+            continue
+        previous = latest.get(key)
+        if previous is not None and previous.get("status") in TERMINAL:
+            continue
+        if previous is not None and not data.get("preview_path"):
+            data = {**data, "preview_path": previous.get("preview_path")}
+        latest[key] = data
+    return list(latest.values())

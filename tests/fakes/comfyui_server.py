@@ -120,6 +120,8 @@ class FakeComfyUI:
         self.history_entries: dict[str, dict[str, Any]] = {}
         self.sockets_dropped = 0
         self.requests: list[tuple[str, str]] = []
+        # (prompt_id, step, time.perf_counter()) just before each progress frame is sent
+        self.progress_sent: list[tuple[str, int, float]] = []
         self._released = threading.Event()
         self._pending: list[Run] = []
         self._running: Run | None = None
@@ -380,6 +382,10 @@ class FakeComfyUI:
                 self._record_history(run, messages, outputs)
             if drop_after is not None and sent == drop_after:
                 await self._drop(run)
+            if frame.get("type") == "progress":
+                self.progress_sent.append(
+                    (run.prompt_id, frame["data"]["value"], time.perf_counter())
+                )
             await self._send(run, payload)
             sent += 1
             await asyncio.sleep(self.delay)
