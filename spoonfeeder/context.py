@@ -17,6 +17,7 @@ from spoonfeeder.crypto import SecretBox, load_secret_box
 from spoonfeeder.dashboard import DashboardService
 from spoonfeeder.db.engine import make_engine, make_session_factory, upgrade_schema
 from spoonfeeder.events import EventBus
+from spoonfeeder.history import HistoryService
 from spoonfeeder.ollama_models import OllamaModelService
 from spoonfeeder.profiles import ProfileService
 from spoonfeeder.providers.registry import ProviderRegistry
@@ -39,6 +40,7 @@ class AppContext:
     events: EventBus
     tasks: TaskService
     comfyui: ComfyUIService
+    history: HistoryService
     notices: list[str] = field(default_factory=list)  # things the operator should know
     workers: WorkerPool | None = None  # started by start_workers()
 
@@ -53,6 +55,8 @@ class AppContext:
         profiles = ProfileService(sessions, secrets, settings)
         providers = ProviderRegistry(profiles)
         events = EventBus.for_engine(engine)
+        chat = ChatService(sessions, providers, settings.media_path)
+        comfyui = ComfyUIService(sessions, profiles, settings.media_path)
         ctx = cls(
             settings=settings,
             engine=engine,
@@ -62,10 +66,11 @@ class AppContext:
             dashboard=DashboardService(engine, sessions, profiles),
             ollama_models=OllamaModelService(profiles),
             providers=providers,
-            chat=ChatService(sessions, providers, settings.media_path),
+            chat=chat,
             events=events,
             tasks=TaskService(TaskQueue(engine, events)),
-            comfyui=ComfyUIService(sessions, profiles, settings.media_path),
+            comfyui=comfyui,
+            history=HistoryService(sessions, chat, comfyui),
             notices=[notice] if notice else [],
         )
         ctx.chat.recover_interrupted()
