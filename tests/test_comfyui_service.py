@@ -282,6 +282,15 @@ def test_websocket_dropped_mid_run_completes_by_polling_history(
     assert any(path.startswith("/history/") for _, path in fake.requests)
 
 
+def test_without_a_websocket_the_run_is_followed_through_history(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    fake.refuse_websocket = True
+    done = svc.run_generation(one(svc, svc.create_session("No ws").id).id)
+    assert done.status == "completed", done.error
+    assert len(stored_bytes(svc, done)) == 2
+
+
 def test_restart_mid_generation_resumes_and_completes_from_history(
     db_url: str, tmp_path: Path, comfy_url: str, fake: FakeComfyUI
 ) -> None:

@@ -206,7 +206,8 @@ class _Run:
 
     def _wait(self, *, check_history_first: bool) -> _Outcome:
         """Until ComfyUI says how the prompt ended: websocket first, /history always last."""
-        next_poll = time.monotonic() if check_history_first else float("inf")
+        polling = check_history_first or self.socket is None
+        next_poll = time.monotonic() if polling else float("inf")
         while True:
             if self.should_abandon():
                 raise RunAbandoned(f"generation {self.generation_id} left to a later run")

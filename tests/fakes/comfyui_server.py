@@ -31,6 +31,7 @@ Knobs (plain attributes, change them between runs from the test thread):
 - ``delay``: seconds between replayed frames (default 0.001).
 - ``drop_socket_after``: close the client's websocket after that many frames of the next
   run; the run itself goes on and reaches ``/history`` as usual.
+- ``refuse_websocket``: reject ``/ws`` handshakes (HTTP 403), as a proxy might.
 - ``hold``: pause every run after its first ``progress`` frame until ``release()`` (or
   an interrupt). The "interrupt" scenario always pauses there until ``/interrupt``.
 - ``set_choices(class_type, input_name, values)``: what a combo accepts (checkpoints, LoRAs).
@@ -110,6 +111,7 @@ class FakeComfyUI:
         self.files: dict[tuple[str, str, str], bytes] = {}  # (type, subfolder, filename)
         self.drop_socket_after: int | None = None
         self.hold = False
+        self.refuse_websocket = False
         self.object_info: dict[str, Any] = load_fixture("object_info_all.json")
         self.system_stats_body: dict[str, Any] = load_fixture("system_stats.json")
         self.prompts: list[dict[str, Any]] = []
@@ -280,6 +282,9 @@ class FakeComfyUI:
 
     async def _websocket(self, websocket: WebSocket) -> None:
         client_id = websocket.query_params.get("clientId") or uuid.uuid4().hex
+        if self.refuse_websocket:  # a proxy that does not pass websockets through
+            await websocket.close(code=1008)
+            return
         await websocket.accept()
         client = Client(websocket)
         self._clients[client_id] = client
