@@ -53,6 +53,7 @@ from spoonfeeder.errors import (
     NotFoundError,
     ProviderError,
     ProviderRequestError,
+    ProviderUnavailable,
 )
 from spoonfeeder.profiles import ProfileService
 
@@ -70,6 +71,7 @@ class RunAbandoned(Exception):  # control flow, not an error
 OUTPUT_KEYS = ("images", "gifs", "video", "audio")
 PREVIEWS_KEPT = 2  # the one shown and the one before it, in case a reader is still on it
 CANCEL_GRACE = 30.0  # seconds to wait for ComfyUI to confirm an interrupt
+MAX_POLL_FAILURES = 10  # /history polls in a row that may fail before the run fails
 
 
 @dataclass
@@ -150,7 +152,7 @@ class _Run:
     preview_count: int = 0
     last_step: tuple[int, int, float] | None = None  # (value, max, fraction) of the sampler
     previews: list[Path] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
+    poll_failures: int = 0
 
     @property
     def _timings(self) -> RunnerTimings:
@@ -231,7 +233,16 @@ class _Run:
             else:
                 time.sleep(min(self._timings.receive_timeout, self._timings.poll_interval))
             if time.monotonic() >= next_poll:
-                outcome = self._poll()
+                try:
+                    outcome = self._poll()
+                    self.poll_failures = 0
+                except ProviderUnavailable:
+                    # A blip is not the end of a run that may be hours long; a server
+                    # gone for good is (MAX_POLL_FAILURES polls in a row).
+                    self.poll_failures += 1
+                    if self.poll_failures >= MAX_POLL_FAILURES:
+                        raise
+                    outcome = None
                 if outcome is not None:
                     return outcome
                 interval = self._timings.poll_interval
