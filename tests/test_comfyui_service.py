@@ -565,6 +565,27 @@ def test_importing_workflows(svc: ComfyUIService) -> None:
     assert svc.delete_workflow(imported.id) == "Tiny"
 
 
+def test_deleting_workflows_and_generations_keeps_what_is_still_needed(
+    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI
+) -> None:
+    workflow = svc.import_workflow("Temp", load_fixture("workflow_txt2img_api.json"))
+    session = svc.create_session("Cleanup")
+    done = svc.run_generation(
+        svc.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id)[0].id
+    )
+    svc.delete_workflow(workflow.id)
+    kept = svc.get_generation(done.id)  # still reproducible: the snapshot is its own
+    assert kept.workflow_id is None and svc.snapshot(kept.id) == svc.snapshot(done.id)
+    assert svc.rerun_exact(kept.id).reproduced_from_id == kept.id
+    folder = app.settings.media_path / "comfyui" / str(done.id)
+    svc.delete_generation(done.id)
+    assert not folder.exists()
+    with pytest.raises(NotFoundError):
+        svc.get_generation(done.id)
+    assert svc.upload_image(b"\x89PNG input", "../my photo.png") == "my_photo.png"
+    assert fake.uploads == [("my_photo.png", b"\x89PNG input")]
+
+
 # ----- sessions ---------------------------------------------------------------------------------
 
 
