@@ -324,6 +324,33 @@ def test_restart_mid_generation_resumes_and_completes_from_history(
         second.close()
 
 
+def test_a_worker_stopping_mid_generation_leaves_it_to_the_next_one(
+    db_url: str, tmp_path: Path, comfy_url: str, fake: FakeComfyUI
+) -> None:
+    fake.hold = True
+    first = make_app(db_url, tmp_path / "data", comfy_url)
+    first.start_workers(1, poll_interval=0.05)
+    made = one(first.comfyui, first.comfyui.create_session("Shutdown").id)
+    deadline = time.monotonic() + 10
+    while not fake.progress_sent and time.monotonic() < deadline:  # step 1 is under way
+        time.sleep(0.01)
+    first.close(worker_timeout=0.1)  # the app stops: the task is given back to the queue
+    second = make_app(db_url, tmp_path / "data", comfy_url)
+    try:
+        left = second.comfyui.get_generation(made.id)
+        assert left.status == "running" and left.prompt_id is not None
+        assert second.tasks.get_task(made.task_id).status == "queued"
+        fake.release()
+        second.start_workers(1, poll_interval=0.05)
+        events = list(second.comfyui.follow([made.id], poll=0.1, timeout=20))
+        assert events[-1]["status"] == "completed"
+        done = second.comfyui.get_generation(made.id)
+        assert done.status == "completed" and done.prompt_id == left.prompt_id
+        assert len(fake.prompts) == 1 and len(done.outputs) == 2
+    finally:
+        second.close()
+
+
 def test_a_prompt_comfyui_forgot_fails_with_a_reason(
     svc: ComfyUIService, fake: FakeComfyUI, app: AppContext
 ) -> None:

@@ -77,7 +77,9 @@ def setup(app: AppContext) -> None:
             name=f"ComfyUI: {label}" if label else "ComfyUI generation",
             provider="comfyui",
             model=view.checkpoint,
-            max_attempts=1,  # a failed generation is re-run by the user, exactly
+            # Attempts beyond the first only ever resume a run whose worker died (the
+            # lease expired): a generation that failed is final, and re-run by the user.
+            max_attempts=3,
         )
 
     def cancel_task(task_id: uuid.UUID) -> None:
