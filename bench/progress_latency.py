@@ -131,7 +131,8 @@ def gradio_layer(ctx: AppContext, fake: FakeComfyUI, runs: int) -> list[float]:
             job = client.submit("", "", "", *form, api_name="/comfyui_generate")
             for output in job:
                 now = time.perf_counter()
-                text = output[1] if isinstance(output[1], str) else ""
+                # the progress text, wherever the tab puts it among its outputs
+                text = " ".join(item for item in output if isinstance(item, str))
                 for step in (1, 2, 3):
                     if f"Step {step}/3" in text:
                         seen.setdefault(step, now)
