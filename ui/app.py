@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from spoonfeeder.context import AppContext
-from ui import chat, comfyui, dashboard, models, settings, tasks
+from ui import chat, comfyui, dashboard, history, models, settings, tasks
 
 TITLE = "Spoon Feeder"
 
@@ -25,6 +25,8 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 tabs.append((tab, comfyui.build(ctx)))
             with gr.Tab("Tasks", id="tasks") as tab:
                 tabs.append((tab, tasks.build(ctx)))
+            with gr.Tab("History", id="history") as tab:
+                tabs.append((tab, history.build(ctx)))
             with gr.Tab("Settings", id="settings") as tab:
                 tabs.append((tab, settings.build(ctx)))
         # Each tab re-reads its data on page load and whenever it is opened.
