@@ -7,8 +7,10 @@ could send "../../x". We never use its path: each file gets a generated name ins
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -32,6 +34,20 @@ def safe_name(filename: str) -> str:
 
 def generation_folder(root: Path, generation_id: uuid.UUID) -> Path:
     return root / FOLDER / str(generation_id)
+
+
+def preview_folder(root: Path) -> Path:
+    """One folder for the live previews of every run; only recent ones stay in it."""
+    return root / FOLDER / "_previews"
+
+
+def prune_previews(root: Path, older_than: float) -> None:
+    """Remove previews older than `older_than` seconds (one short directory listing)."""
+    cutoff = time.time() - older_than
+    for path in preview_folder(root).glob("*"):
+        with contextlib.suppress(OSError):  # another run may have removed it already
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def output_path(root: Path, generation_id: uuid.UUID, index: int, filename: str) -> Path:

@@ -21,7 +21,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class RunAbandoned(Exception):  # control flow, not an error
 
 
 OUTPUT_KEYS = ("images", "gifs", "video", "audio")
-PREVIEWS_KEPT = 2  # the one shown and the one before it, in case a reader is still on it
 CANCEL_GRACE = 30.0  # seconds to wait for ComfyUI to confirm an interrupt
 MAX_POLL_FAILURES = 10  # /history polls in a row that may fail before the run fails
 
@@ -79,6 +78,9 @@ class RunnerTimings:
     receive_timeout: float = 0.2  # how often the loop looks at should_cancel()
     poll_interval: float = 1.0  # /history polling while the websocket is gone
     progress_write_interval: float = 0.5  # DB progress writes are throttled
+    # Previews are served by path to a browser that fetches them a little later; they are
+    # removed once this old (seconds), not when the next one comes or the run ends.
+    preview_ttl: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,6 @@ class _Run:
     last_write: float = 0.0
     preview_count: int = 0
     last_step: tuple[int, int, float] | None = None  # (value, max, fraction) of the sampler
-    previews: list[Path] = field(default_factory=list)
     poll_failures: int = 0
 
     @property
@@ -196,7 +197,6 @@ class _Run:
                     self.socket.close()
             if self.client is not None:
                 self.client.close()
-            self._drop_previews()
 
     def _open_socket(self) -> None:
         assert self.client is not None
@@ -502,15 +502,13 @@ class _Run:
         if preview.node_id:
             self.node_id = preview.node_id
         ext = "png" if preview.mime == "image/png" else "jpg"
-        folder = media.generation_folder(self.runner._media, self.generation_id) / "previews"
+        folder = media.preview_folder(self.runner._media)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.preview_count:05d}.{ext}"
+        path = folder / f"{self.generation_id}-{self.preview_count:05d}.{ext}"
         partial = path.with_suffix(".part")
         partial.write_bytes(preview.image)
         partial.replace(path)  # a reader never sees half an image
-        self.previews.append(path)
-        while len(self.previews) > PREVIEWS_KEPT:
-            self.previews.pop(0).unlink(missing_ok=True)
+        media.prune_previews(self.runner._media, self._timings.preview_ttl)
         # A preview belongs to the step just reported: same words, so a UI showing the
         # latest message keeps saying "Step 2/3" while the image changes.
         value, maximum, fraction = self.last_step or (None, None, None)
@@ -523,10 +521,6 @@ class _Run:
             preview=preview,
             preview_path=media.relative(self.runner._media, path),
         )
-
-    def _drop_previews(self) -> None:
-        folder = media.generation_folder(self.runner._media, self.generation_id) / "previews"
-        shutil.rmtree(folder, ignore_errors=True)
 
     # ----- wording -------------------------------------------------------------
 
