@@ -257,6 +257,7 @@ def build(ctx: AppContext) -> Refresh:
     # Set on page load and tab open: re-runs the searches with the filters as they are.
     tick = gr.Textbox(visible="hidden")
 
+    # In GenerationFilters' field order (render_generations passes them positionally).
     g_filters = [
         g_text,
         g_status,
