@@ -269,6 +269,7 @@ def test_cancelling_a_prompt_still_waiting_in_comfyuis_queue_removes_it(
     waiting = svc.run_generation(second.id, report=report)
     assert waiting.status == "cancelled" and waiting.error == "Cancelled before ComfyUI started it"
     assert fake.deleted == [waiting.prompt_id]
+    assert fake.interrupts == []  # the run in progress (someone else's) was left alone
     fake.release()
     runner.join(10)
     assert results["a"].status == "completed"

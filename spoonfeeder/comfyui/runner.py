@@ -148,6 +148,7 @@ class _Run:
     client: ComfyUIClient | None = None
     socket: ComfyUISocket | None = None
     cancel_sent_at: float | None = None
+    interrupt_sent: bool = False
     finished_signal: bool = False
     node_id: str | None = None
     last_write: float = 0.0
@@ -262,6 +263,8 @@ class _Run:
         if message.prompt_id is not None and message.prompt_id != self.prompt_id:
             return None
         data = message.data
+        if self.cancel_sent_at is not None and message.type in ("execution_start", "executing"):
+            self._interrupt()  # it started between our look at the queue and the delete
         if message.type == "execution_start":
             self._say("Running", 0.0)
         elif message.type == "execution_cached" and data.get("nodes"):
@@ -337,10 +340,23 @@ class _Run:
         assert self.client is not None
         self.cancel_sent_at = time.monotonic()
         self._say("Cancelling…", None)
-        if self.prompt_id is not None:
-            # Only this prompt: ComfyUI ignores an interrupt naming another prompt, and a
-            # queued prompt is removed from the queue instead.
-            self.client.delete_from_queue([self.prompt_id])
+        if self.prompt_id is None:
+            return
+        # Remove it if it still waits; interrupt it only if it is the one running: older
+        # ComfyUI versions ignore the prompt_id and would stop whatever runs.
+        self.client.delete_from_queue([self.prompt_id])
+        if self._is_running_on_server():
+            self._interrupt()
+
+    def _is_running_on_server(self) -> bool:
+        assert self.client is not None
+        running = self.client.queue().get("queue_running", [])
+        return any(len(item) > 1 and item[1] == self.prompt_id for item in running)
+
+    def _interrupt(self) -> None:
+        assert self.client is not None
+        if not self.interrupt_sent:
+            self.interrupt_sent = True
             self.client.interrupt(self.prompt_id)
 
     # ----- finishing ----------------------------------------------------------
