@@ -21,7 +21,12 @@ from spoonfeeder.comfyui.service import ComfyUIService
 from spoonfeeder.comfyui.views import GenerationProgress, GenerationView
 from spoonfeeder.comfyui.workflow import UI_FORMAT_HELP
 from spoonfeeder.context import AppContext
-from spoonfeeder.errors import NotFoundError, ProviderUnavailable, ValidationError
+from spoonfeeder.errors import (
+    NotFoundError,
+    ProviderAuthError,
+    ProviderUnavailable,
+    ValidationError,
+)
 from tests.conftest import make_settings
 from tests.fakes.comfyui_server import (
     FIXTURES,
@@ -684,6 +689,24 @@ def test_a_session_can_use_another_comfyui_server(
     assert done.status == "completed", done.error
     assert done.profile_id == profile.id and done.server_info["url"] == url
     assert len(other.prompts) == 1 and fake.prompts == []
+
+
+def test_a_server_behind_a_key_gets_it_and_a_wrong_key_is_named(
+    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI, comfy_url: str
+) -> None:
+    fake.api_key = "s3cret"
+    keyed = app.profiles.create_profile("Keyed", "comfyui", url=comfy_url, api_key="s3cret")
+    session = svc.create_session("Keyed", profile_id=keyed.id)
+    reports: list[GenerationProgress] = []
+    done = svc.run_generation(svc.generate(session.id, BASE)[0].id, report=reports.append)
+    assert done.status == "completed", done.error
+    assert any(r.step == 3 for r in reports)  # steps come over the websocket: it got in too
+    wrong = app.profiles.create_profile("Wrong", "comfyui", url=comfy_url, api_key="nope")
+    with pytest.raises(ProviderAuthError) as caught:
+        svc.generate(svc.create_session("Wrong", profile_id=wrong.id).id, BASE)
+    assert str(caught.value) == (
+        f"ComfyUI at {comfy_url} refused the API key (HTTP 401) — check the key of its profile"
+    )
 
 
 # ----- through the task queue ---------------------------------------------------------------------

@@ -23,12 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 from spoonfeeder.errors import (
     ComfyUIPromptRejected,
+    ProviderAuthError,
     ProviderRequestError,
     ProviderServerError,
     ProviderUnavailable,
@@ -203,9 +204,18 @@ class ComfyUISocket:
 class ComfyUIClient:
     """Blocking calls to one ComfyUI server. Safe to share between threads."""
 
-    def __init__(self, url: str, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        # A key is for a ComfyUI behind an authenticating proxy: sent as a bearer token,
+        # as the connection test does.
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=self._headers)
 
     # ----- websocket ---------------------------------------------------------
 
@@ -216,8 +226,19 @@ class ComfyUIClient:
         try:
             # Entered as a context manager, as websockets ≥ 17.1 asks; exited by close().
             connection = ws_connect(
-                url, open_timeout=WS_OPEN_TIMEOUT, close_timeout=WS_CLOSE_TIMEOUT, max_size=None
+                url,
+                additional_headers=self._headers or None,
+                open_timeout=WS_OPEN_TIMEOUT,
+                close_timeout=WS_CLOSE_TIMEOUT,
+                max_size=None,
             ).__enter__()
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise self._auth_error(status) from None
+            raise ProviderUnavailable(
+                f"ComfyUI at {self.url} refused the websocket (HTTP {status})", provider=PROVIDER
+            ) from None
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise self._unreachable(exc) from None
         if preview_metadata:
@@ -364,6 +385,8 @@ class ComfyUIClient:
         if response.is_success:
             return
         text = response.text.strip()[:300]
+        if response.status_code in (401, 403):
+            raise self._auth_error(response.status_code)
         if response.status_code == 404:
             raise ProviderRequestError(
                 f"ComfyUI at {self.url} has nothing at {path} (HTTP 404)"
@@ -390,6 +413,13 @@ class ComfyUIClient:
             )
         return ProviderUnavailable(
             f"Lost the connection to ComfyUI at {self.url} ({exc.__class__.__name__})",
+            provider=PROVIDER,
+        )
+
+    def _auth_error(self, status: int) -> ProviderAuthError:
+        what = "refused the API key" if self._headers else "needs an API key"
+        return ProviderAuthError(
+            f"ComfyUI at {self.url} {what} (HTTP {status}) — check the key of its profile",
             provider=PROVIDER,
         )
 

@@ -166,8 +166,8 @@ class _Run:
         if self.prompt_id is None and self.should_cancel():
             return self._finish(_Outcome(CANCELLED, error="Cancelled before it started"))
         try:
-            url = self.runner._profiles.credentials("comfyui", self.profile_id).url
-            self.client = ComfyUIClient(url)
+            credentials = self.runner._profiles.credentials("comfyui", self.profile_id)
+            self.client = ComfyUIClient(credentials.url, api_key=credentials.api_key)
             if not self.server_info:
                 self.server_info = _server_info(self.client)
             resuming = self.prompt_id is not None

@@ -97,7 +97,8 @@ class ComfyUIService:
         self._profiles = profiles
         self._media = media_root
         self._runner = GenerationRunner(sessions, profiles, media_root, timings)
-        self._options: dict[str, ServerOptions] = {}
+        # per (url, profile): two profiles may reach one server with different keys
+        self._options: dict[tuple[str, uuid.UUID | None], ServerOptions] = {}
         self._cancel_requests: set[uuid.UUID] = set()
         self._lock = threading.Lock()
         self._enqueue: Enqueue | None = None
@@ -280,12 +281,13 @@ class ComfyUIService:
         self, profile_id: uuid.UUID | str | None = None, *, refresh: bool = False
     ) -> ServerOptions:
         """Samplers, schedulers, checkpoints and LoRAs of a server, cached until `refresh`."""
-        url = self._profiles.credentials("comfyui", profile_id).url
+        credentials = self._profiles.credentials("comfyui", profile_id)
+        url = credentials.url
         with self._lock:
-            cached = self._options.get(url)
+            cached = self._options.get((url, credentials.profile_id))
         if cached is not None and not refresh:
             return cached
-        with ComfyUIClient(url) as client:
+        with ComfyUIClient(url, api_key=credentials.api_key) as client:
             sampler = client.object_info("KSampler").get("KSampler") or {}
             loader = (
                 client.object_info("CheckpointLoaderSimple").get("CheckpointLoaderSimple") or {}
@@ -300,15 +302,15 @@ class ComfyUIService:
             utcnow(),
         )
         with self._lock:
-            self._options[url] = found
+            self._options[(url, credentials.profile_id)] = found
         return found
 
     def upload_image(
         self, data: bytes, filename: str, *, profile_id: uuid.UUID | str | None = None
     ) -> str:
         """Send an input image to the server (for LoadImage nodes); the name it stored."""
-        url = self._profiles.credentials("comfyui", profile_id).url
-        with ComfyUIClient(url) as client:
+        credentials = self._profiles.credentials("comfyui", profile_id)
+        with ComfyUIClient(credentials.url, api_key=credentials.api_key) as client:
             answer = client.upload_image(data, media.safe_name(filename))
         sub = answer.get("subfolder") or ""
         return f"{sub}/{answer['name']}" if sub else str(answer["name"])

@@ -32,6 +32,7 @@ Knobs (plain attributes, change them between runs from the test thread):
 - ``drop_socket_after``: close the client's websocket after that many frames of the next
   run; the run itself goes on and reaches ``/history`` as usual.
 - ``refuse_websocket``: reject ``/ws`` handshakes (HTTP 403), as a proxy might.
+- ``api_key``: require ``Authorization: Bearer <key>`` (HTTP 401 / handshake 403).
 - ``hold``: pause every run after its first ``progress`` frame until ``release()`` (or
   an interrupt). The "interrupt" scenario always pauses there until ``/interrupt``.
 - ``set_choices(class_type, input_name, values)``: what a combo accepts (checkpoints, LoRAs).
@@ -112,6 +113,7 @@ class FakeComfyUI:
         self.drop_socket_after: int | None = None
         self.hold = False
         self.refuse_websocket = False
+        self.api_key: str | None = None  # when set, every request needs "Bearer <key>"
         self.object_info: dict[str, Any] = load_fixture("object_info_all.json")
         self.system_stats_body: dict[str, Any] = load_fixture("system_stats.json")
         self.prompts: list[dict[str, Any]] = []
@@ -152,6 +154,7 @@ class FakeComfyUI:
                 WebSocketRoute("/ws", self._websocket),
             ]
         )
+        self.app = self._guarded(self.app)
 
     # ----- knobs -------------------------------------------------------------
 
@@ -171,6 +174,23 @@ class FakeComfyUI:
             time.sleep(0.005)
 
     # ----- HTTP --------------------------------------------------------------
+
+    def _authorized(self, headers: Any) -> bool:
+        return self.api_key is None or headers.get("authorization") == f"Bearer {self.api_key}"
+
+    def _guarded(self, app: Any) -> Any:
+        """401 for HTTP requests without the key, as an authenticating proxy answers."""
+
+        async def guarded(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+                if not self._authorized(headers):
+                    response = JSONResponse({"error": "unauthorized"}, status_code=401)
+                    await response(scope, receive, send)
+                    return
+            await app(scope, receive, send)
+
+        return guarded
 
     async def _post_prompt(self, request: Request) -> Response:
         raw = await request.body()
@@ -282,8 +302,8 @@ class FakeComfyUI:
 
     async def _websocket(self, websocket: WebSocket) -> None:
         client_id = websocket.query_params.get("clientId") or uuid.uuid4().hex
-        if self.refuse_websocket:  # a proxy that does not pass websockets through
-            await websocket.close(code=1008)
+        if self.refuse_websocket or not self._authorized(websocket.headers):
+            await websocket.close(code=1008)  # a proxy refusing the handshake: HTTP 403
             return
         await websocket.accept()
         client = Client(websocket)
