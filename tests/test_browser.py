@@ -18,6 +18,7 @@ import pytest
 
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
+from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.server import free_port, serve
 
@@ -42,6 +43,7 @@ ARGS = [
     "--no-first-run",
 ]
 TOKENS = [f"word{i} " for i in range(40)]
+CKPT = "tiny-random-sd15.safetensors"
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,15 +54,26 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, AppCont
 
     # Slow enough that streaming and pull progress are visible between two polls.
     fake = FakeOllama(tokens=TOKENS, token_delay=0.03, pull_steps=25)
+    comfy = FakeComfyUI(delay=0.02)  # a run takes ~0.5 s: progress can be watched
+    comfy.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
     data = tmp_path_factory.mktemp("browser")
-    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
     with ExitStack() as stack:
         url = stack.enter_context(serve(fake.app))
+        comfy_url = stack.enter_context(serve(comfy.app))
+        settings = make_settings(f"sqlite:///{data / 'app.db'}", data, comfyui_url=comfy_url)
+        ctx = AppContext.create(settings)
+        stack.callback(ctx.close)
         ctx.profiles.save_setting("ollama", endpoint_url=url)
+        ctx.start_workers(2)
         demo = build_demo(ctx)
         port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        stack.callback(ctx.close)
+        demo.launch(
+            server_name="127.0.0.1",
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            allowed_paths=[str(settings.media_path)],
+        )
         stack.callback(demo.close)
         yield f"http://127.0.0.1:{port}/", ctx
 
@@ -137,3 +150,48 @@ def test_models_tab_pull_shows_progress(page: Page) -> None:
     values = bars.evaluate_all("els => els.map(e => e.value)")
     assert len(values) == 3 and all(v == 100 for v in values)  # overall, then each layer
     poll(lambda: "mistral:7b" in installed.inner_text())  # the listing is re-read
+
+
+def test_comfyui_generates_with_live_progress_and_shows_the_images(
+    page: Page, app: tuple[str, AppContext]
+) -> None:
+    page.get_by_role("tab", name="ComfyUI").click()
+    page.locator("#cf-prompt textarea").fill("a lighthouse at dusk")
+    for field, value in (("width", "64"), ("height", "64"), ("steps", "3"), ("count", "2")):
+        page.locator(f"#cf-{field} input").fill(value)
+    checkpoint = page.locator("#cf-checkpoint input")
+    checkpoint.fill(CKPT)
+    checkpoint.press("Enter")
+    page.locator("#cf-generate").click()
+
+    progress = page.locator("#cf-progress")
+    poll(lambda: "Step" in progress.inner_text() or "step" in progress.inner_text())
+    poll(lambda: page.locator("#cf-preview img").count() > 0)  # a preview from the socket
+    poll(lambda: "Done: 2 completed" in progress.inner_text())
+    poll(lambda: page.locator("#cf-gallery img").count() >= 4)  # 2 runs × 2 images
+    table = page.locator("#cf-generations")
+    poll(lambda: table.inner_text().count("completed") == 2)
+    session = app[1].comfyui.list_sessions()[0]
+    assert (session.name, session.completed_count) == ("a lighthouse at dusk", 2)
+
+
+def test_tasks_table_follows_a_task_live(page: Page, app: tuple[str, AppContext]) -> None:
+    page.get_by_role("tab", name="Tasks").click()
+    table = page.locator("#tasks-table")
+    poll(lambda: "Name" in table.inner_text())  # the headers survive live updates
+    ctx = app[1]
+    # Created behind the page's back: only the task events can bring it to the table.
+    ctx.tasks.create_task(
+        "text.generate", name="Live spoon", provider="ollama", model="llama3.2", prompt="Hi"
+    )
+    poll(lambda: "Live spoon" in table.inner_text())
+
+    def status() -> str:
+        # The table's text is one cell per line: name, type, status, …
+        lines = table.inner_text().splitlines()
+        return lines[lines.index("Live spoon") + 2] if "Live spoon" in lines else ""
+
+    poll(lambda: "completed" in status())
+    page.get_by_text("Live spoon").first.click()
+    details = page.locator("#task-details")
+    poll(lambda: "word0 word1" in details.inner_text())  # the result text
