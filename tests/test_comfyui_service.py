@@ -363,6 +363,37 @@ def test_a_worker_stopping_mid_generation_leaves_it_to_the_next_one(
         second.close()
 
 
+def test_at_start_a_generation_whose_task_is_gone_gets_exactly_one_new_task(
+    db_url: str, tmp_path: Path, comfy_url: str, fake: FakeComfyUI
+) -> None:
+    first = make_app(db_url, tmp_path / "data", comfy_url)
+    made = one(first.comfyui, first.comfyui.create_session("Lost task").id)
+    first.tasks.delete_task(made.task_id)  # e.g. removed from the Tasks tab meanwhile
+    first.close()
+    second = make_app(db_url, tmp_path / "data", comfy_url)
+    try:
+        again = second.comfyui.get_generation(made.id)
+        assert again.task_id is not None and again.task_id != made.task_id
+        assert second.tasks.get_task(again.task_id).status == "queued"
+        # another process starting at the same moment does not add a second task
+        assert second.comfyui.requeue(made.id, replacing=None).task_id == again.task_id
+        second.start_workers(1, poll_interval=0.05)
+        events = list(second.comfyui.follow([made.id], poll=0.1, timeout=20))
+        assert events[-1]["status"] == "completed" and len(fake.prompts) == 1
+    finally:
+        second.close()
+
+
+def test_cancelling_its_task_cancels_a_generation_that_has_not_started(
+    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI
+) -> None:
+    made = one(svc, svc.create_session("Tasks tab").id)
+    app.tasks.cancel_task(made.task_id)  # the Tasks tab's Cancel
+    cancelled = svc.get_generation(made.id)
+    assert cancelled.status == "cancelled" and cancelled.error == "Its task was cancelled"
+    assert svc.run_generation(made.id).status == "cancelled" and fake.prompts == []
+
+
 def test_a_prompt_comfyui_forgot_fails_with_a_reason(
     svc: ComfyUIService, fake: FakeComfyUI, app: AppContext
 ) -> None:

@@ -745,10 +745,41 @@ class ComfyUIService:
         self._request_cancel(key, task_id)
         return self.get_generation(key)
 
-    def requeue(self, generation_id: uuid.UUID | str) -> GenerationView:
-        """Give an unfinished generation a new task (a restart lost its old one)."""
+    def requeue(
+        self, generation_id: uuid.UUID | str, *, replacing: uuid.UUID | None = None
+    ) -> GenerationView:
+        """Give an unfinished generation a new task in place of `replacing` (its old task,
+        which a restart left finished or lost). Compare-and-set: when two processes start
+        at once, only one new task is kept, so the generation never runs twice."""
         view = self.get_generation(generation_id)
-        return view if view.done else self._enqueued([view])[0]
+        if view.done or self._enqueue is None or view.task_id != replacing:
+            return view
+        task_id = self._enqueue(view)
+        if task_id is None:
+            return view
+        g = ComfyUIGeneration
+        same = g.task_id.is_(None) if replacing is None else g.task_id == replacing
+        with transaction(self._sessions) as session:
+            won = session.execute(
+                update(g).where(g.id == view.id, same).values(task_id=task_id)
+            ).rowcount
+        if not won and self._cancel_task is not None:
+            self._cancel_task(task_id)  # another process requeued it first
+        return self.get_generation(view.id)
+
+    def task_cancelled(self, task_id: uuid.UUID, *, task_is_final: bool = False) -> None:
+        """Its task was cancelled before it ran: a generation not yet posted is cancelled
+        too (a running one hears of it through the task and interrupts ComfyUI). With
+        `task_is_final` (seen at start-up: no worker holds it) any unfinished one is."""
+        g = ComfyUIGeneration
+        unfinished = g.status.in_([PENDING, RUNNING])
+        not_started = (g.status == PENDING) & g.prompt_id.is_(None)
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(g)
+                .where(g.task_id == task_id, unfinished if task_is_final else not_started)
+                .values(status=CANCELLED, error="Its task was cancelled", completed_at=utcnow())
+            )
 
     def interrupted_generations(self) -> list[uuid.UUID]:
         """Generations left `running` (by a stopped app) or `pending`, oldest first."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from spoonfeeder.comfyui.runner import RunAbandoned
 from spoonfeeder.comfyui.views import CANCELLED, COMPLETED, GenerationProgress, GenerationView
 from spoonfeeder.errors import PermanentTaskError, ValidationError
+from spoonfeeder.events import Event
 from spoonfeeder.tasks.handlers import TaskCancelled, TaskContext, TaskInterrupted, register
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ def setup(app: AppContext) -> None:
     queue = app.tasks.queue
 
     def enqueue(view: GenerationView) -> uuid.UUID:
-        label = (view.prompt or "").strip().splitlines()[0][:60] if view.prompt else ""
+        lines = (view.prompt or "").strip().splitlines()
+        label = lines[0][:60] if lines else ""
         return queue.enqueue(
             TASK_TYPE,
             {"generation_id": str(view.id)},
@@ -85,11 +87,20 @@ def setup(app: AppContext) -> None:
     def cancel_task(task_id: uuid.UUID) -> None:
         queue.cancel(task_id)
 
+    def on_task_cancelled(event: Event) -> None:
+        # Cancelled in the Tasks tab before it ran: the handler never will, say so here.
+        if event.data.get("type") == TASK_TYPE and event.data.get("id"):
+            app.comfyui.task_cancelled(uuid.UUID(str(event.data["id"])))
+
     app.comfyui.attach_events(app.events)
     app.comfyui.attach_queue(enqueue, cancel_task)
+    app.events.subscribe("task:cancelled", callback=on_task_cancelled)
     app.comfyui.ensure_builtin_workflow()
     for generation_id in app.comfyui.interrupted_generations():
         view = app.comfyui.get_generation(generation_id)
         task = queue.get(view.task_id) if view.task_id else None
-        if task is None or task.status in ("completed", "failed", "cancelled"):
-            app.comfyui.requeue(generation_id)
+        if task is not None and task.status == "cancelled":
+            app.comfyui.task_cancelled(task.id, task_is_final=True)
+        elif task is None or task.status in ("completed", "failed"):
+            # its worker died more often than the task's attempts allow: resume anyway
+            app.comfyui.requeue(generation_id, replacing=view.task_id)
