@@ -14,7 +14,8 @@ from gradio_client import Client
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
 from tests.fakes import providers
-from tests.fakes.server import free_port, serve
+from tests.fakes.server import serve
+from tests.launch import launched
 
 ROOT = Path(__file__).parents[1]
 SETTINGS_ENDPOINTS = {
@@ -34,17 +35,12 @@ SETTINGS_ENDPOINTS = {
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppContext]]:
     """The real app on a free port, on SQLite (the database suites cover PostgreSQL)."""
-    from ui.app import build_demo
-
     data = tmp_path_factory.mktemp("live")
     ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
-    demo = build_demo(ctx)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False), ctx
+        with launched(ctx) as url:
+            yield Client(url, verbose=False), ctx
     finally:
-        demo.close()
         ctx.close()
 
 

@@ -20,7 +20,8 @@ from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
 from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.ollama_server import FakeOllama
-from tests.fakes.server import free_port, serve
+from tests.fakes.server import serve
+from tests.launch import launched
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -50,8 +51,6 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, AppContext]]:
-    from ui.app import build_demo
-
     # Slow enough that streaming and pull progress are visible between two polls.
     fake = FakeOllama(tokens=TOKENS, token_delay=0.03, pull_steps=25)
     comfy = FakeComfyUI(delay=0.02)  # a run takes ~0.5 s: progress can be watched
@@ -65,17 +64,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, AppCont
         stack.callback(ctx.close)
         ctx.profiles.save_setting("ollama", endpoint_url=url)
         ctx.start_workers(2)
-        demo = build_demo(ctx)
-        port = free_port()
-        demo.launch(
-            server_name="127.0.0.1",
-            server_port=port,
-            prevent_thread_lock=True,
-            quiet=True,
-            allowed_paths=[str(settings.media_path)],
-        )
-        stack.callback(demo.close)
-        yield f"http://127.0.0.1:{port}/", ctx
+        yield stack.enter_context(launched(ctx)), ctx
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from gradio_client import Client
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.server import free_port, serve
+from tests.fakes.server import serve
+from tests.launch import launched
 
 KEY = "sk-app-test"
 TOKENS = [f"word{i} " for i in range(30)]
@@ -22,8 +23,6 @@ TOKENS = [f"word{i} " for i in range(30)]
 def app(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Client, AppContext, FakeOpenAI]]:
-    from ui.app import build_demo
-
     data = tmp_path_factory.mktemp("chat-app")
     ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
     fake = FakeOpenAI(key=KEY, tokens=TOKENS, token_delay=0.005, models=["gpt-4o-mini", "gpt-4o"])
@@ -31,13 +30,10 @@ def app(
         ctx.profiles.save_setting(
             "openai", api_key=KEY, endpoint_url=url + "/v1", default_model="gpt-4o"
         )
-        demo = build_demo(ctx)
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         try:
-            yield Client(f"http://127.0.0.1:{port}/", verbose=False), ctx, fake
+            with launched(ctx) as app_url:
+                yield Client(app_url, verbose=False), ctx, fake
         finally:
-            demo.close()
             ctx.close()
 
 

@@ -14,7 +14,8 @@ from gradio_client.exceptions import AppError
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
 from tests.fakes.comfyui_server import FIXTURES, FakeComfyUI
-from tests.fakes.server import free_port, serve
+from tests.fakes.server import serve
+from tests.launch import launched
 
 CKPT = "tiny-random-sd15.safetensors"
 
@@ -23,8 +24,6 @@ CKPT = "tiny-random-sd15.safetensors"
 def app(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Client, AppContext, FakeComfyUI]]:
-    from ui.app import build_demo
-
     fake = FakeComfyUI()
     fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
     data = tmp_path_factory.mktemp("comfy-app")
@@ -34,19 +33,10 @@ def app(
         )
         ctx.comfyui.timings.poll_interval = 0.05
         ctx.start_workers(2)
-        demo = build_demo(ctx)
-        port = free_port()
-        demo.launch(
-            server_name="127.0.0.1",
-            server_port=port,
-            prevent_thread_lock=True,
-            quiet=True,
-            allowed_paths=[str(ctx.settings.media_path)],
-        )
         try:
-            yield Client(f"http://127.0.0.1:{port}/", verbose=False), ctx, fake
+            with launched(ctx) as app_url:
+                yield Client(app_url, verbose=False), ctx, fake
         finally:
-            demo.close()
             ctx.close()
 
 

@@ -18,7 +18,8 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.providers.base import ChatMessage
 from tests.conftest import make_settings
 from tests.fakes.comfyui_server import FakeComfyUI
-from tests.fakes.server import free_port, serve
+from tests.fakes.server import serve
+from tests.launch import launched
 
 CKPT = "tiny-random-sd15.safetensors"
 NO_FILTERS = {
@@ -43,8 +44,6 @@ NO_FILTERS = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppContext, dict]]:
-    from ui.app import build_demo
-
     fake = FakeComfyUI()
     fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
     data = tmp_path_factory.mktemp("history-app")
@@ -70,20 +69,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppC
                 ChatMessage("assistant", "Up north."),
             ],
         )
-        demo = build_demo(ctx)
-        port = free_port()
-        demo.launch(
-            server_name="127.0.0.1",
-            server_port=port,
-            prevent_thread_lock=True,
-            quiet=True,
-            allowed_paths=[str(ctx.settings.media_path)],
-        )
         ids = {"ran": str(done.id), "waiting": str(waiting.id), "conv": str(conv.id)}
         try:
-            yield Client(f"http://127.0.0.1:{port}/", verbose=False), ctx, ids
+            with launched(ctx) as app_url:
+                yield Client(app_url, verbose=False), ctx, ids
         finally:
-            demo.close()
             ctx.close()
 
 

@@ -12,7 +12,8 @@ from gradio_client.exceptions import AppError
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.server import free_port, serve
+from tests.fakes.server import serve
+from tests.launch import launched
 from ui.tasks import age
 
 KEY = "sk-tasks-test"
@@ -22,21 +23,16 @@ FILTERS = ("all", "all", "all", "", "", 1)
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppContext]]:
-    from ui.app import build_demo
-
     data = tmp_path_factory.mktemp("tasks-app")
     ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
     fake = FakeOpenAI(key=KEY, tokens=TOKENS, token_delay=0.002)
     with serve(fake.app) as url:
         ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
         ctx.start_workers(2)
-        demo = build_demo(ctx)
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         try:
-            yield Client(f"http://127.0.0.1:{port}/", verbose=False), ctx
+            with launched(ctx) as app_url:
+                yield Client(app_url, verbose=False), ctx
         finally:
-            demo.close()
             ctx.close()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from spoonfeeder.chat import (
     STOPPED,
     STREAMING,
     ChatService,
-    ChatTarget,
     ConversationView,
     MessageView,
     Reply,
@@ -27,40 +25,11 @@ from spoonfeeder.chat import (
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.providers.base import ChatMessage, ChatOptions
-from spoonfeeder.providers.kinds import PROVIDER_KINDS
-from spoonfeeder.providers.registry import CHAT_PROVIDERS, warm_up
+from spoonfeeder.providers.registry import warm_up
 from ui.common import Refresh, format_time, shows_errors
+from ui.pickers import model_dropdown, provider_choices, resolve_target, target_choice
 
-PROFILE_PREFIX = "profile:"
-
-
-# ----- pure helpers: provider choices and chatbot rendering --------------------------------
-
-
-def provider_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    """Each chat provider's setting, then each chat profile ("profile:<id>")."""
-    choices = [(PROVIDER_KINDS[name].label, name) for name in CHAT_PROVIDERS]
-    choices += [
-        (f"{p.name} ({PROVIDER_KINDS[p.provider].label})", PROFILE_PREFIX + str(p.id))
-        for p in ctx.profiles.list_profiles()
-        if p.provider in CHAT_PROVIDERS
-    ]
-    return choices
-
-
-def resolve_target(ctx: AppContext, choice: str, model: str) -> ChatTarget:
-    if choice.startswith(PROFILE_PREFIX):
-        profile = ctx.profiles.get_profile(choice[len(PROFILE_PREFIX) :])
-        return ChatTarget(profile.provider, model or "", profile.id)
-    if choice not in CHAT_PROVIDERS:
-        raise ValidationError(f"Choose a chat provider (got {choice!r})")
-    return ChatTarget(choice, model or "")
-
-
-def target_choice(provider: str | None, profile_id: uuid.UUID | None) -> str | None:
-    if profile_id:
-        return PROFILE_PREFIX + str(profile_id)
-    return provider
+# ----- pure helpers: chatbot rendering --------------------------------
 
 
 def text_of(content: Any) -> str:
@@ -319,30 +288,14 @@ def build(ctx: AppContext) -> Refresh:
 
     # ----- models ---------------------------------------------------------------------------
 
-    def models_update(choice: str, current: str | None = None, warn: bool = True):
-        """The model dropdown for `choice`: its live list, `current` kept if given."""
-        target = resolve_target(ctx, choice, "")
-        try:
-            models = ctx.providers.get(target.provider, target.profile_id).list_models()
-        except Exception as exc:  # show the reason, keep the typed-in model usable
-            if warn:
-                gr.Warning(str(exc))
-            return gr.Dropdown(choices=[], allow_custom_value=True)
-        ids = [m.id for m in models]
-        default = None
-        if target.profile_id is None:
-            default = ctx.profiles.get_setting(target.provider).default_model
-        value = default if default in ids or (default and not ids) else (ids[0] if ids else None)
-        return gr.Dropdown(choices=ids, value=current or value, allow_custom_value=True)
-
     @shows_errors
     def list_models(choice: str):
-        return models_update(choice)
+        return model_dropdown(ctx, choice)
 
     @shows_errors
     def fill_models(choice: str, current: str | None):
         # On page load and tab open: quietly, since no one asked yet (the server may be off).
-        return models_update(choice, current, warn=False)
+        return model_dropdown(ctx, choice, current, warn=False)
 
     # Clear the model at once in the browser: a message sent before the new list arrives
     # must not go to the new provider with the old provider's model.

@@ -8,28 +8,16 @@ from typing import Any
 
 import gradio as gr
 
-from spoonfeeder.comfyui.params import SWEEPABLE
+from spoonfeeder.comfyui.params import PARAM_KEYS, SWEEPABLE
 from spoonfeeder.comfyui.views import GenerationView, SessionView, SweepView
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.serialize import jsonable
-from ui.common import Refresh, format_time, shows_errors
+from ui.common import Refresh, format_time, selected_row_id, shows_errors
 
 DEFAULT_SERVER = ""  # the ComfyUI provider setting; otherwise a profile id
-FORM_KEYS = (
-    "prompt",
-    "negative_prompt",
-    "width",
-    "height",
-    "steps",
-    "cfg",
-    "sampler_name",
-    "scheduler",
-    "seed",
-    "checkpoint",
-    "batch_size",
-    "loras",
-)
+# The form shows every parameter but denoise (img2img workflows set it in their defaults).
+FORM_KEYS = tuple(key for key in PARAM_KEYS if key != "denoise")
 LORA_HEADERS = ["LoRA", "Model strength", "CLIP strength"]
 GENERATION_COLUMNS = ["Status", "Seed", "Size", "Steps", "CFG", "Sampler", "Time", "Label", "ID"]
 # A run's live view gives up after this long (the runs go on; the session shows them).
@@ -511,13 +499,6 @@ def build(ctx: AppContext) -> Refresh:
         images, video_path, audio_path = outputs_of([g])
         return describe_generation(g), images, video_path, audio_path
 
-    def select_generation(evt: gr.SelectData, rows) -> str:
-        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
-        try:
-            return str(rows.iloc[row, -1]) if hasattr(rows, "iloc") else str(rows[row][-1])
-        except (IndexError, KeyError, TypeError):
-            return gr.skip()
-
     @shows_errors
     def reuse_parameters(generation_id: str):
         values = service.reuse_parameters(_need(generation_id, "generation"))
@@ -616,7 +597,7 @@ def build(ctx: AppContext) -> Refresh:
         show_progress="hidden",
     )
     interrupt_btn.click(interrupt, running, progress, api_name="comfyui_interrupt")
-    generations.select(select_generation, generations, selected, api_visibility="private")
+    generations.select(selected_row_id, generations, selected, api_visibility="private")
     selected.change(
         show_generation,
         selected,

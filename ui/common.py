@@ -64,3 +64,12 @@ def format_time(value: datetime | None) -> str:
 
 def status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status)
+
+
+def selected_row_id(evt: gr.SelectData, rows: Any) -> Any:
+    """The id of a clicked table row: our tables keep the id in their last column."""
+    row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+    try:
+        return str(rows.iloc[row, -1]) if hasattr(rows, "iloc") else str(rows[row][-1])
+    except (IndexError, KeyError, TypeError):
+        return gr.skip()

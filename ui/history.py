@@ -22,7 +22,7 @@ from spoonfeeder.history import (
 from spoonfeeder.serialize import jsonable
 from ui.chat import render_conversation
 from ui.comfyui import STATUS_ICONS, describe_generation
-from ui.common import Refresh, format_time, shows_errors
+from ui.common import Refresh, format_time, selected_row_id, shows_errors
 
 PAGE_SIZE = 24
 ANY = ("any", "")  # a dropdown choice that is no filter
@@ -133,14 +133,6 @@ def _page_offset(page: Any) -> int:
 def _frame(rows: list[list[Any]], columns: list[str]) -> pd.DataFrame:
     # Named columns: a plain list lost its headers in the browser after an update.
     return pd.DataFrame(rows, columns=columns)
-
-
-def _selected_id(evt: gr.SelectData, rows: Any) -> Any:
-    row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
-    try:
-        return str(rows.iloc[row, -1]) if hasattr(rows, "iloc") else str(rows[row][-1])
-    except (IndexError, KeyError, TypeError):
-        return gr.skip()
 
 
 # ----- the tab ----------------------------------------------------------------------------
@@ -398,7 +390,7 @@ def build(ctx: AppContext) -> Refresh:
         return ids[index] if index is not None and 0 <= index < len(ids) else gr.skip()
 
     def pick_timeline(evt: gr.SelectData, rows: Any) -> tuple:
-        picked = _selected_id(evt, rows)
+        picked = selected_row_id(evt, rows)
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         try:
             kind = str(rows.iloc[row, 1]) if hasattr(rows, "iloc") else str(rows[row][1])
@@ -449,9 +441,9 @@ def build(ctx: AppContext) -> Refresh:
         api_visibility="private",
         show_progress="hidden",
     )
-    g_table.select(_selected_id, g_table, g_selected, api_visibility="private")
+    g_table.select(selected_row_id, g_table, g_selected, api_visibility="private")
     g_gallery.select(pick_gallery, g_gallery_ids, g_selected, api_visibility="private")
-    c_table.select(_selected_id, c_table, c_selected, api_visibility="private")
+    c_table.select(selected_row_id, c_table, c_selected, api_visibility="private")
     t_table.select(pick_timeline, t_table, [g_selected, c_selected, tabs], api_visibility="private")
     gr.on(
         [g_selected.change, g_selected.submit],

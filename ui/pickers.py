@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+import uuid
+
 import gradio as gr
 
+from spoonfeeder.chat import ChatTarget
 from spoonfeeder.context import AppContext
-from ui.chat import resolve_target
+from spoonfeeder.errors import ValidationError
+from spoonfeeder.providers.kinds import PROVIDER_KINDS
+from spoonfeeder.providers.registry import CHAT_PROVIDERS
+
+PROFILE_PREFIX = "profile:"
+
+
+def provider_choices(ctx: AppContext) -> list[tuple[str, str]]:
+    """Each chat provider's setting, then each chat profile ("profile:<id>")."""
+    choices = [(PROVIDER_KINDS[name].label, name) for name in CHAT_PROVIDERS]
+    choices += [
+        (f"{p.name} ({PROVIDER_KINDS[p.provider].label})", PROFILE_PREFIX + str(p.id))
+        for p in ctx.profiles.list_profiles()
+        if p.provider in CHAT_PROVIDERS
+    ]
+    return choices
+
+
+def resolve_target(ctx: AppContext, choice: str, model: str) -> ChatTarget:
+    if choice.startswith(PROFILE_PREFIX):
+        profile = ctx.profiles.get_profile(choice[len(PROFILE_PREFIX) :])
+        return ChatTarget(profile.provider, model or "", profile.id)
+    if choice not in CHAT_PROVIDERS:
+        raise ValidationError(f"Choose a chat provider (got {choice!r})")
+    return ChatTarget(choice, model or "")
+
+
+def target_choice(provider: str | None, profile_id: uuid.UUID | None) -> str | None:
+    if profile_id:
+        return PROFILE_PREFIX + str(profile_id)
+    return provider
 
 
 def model_dropdown(

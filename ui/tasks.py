@@ -16,9 +16,8 @@ from spoonfeeder.db.types import utcnow
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.queue import STATUSES, TaskPage, TaskView
-from ui.chat import provider_choices, resolve_target
-from ui.common import Refresh, format_time, shows_errors
-from ui.pickers import model_dropdown
+from ui.common import Refresh, format_time, selected_row_id, shows_errors
+from ui.pickers import model_dropdown, provider_choices, resolve_target
 
 # The id goes last: it is long, and is mostly there for clicking a row to select it.
 COLUMNS = ["Name", "Type", "Status", "Progress", "Attempts", "Provider", "Age", "ID"]
@@ -286,13 +285,6 @@ def build(ctx: AppContext) -> Refresh:
     def show_task(task_id: str):
         return render_details(task_id)
 
-    def select_row(evt: gr.SelectData, rows) -> str:
-        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
-        try:
-            return str(rows.iloc[row, -1]) if hasattr(rows, "iloc") else str(rows[row][-1])
-        except (IndexError, KeyError, TypeError):
-            return gr.skip()
-
     @shows_errors
     def cancel_task(task_id: str):
         task = service.cancel_task(task_id)
@@ -341,7 +333,7 @@ def build(ctx: AppContext) -> Refresh:
         trigger_mode="multiple",  # a new view must start while the old one still runs
         show_progress="hidden",
     )
-    table.select(select_row, table, selected, api_visibility="private")
+    table.select(selected_row_id, table, selected, api_visibility="private")
     gr.Button("Refresh", size="sm").click(
         refresh_tasks, filters, [summary, table], api_name="list_tasks"
     )
