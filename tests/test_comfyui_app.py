@@ -4,6 +4,7 @@ re-run, sweep grid, workflow import, and clear errors — driven with gradio_cli
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,24 @@ def test_bad_parameters_and_workflows_give_clear_errors(app) -> None:
     api_format = (FIXTURES / "workflow_txt2img_api.json").read_text()
     _dropdown, table = client.predict("Mine", None, api_format, api_name="/import_workflow")
     assert any(row[0] == "Mine" for row in table["data"])
+
+
+def test_interrupt_stops_the_running_generation(app) -> None:
+    client, ctx, fake = app
+    fake.hold = True  # the run pauses after its first step until released or interrupted
+    try:
+        job = client.submit("", "", "", *form(batch_count=1), api_name="/comfyui_generate")
+        deadline = time.monotonic() + 10
+        while not any("Step" in str(out[1]) for out in job.outputs()):
+            assert time.monotonic() < deadline, "no progress arrived"
+            time.sleep(0.05)
+        assert client.predict(api_name="/comfyui_interrupt") == "Interrupting…"
+        outputs = list(job)
+    finally:
+        fake.hold = False
+        fake.release()
+    summary = next(out[1] for out in reversed(outputs) if isinstance(out[1], str))
+    assert summary.startswith("Done: 1 cancelled")
+    assert ctx.comfyui.list_generations()[0].status == "cancelled"
+    with pytest.raises(AppError, match="Nothing is running"):
+        client.predict(api_name="/comfyui_interrupt")
