@@ -782,7 +782,7 @@ def test_a_slow_reader_gets_the_latest_state_with_the_latest_preview() -> None:
     ]
     assert _coalesce(batch, {a, b}) == [
         {"generation_id": a, "status": "running", "step": 2, "preview_path": "p1.jpg"},
-        {"generation_id": b, "status": "completed", "step": None, "preview_path": None},
+        {"generation_id": b, "status": "completed", "step": 1, "preview_path": None},
     ]
 
 

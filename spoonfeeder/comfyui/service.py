@@ -1005,8 +1005,8 @@ class _Plan:
 
 
 def _coalesce(batch: list[dict[str, Any]], wanted: set[str]) -> list[dict[str, Any]]:
-    """Per generation, the latest event of a batch, keeping the latest preview_path; an
-    end (terminal status) is never merged away."""
+    """Per generation, one event: the latest status and message, with the latest known
+    value of every other field (step, max, preview_path, …); an end is never merged away."""
     latest: dict[str, dict[str, Any]] = {}
     for data in batch:
         key = data.get("generation_id")
@@ -1015,7 +1015,8 @@ def _coalesce(batch: list[dict[str, Any]], wanted: set[str]) -> list[dict[str, A
         previous = latest.get(key)
         if previous is not None and previous.get("status") in TERMINAL:
             continue
-        if previous is not None and not data.get("preview_path"):
-            data = {**data, "preview_path": previous.get("preview_path")}
+        if previous is not None:
+            known = {k: v for k, v in data.items() if v is not None}
+            data = {**previous, **known}  # status and message are never None
         latest[key] = data
     return list(latest.values())
