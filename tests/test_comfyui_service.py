@@ -509,6 +509,9 @@ def test_a_sweep_makes_one_labelled_generation_per_combination(svc: ComfyUIServi
     again = svc.sweep_grid(sweep.id)
     assert again.axes == [("cfg", [4.0, 6.0, 8.0]), ("steps", [20, 30])]
     assert [g.id for g in again.generations] == [g.id for g in sweep.generations]
+    seeds = svc.sweep(session.id, BASE, [("seed", "-1, 7")])
+    assert seeds.generations[0].seed not in (None, -1) and seeds.generations[1].seed == 7
+    assert [g.label for g in seeds.generations] == ["seed=-1", "seed=7"]
     with pytest.raises(ValidationError, match="Cannot sweep 'loras'"):
         svc.sweep(session.id, BASE, [("loras", [1])])
     with pytest.raises(ValidationError, match="CFG must be between 0 and 100"):

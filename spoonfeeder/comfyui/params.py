@@ -186,6 +186,11 @@ def _not_offered(what: str, value: Any, offered: Sequence[str], url: str) -> str
     return f"The ComfyUI server at {url} has no {what} called {value!r}. Available: {shown}"
 
 
+def batch_count(value: Any) -> int:
+    """How many generations one Generate makes."""
+    return _integer("batch_count", value, 1, MAX_BATCH_COUNT)
+
+
 def batch_seeds(seed: int, count: int) -> list[int]:
     """`count` seeds counting up from `seed`, wrapping past the largest seed."""
     return [(seed + i) % (MAX_SEED + 1) for i in range(count)]

@@ -439,7 +439,7 @@ class ComfyUIService:
         last parameters ← `parameters`; a bad value raises ValidationError naming it.
         With `check_server`, names (sampler, scheduler, checkpoint, LoRAs) are checked
         against the server's /object_info (ProviderUnavailable if it cannot be reached)."""
-        count = params._integer("batch_count", batch_count, 1, params.MAX_BATCH_COUNT)
+        count = params.batch_count(batch_count)
         plan = self._plan(session_id, parameters, workflow_id, check_server)
         requested = plan.values.get("seed", -1)
         seeds = params.batch_seeds(resolve_seed(requested), count)
@@ -474,6 +474,7 @@ class ComfyUIService:
         for index, cell in enumerate(cells):
             cleaned_cell = params.clean(cell)
             values = {**plan.values, "seed": seed, **cleaned_cell}
+            values["seed"] = resolve_seed(values["seed"])  # a swept seed of -1: random
             if check_server:
                 self._check_names(values, plan)
             meta = {
