@@ -190,9 +190,16 @@ def test_a_prompt_refused_by_comfyui_fails_naming_node_and_input(
     assert fake.prompts == []
 
 
-def test_names_the_server_lacks_are_refused_before_anything_is_stored(
+def test_options_are_cached_and_names_the_server_lacks_are_refused(
     svc: ComfyUIService, fake: FakeComfyUI
 ) -> None:
+    options = svc.options()
+    assert options.samplers[:3] == ["euler", "euler_cfg_pp", "euler_ancestral"]
+    assert "karras" in options.schedulers and options.checkpoints == [CKPT]
+    assert options.loras == LORAS
+    calls = len(fake.requests)
+    assert svc.options() is options and len(fake.requests) == calls
+    assert svc.options(refresh=True) is not options and len(fake.requests) > calls
     session = svc.create_session("Check")
     with pytest.raises(ValidationError) as caught:
         svc.generate(session.id, {**BASE, "sampler_name": "not_a_sampler"})
@@ -217,18 +224,6 @@ def test_names_the_server_lacks_are_refused_before_anything_is_stored(
     assert svc.options().checkpoints == [CKPT, "new.safetensors"]
 
 
-def test_options_come_from_object_info_and_are_cached(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
-    options = svc.options()
-    assert options.samplers[:3] == ["euler", "euler_cfg_pp", "euler_ancestral"]
-    assert "karras" in options.schedulers and options.checkpoints == [CKPT]
-    assert options.loras == LORAS
-    calls = len(fake.requests)
-    assert svc.options() is options and len(fake.requests) == calls
-    assert svc.options(refresh=True) is not options and len(fake.requests) > calls
-
-
 def test_interrupt_ends_cancelled_and_interrupts_only_this_prompt(
     svc: ComfyUIService, fake: FakeComfyUI
 ) -> None:
@@ -247,13 +242,18 @@ def test_interrupt_ends_cancelled_and_interrupts_only_this_prompt(
     assert cancelled.outputs == []
 
 
-def test_cancelling_a_pending_generation_stops_it_before_it_is_posted(
-    svc: ComfyUIService, fake: FakeComfyUI
+def test_a_generation_cancelled_before_it_started_is_never_posted(
+    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI
 ) -> None:
     pending = one(svc, svc.create_session("Never").id)
     assert svc.cancel(pending.id).status == "cancelled"
     assert svc.run_generation(pending.id).status == "cancelled"
     assert fake.prompts == []
+    made = one(svc, svc.create_session("Tasks tab").id)
+    app.tasks.cancel_task(made.task_id)  # the Tasks tab's Cancel
+    cancelled = svc.get_generation(made.id)
+    assert cancelled.status == "cancelled" and cancelled.error == "Its task was cancelled"
+    assert svc.run_generation(made.id).status == "cancelled" and fake.prompts == []
 
 
 def test_cancelling_a_prompt_still_waiting_in_comfyuis_queue_removes_it(
@@ -281,7 +281,7 @@ def test_cancelling_a_prompt_still_waiting_in_comfyuis_queue_removes_it(
     assert len(fake.history_entries) == 1  # the deleted prompt never ran
 
 
-def test_websocket_dropped_mid_run_completes_by_polling_history(
+def test_without_its_websocket_a_run_is_followed_through_history(
     svc: ComfyUIService, fake: FakeComfyUI
 ) -> None:
     fake.drop_socket_after = 10  # a few nodes in, before the sampler's steps
@@ -292,11 +292,7 @@ def test_websocket_dropped_mid_run_completes_by_polling_history(
     assert len(done.outputs) == 2
     assert any(r.message.startswith("Lost the live connection") for r in reports)
     assert any(path.startswith("/history/") for _, path in fake.requests)
-
-
-def test_without_a_websocket_the_run_is_followed_through_history(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
+    # and with no websocket at all (a proxy refusing it), from the start
     fake.refuse_websocket = True
     done = svc.run_generation(one(svc, svc.create_session("No ws").id).id)
     assert done.status == "completed", done.error
@@ -382,16 +378,6 @@ def test_at_start_a_generation_whose_task_is_gone_gets_exactly_one_new_task(
         assert events[-1]["status"] == "completed" and len(fake.prompts) == 1
     finally:
         second.close()
-
-
-def test_cancelling_its_task_cancels_a_generation_that_has_not_started(
-    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI
-) -> None:
-    made = one(svc, svc.create_session("Tasks tab").id)
-    app.tasks.cancel_task(made.task_id)  # the Tasks tab's Cancel
-    cancelled = svc.get_generation(made.id)
-    assert cancelled.status == "cancelled" and cancelled.error == "Its task was cancelled"
-    assert svc.run_generation(made.id).status == "cancelled" and fake.prompts == []
 
 
 def test_a_prompt_comfyui_forgot_fails_with_a_reason(
@@ -593,7 +579,7 @@ def test_output_paths_never_escape_the_media_folder(
 # ----- workflows -------------------------------------------------------------------------------
 
 
-def test_builtin_workflow_and_generation_counts(svc: ComfyUIService) -> None:
+def test_builtin_and_imported_workflows(svc: ComfyUIService) -> None:
     [builtin] = svc.list_workflows()
     assert builtin.is_default and builtin.name == "Default txt2img (built-in)"
     assert builtin.parameters["seed"] == -1 and builtin.parameters["width"] == 512
@@ -603,9 +589,6 @@ def test_builtin_workflow_and_generation_counts(svc: ComfyUIService) -> None:
     svc.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id, batch_count=2)
     svc.sweep(session.id, {"prompt": "p"}, [("steps", [1, 2])], workflow_id=workflow.id)
     assert svc.get_workflow(workflow.id).generation_count == 4
-
-
-def test_importing_workflows(svc: ComfyUIService) -> None:
     text = (FIXTURES / "workflow_txt2img_api.json").read_text()
     seen = svc.inspect_workflow(text)
     assert seen["targets"]["seed"] == "node 3 (KSampler) · seed"
