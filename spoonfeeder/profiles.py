@@ -11,6 +11,8 @@ only ever shown masked. Nothing here logs a key.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +36,9 @@ from spoonfeeder.providers.kinds import PROVIDER_KINDS, ProviderKind, provider_k
 
 MAX_NAME = 100
 MAX_KEY = 1000
+# Bounds how long a write made by *another* process (a second app on the same database)
+# can go unseen by cached_credentials(); this process's own writes invalidate at once.
+CREDENTIALS_TTL = 60.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,10 @@ class ProfileService:
         self._sessions = sessions
         self._secrets = secrets
         self._settings = settings
+        # (provider, profile id) -> (monotonic time read, credentials); see cached_credentials
+        self._cache: dict[tuple[str, uuid.UUID | str | None], tuple[float, Credentials]] = {}
+        self._cache_lock = threading.Lock()
+        self._generation = 0  # bumped by every write; a read begun before it is not cached
 
     # ----- provider settings -------------------------------------------------
 
@@ -201,7 +210,7 @@ class ProfileService:
         if model and len(model) > 255:
             raise ValidationError("The default model name is too long", field="default_model")
         encrypted = self._secrets.encrypt(key) if key else None
-        with transaction(self._sessions) as session:
+        with self._write() as session:
             row = self._setting_row(session, kind.name) or ProviderSetting(provider=kind.name)
             session.add(row)
             changed = clear_key or bool(encrypted)
@@ -226,7 +235,7 @@ class ProfileService:
         else:
             result = probe(kind.name, view.endpoint_url, self._decrypt_setting_key(kind.name))
             status, message = result.status, result.message
-        with transaction(self._sessions) as session:
+        with self._write() as session:
             row = self._setting_row(session, kind.name) or ProviderSetting(provider=kind.name)
             session.add(row)
             row.status, row.status_message, row.last_tested = status, message, utcnow()
@@ -240,7 +249,7 @@ class ProfileService:
             "gemini": self._settings.gemini_api_key,
         }
         seeded = []
-        with transaction(self._sessions) as session:
+        with self._write() as session:
             for name in PROVIDER_KINDS:
                 row = self._setting_row(session, name)
                 if row is None:
@@ -274,7 +283,7 @@ class ProfileService:
         clean = self._clean_profile(name, provider, url, options)
         key = clean_api_key(api_key)
         row = Profile(**clean, api_key=self._secrets.encrypt(key) if key else None)
-        with _name_must_be_unique(clean["name"]), transaction(self._sessions) as session:
+        with _name_must_be_unique(clean["name"]), self._write() as session:
             self._refuse_duplicate_name(session, clean["name"])
             session.add(row)
         return self.get_profile(row.id)
@@ -293,7 +302,7 @@ class ProfileService:
         clean = self._clean_profile(name, provider, url, options)
         key = clean_api_key(api_key)
         encrypted = self._secrets.encrypt(key) if key else None
-        with _name_must_be_unique(clean["name"]), transaction(self._sessions) as session:
+        with _name_must_be_unique(clean["name"]), self._write() as session:
             row = self._profile_row(session, profile_id)
             self._refuse_duplicate_name(session, clean["name"], exclude=row.id)
             endpoint_changed = row.url != clean["url"] or row.provider != clean["provider"]
@@ -308,7 +317,7 @@ class ProfileService:
         return self.get_profile(row.id)
 
     def delete_profile(self, profile_id: uuid.UUID | str) -> str:
-        with transaction(self._sessions) as session:
+        with self._write() as session:
             row = self._profile_row(session, profile_id)
             session.delete(row)
             return row.name
@@ -321,7 +330,7 @@ class ProfileService:
             creds = self.credentials(view.provider, profile_id=view.id)
             result = probe(view.provider, creds.url, creds.api_key)
             status, message = result.status, result.message
-        with transaction(self._sessions) as session:
+        with self._write() as session:
             row = self._profile_row(session, view.id)
             row.status, row.status_message, row.last_tested = status, message, utcnow()
         return self.get_profile(view.id)
@@ -345,7 +354,48 @@ class ProfileService:
                 row.id,
             )
 
+    def cached_credentials(
+        self, provider: str, profile_id: uuid.UUID | str | None = None
+    ) -> Credentials:
+        """credentials(), from memory when this process has read them before.
+
+        For the chat path, where a database read and a decryption per message are time to
+        first token. Every write below (save, delete, test, seeding: anything that goes
+        through `_write`) empties the cache, so a key changed in Settings is used by the
+        very next message.
+        """
+        key = (provider, _profile_key(profile_id))
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            generation = self._generation
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < CREDENTIALS_TTL:
+            return hit[1]
+        creds = self.credentials(provider, profile_id=profile_id)  # errors are never cached
+        with self._cache_lock:
+            if self._generation == generation:  # no write since the read began
+                self._cache[key] = (now, creds)
+        return creds
+
+    def invalidate_credentials(self) -> None:
+        with self._cache_lock:
+            self._generation += 1
+            self._cache.clear()
+
     # ----- helpers ----------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """The one way this service writes: a transaction, then the cache emptied.
+
+        Emptied after the commit (or rollback), and a read that began before is not cached
+        (the generation check), so no old key can survive a save.
+        """
+        try:
+            with transaction(self._sessions) as session:
+                yield session
+        finally:
+            self.invalidate_credentials()
 
     def _setting_row(self, session: Session, provider: str) -> ProviderSetting | None:
         return session.scalar(select(ProviderSetting).where(ProviderSetting.provider == provider))
@@ -425,6 +475,16 @@ class ProfileService:
             query = query.where(Profile.id != exclude)
         if session.scalar(query) is not None:
             raise ValidationError(f"A profile named {name!r} already exists", field="name")
+
+
+def _profile_key(profile_id: uuid.UUID | str | None) -> uuid.UUID | str | None:
+    """One cache key for a profile given as a UUID or as its text."""
+    if profile_id is None or isinstance(profile_id, uuid.UUID):
+        return profile_id
+    try:
+        return uuid.UUID(str(profile_id))
+    except ValueError:
+        return profile_id  # credentials() refuses it; never cached
 
 
 @contextmanager

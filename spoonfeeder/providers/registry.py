@@ -70,10 +70,18 @@ class ProviderRegistry:
         profile_id: uuid.UUID | str | None = None,
         *,
         retries: int | None = None,
+        cached: bool = False,
     ) -> ChatProvider:
         """The provider for a setting or profile. `retries` overrides the SDK's own retry
-        count: the task queue passes 0, since its backoff is the retry policy there."""
-        creds = self._profiles.credentials(provider, profile_id=profile_id or None)
+        count: the task queue passes 0, since its backoff is the retry policy there.
+
+        `cached` takes the credentials from ProfileService's in-memory cache (emptied by
+        every save) instead of reading and decrypting them: the chat service's path, where
+        that is time to first token. Task workers, which may run in another process than
+        the one where Settings are edited, read them fresh.
+        """
+        lookup = self._profiles.cached_credentials if cached else self._profiles.credentials
+        creds = lookup(provider, profile_id=profile_id or None)
         if retries is not None:
             creds = replace(creds, options={**(creds.options or {}), "max_retries": retries})
         fingerprint = hashlib.sha256(
