@@ -154,6 +154,18 @@ def test_fake_rejects_prompts_as_the_real_server_did(
     assert fake.prompts == []  # nothing queued
 
 
+def test_an_invalid_output_beside_a_valid_one_is_queued_with_its_node_errors(
+    fake: FakeComfyUI, client: ComfyUIClient
+) -> None:
+    exchange = load_fixture("prompt_post_partial_node_errors.json")
+    queued = client.queue_prompt(exchange["request_body"]["prompt"], "c")
+    real = exchange["body"]["node_errors"]
+    assert set(queued.node_errors) == set(real) == {"10"}
+    assert queued.node_errors["10"]["class_type"] == real["10"]["class_type"] == "SaveImage"
+    assert queued.node_errors["10"]["dependent_outputs"] == real["10"]["dependent_outputs"]
+    assert len(fake.prompts) == 1  # queued all the same, as the real server does
+
+
 def test_a_body_that_is_not_json_gets_the_real_500(client: ComfyUIClient) -> None:
     response = client._http.post("/prompt", content=b"not json")
     assert response.status_code == 500

@@ -190,6 +190,26 @@ def test_a_prompt_refused_by_comfyui_fails_naming_node_and_input(
     assert fake.prompts == []
 
 
+def test_an_output_comfyui_refuses_is_skipped_and_the_rest_runs(svc: ComfyUIService) -> None:
+    workflow = load_fixture("workflow_txt2img_api.json")
+    workflow["10"] = {  # a second SaveImage fed the VAE instead of an image
+        "class_type": "SaveImage",
+        "inputs": {"filename_prefix": "bad", "images": ["4", 2]},
+    }
+    imported = svc.import_workflow("Two outputs", workflow)
+    made = svc.generate(svc.create_session("Partial").id, {"prompt": "p"}, workflow_id=imported.id)
+    reports: list[GenerationProgress] = []
+    done = svc.run_generation(made[0].id, report=reports.append)
+    assert done.status == "completed" and len(done.outputs) == 2
+    assert any(
+        r.message.startswith(
+            "ComfyUI will skip part of the workflow: node 10 (SaveImage) input 'images': "
+            "Return type mismatch between linked nodes"
+        )
+        for r in reports
+    )
+
+
 def test_options_are_cached_and_names_the_server_lacks_are_refused(
     svc: ComfyUIService, fake: FakeComfyUI
 ) -> None:

@@ -204,9 +204,11 @@ class FakeComfyUI:
         if not isinstance(body, dict) or "prompt" not in body:
             return _invalid("no_prompt", "No prompt provided", "No prompt provided")
         prompt = body["prompt"]
-        rejection = self._validate(prompt)
-        if rejection is not None:
-            return rejection
+        checked = self._validate(prompt)
+        if isinstance(checked, Response):
+            return checked
+        node_errors = checked  # outputs that failed; the others still run (HTTP 200)
+        failed = {out for entry in node_errors.values() for out in entry["dependent_outputs"]}
         self.prompts.append(body)
         self.raw_prompts.append(raw)
         run = Run(
@@ -216,13 +218,15 @@ class FakeComfyUI:
             {**(body.get("extra_data") or {}), "client_id": body.get("client_id")},
             body.get("client_id"),
             self.scenarios.pop(0) if self.scenarios else self.scenario,
-            sorted(self._output_nodes(prompt)),
+            sorted(set(self._output_nodes(prompt)) - failed),
         )
         self._number += 1
         self._pending.append(run)
         if self._worker is None:  # one event loop thread: no race with the worker's end
             self._worker = asyncio.get_running_loop().create_task(self._execute_queue())
-        return JSONResponse({"prompt_id": run.prompt_id, "number": run.number, "node_errors": {}})
+        return JSONResponse(
+            {"prompt_id": run.prompt_id, "number": run.number, "node_errors": node_errors}
+        )
 
     async def _get_prompt(self, _request: Request) -> Response:
         remaining = len(self._pending) + (1 if self._running else 0)
@@ -536,7 +540,9 @@ class FakeComfyUI:
             if self.object_info.get(node.get("class_type"), {}).get("output_node")
         ]
 
-    def _validate(self, prompt: Any) -> Response | None:
+    def _validate(self, prompt: Any) -> Response | dict[str, Any]:
+        """A 400/500 response as the real server's, or the node_errors of outputs that
+        will not run while others do (the real server then answers 200)."""
         if not isinstance(prompt, dict):
             return _invalid(
                 "invalid_prompt", "Cannot execute because the prompt is not an object.", ""
@@ -572,7 +578,8 @@ class FakeComfyUI:
                     )
                     if output not in entry["dependent_outputs"]:
                         entry["dependent_outputs"].append(output)
-        if node_errors:
+        failed = {out for entry in node_errors.values() for out in entry["dependent_outputs"]}
+        if failed and failed >= set(outputs):  # nothing valid left to run
             return JSONResponse(
                 {
                     "error": {
@@ -585,7 +592,7 @@ class FakeComfyUI:
                 },
                 status_code=400,
             )
-        return None
+        return node_errors
 
     @staticmethod
     def _reachable(prompt: dict[str, Any], start: str) -> list[str]:
