@@ -15,7 +15,8 @@ What it does, as the real server (0.3.64) does in the transcripts:
 - ``POST /prompt`` validates against ``object_info_all.json`` (unknown class, missing
   input, value not in list, below min / above max, bad number, link to a missing node,
   return type mismatch, no output node) and answers 400 ``{error, node_errors}`` as the
-  real one; a body that is not JSON gets the real HTTP 500 text. Accepted prompts run one
+  real one — or 200 with ``node_errors`` when other outputs are still valid, running only
+  those; a body that is not JSON gets the real HTTP 500 text. Accepted prompts run one
   at a time: the fixture message sequence of ``scenario`` is replayed to the client id
   that queued it, with this prompt's id, then ``/history/{id}`` holds the entry.
 - ``/view`` serves ``files`` byte for byte; ``/queue`` (GET, POST delete), ``/interrupt``
@@ -36,6 +37,11 @@ Knobs (plain attributes, change them between runs from the test thread):
 - ``hold``: pause every run after its first ``progress`` frame until ``release()`` (or
   an interrupt). The "interrupt" scenario always pauses there until ``/interrupt``.
 - ``set_choices(class_type, input_name, values)``: what a combo accepts (checkpoints, LoRAs).
+
+Observations: ``prompts`` / ``raw_prompts``, ``history_entries``, ``files``,
+``interrupts``, ``deleted`` (queue deletes), ``uploads``, ``sockets_dropped``,
+``requests`` (method, path) and ``progress_sent`` ((prompt id, step, perf_counter) just
+before each ``progress`` frame, for latency benchmarks).
 """
 
 from __future__ import annotations
