@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete, event, select
+from sqlalchemy.exc import OperationalError
 
 from spoonfeeder.chat import COMPLETE, ERROR, STOPPED, ChatTarget
 from spoonfeeder.context import AppContext
+from spoonfeeder.db.models import Conversation, Message
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.providers.base import ChatOptions
 from tests.conftest import make_settings
@@ -225,6 +229,7 @@ def test_one_reply_at_a_time_per_conversation(ctx: AppContext) -> None:
         with pytest.raises(ValidationError, match="still streaming"):
             ctx.chat.send(conv_id, "again", GPT)
         reply.stop()
+        assert len(fake.requests) == 1  # the refused one never reached the provider
     assert len(ctx.chat.get_conversation(conv_id).messages) == 2
 
 
@@ -305,3 +310,106 @@ def test_warm_up_imports_every_provider_sdk_in_the_background() -> None:
     )
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=90)
+
+
+# ----- the credentials cache and the overlapped commit ---------------------------------
+
+
+def _statements(ctx: AppContext) -> list[str]:
+    """Every SQL statement the app runs from now on (SQLAlchemy's public event API)."""
+    seen: list[str] = []
+    event.listen(ctx.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+def test_a_key_changed_in_settings_is_used_by_the_very_next_message(
+    ctx: AppContext, openai: FakeOpenAI
+) -> None:
+    conv_id, reply = _chat(ctx)
+    reply.wait(5)
+    statements = _statements(ctx)
+    ctx.chat.send(conv_id, "cached?", GPT).wait(5)
+    # The second message took its key from memory: no settings read, no decryption.
+    assert not [s for s in statements if "provider_settings" in s]
+
+    openai.key = "sk-rotated"
+    ctx.profiles.save_setting("openai", api_key="sk-rotated")
+    reply = ctx.chat.send(conv_id, "and now?", GPT).wait(5)
+    assert reply.status == COMPLETE, reply.error
+    assert openai.requests[-1].headers["authorization"] == "Bearer sk-rotated"
+
+
+def test_profile_edits_and_deletion_reach_the_very_next_message(ctx: AppContext) -> None:
+    first, second = FakeOpenAI(key=KEY, tokens=["one"]), FakeOpenAI(key="sk-2", tokens=["two"])
+    with serve(first.app) as url1, serve(second.app) as url2:
+        profile = ctx.profiles.create_profile("vllm", "openai", url1 + "/v1", KEY)
+        target = ChatTarget("openai", "gpt-4o-mini", profile.id)
+        conv_id, reply = _chat(ctx, target=target)
+        assert reply.wait(5).text == "one"
+
+        ctx.profiles.update_profile(profile.id, "vllm", "openai", url2 + "/v1", "sk-2")
+        assert ctx.chat.send(conv_id, "moved?", target).wait(5).text == "two"
+        assert second.requests[-1].headers["authorization"] == "Bearer sk-2"
+
+        ctx.profiles.delete_profile(profile.id)
+        with pytest.raises(NotFoundError, match="profile"):
+            ctx.chat.send(conv_id, "still there?", target)
+    assert len(ctx.chat.get_conversation(conv_id).messages) == 4  # nothing of the refused one
+
+
+def test_the_request_goes_out_before_the_commit_and_the_reply_waits_for_it(
+    ctx: AppContext, openai: FakeOpenAI
+) -> None:
+    conv = ctx.chat.create_conversation()
+    seen_before_commit: list[int] = []
+
+    def before_commit(session: object) -> None:
+        active = ctx.chat.active_reply(conv.id)
+        if active is None or active.message_id in replies_done:
+            return
+        # The upstream request is already out, and may even have finished streaming…
+        deadline = time.monotonic() + 5
+        while active.latency_ms is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen_before_commit.append(len(openai.requests))
+
+    replies_done: set[object] = set()
+    event.listen(ctx.sessions, "before_commit", before_commit)
+    reply = ctx.chat.send(conv.id, "overlap", GPT)
+    replies_done.add(reply.message_id)
+    assert seen_before_commit == [1]
+    # …yet it is saved in full: the reply thread waited for the row to be committed.
+    assert reply.wait(5).status == COMPLETE
+    saved = ctx.chat.get_conversation(conv.id).messages
+    assert [(m.role, m.content, m.status) for m in saved] == [
+        ("user", "overlap", COMPLETE),
+        ("assistant", "Hello there!", COMPLETE),
+    ]
+
+
+def test_a_failed_commit_closes_the_stream_and_raises(ctx: AppContext) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=[f"t{i} " for i in range(200)], token_delay=0.01)
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        conv = ctx.chat.create_conversation()
+
+        def delete_meanwhile(conn, cursor, statement: str, *rest: object) -> None:
+            if statement.startswith("UPDATE conversations"):
+                deadline = time.monotonic() + 5
+                while not fake.requests and time.monotonic() < deadline:  # stream is on
+                    time.sleep(0.005)
+                with ctx.engine.begin() as other:  # another session deletes it first
+                    other.execute(delete(Conversation).where(Conversation.id == conv.id))
+
+        event.listen(ctx.engine, "before_cursor_execute", delete_meanwhile)
+        try:
+            # PostgreSQL: the update finds no conversation; SQLite: the write conflicts.
+            with pytest.raises((NotFoundError, OperationalError)):
+                ctx.chat.send(conv.id, "are you there?", GPT)
+        finally:
+            event.remove(ctx.engine, "before_cursor_execute", delete_meanwhile)
+        assert len(fake.requests) == 1
+        assert fake.disconnected.wait(5), "the upstream stream was not closed"
+    assert ctx.chat.active_reply(conv.id) is None
+    with ctx.sessions() as session:
+        assert session.scalars(select(Message)).all() == []
