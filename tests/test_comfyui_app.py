@@ -158,3 +158,30 @@ def test_interrupt_stops_the_running_generation(app) -> None:
     assert ctx.comfyui.list_generations()[0].status == "cancelled"
     with pytest.raises(AppError, match="Nothing is running"):
         client.predict(api_name="/comfyui_interrupt")
+
+
+def test_video_and_audio_outputs_reach_their_players(app) -> None:
+    client, _, fake = app
+    blobs = {
+        ("video", "clip_00001.mp4"): b"\x00\x00\x00\x18ftypmp42 video bytes",
+        ("audio", "voice_00001.flac"): b"fLaC\x00\x00\x00\x22 audio bytes",
+    }
+    fake.outputs = {
+        "21": {"video": [{"filename": "clip_00001.mp4", "subfolder": "video", "type": "output"}]},
+        "22": {"audio": [{"filename": "voice_00001.flac", "subfolder": "audio", "type": "output"}]},
+    }
+    for (subfolder, name), data in blobs.items():
+        fake.files[("output", subfolder, name)] = data
+    try:
+        job = client.submit("", "", "", *form(batch_count=1), api_name="/comfyui_generate")
+        outputs = list(job)
+    finally:
+        fake.outputs = None
+    final = next(out for out in reversed(outputs) if isinstance(out[1], str))
+    assert final[1].startswith("Done: 1 completed")
+    video, audio = final[4], final[5]
+    assert (
+        Path(video if isinstance(video, str) else video["video"]).read_bytes()
+        == blobs[("video", "clip_00001.mp4")]
+    )
+    assert Path(audio).read_bytes() == blobs[("audio", "voice_00001.flac")]
