@@ -461,16 +461,16 @@ def build(ctx: AppContext) -> Refresh:
         grid = sweep_gallery(service.sweep_grid(sweep.id))
         yield (_session_update(session_id), *[gr.skip()] * 7, grid)
 
-    def sweep_gallery(sweep: SweepView) -> list[tuple[str, str]]:
+    def sweep_gallery(sweep: SweepView) -> gr.Gallery:
+        """One image per cell, in rows of the last axis's values: a labelled grid."""
         items = []
         for g in sweep.generations:
             images, _, _ = outputs_of([g])
-            for path, _caption in images[:1]:  # one image per cell keeps the grid readable
-                items.append((path, g.label))
-            if not images:
-                items_text = f"{g.label} — {g.status}"
-                items.append((_placeholder(), items_text))
-        return items
+            if images:
+                items.append((images[0][0], g.label))
+            else:  # failed or cancelled: the cell stays, saying so
+                items.append((_placeholder(), f"{g.label} — {g.status}"))
+        return gr.Gallery(value=items, columns=len(sweep.axes[-1][1]))
 
     def _session_update(session_id: str):
         return gr.Dropdown(choices=session_choices(service.list_sessions()), value=session_id)
