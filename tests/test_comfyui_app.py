@@ -91,7 +91,8 @@ def test_rerun_exactly_posts_the_identical_workflow(app) -> None:
     source = ctx.comfyui.list_generations()[0]
     posted_before = len(fake.prompts)
     outputs = list(client.submit(str(source.id), "", api_name="/rerun_exactly"))
-    assert outputs[-1][0].startswith("Done: 1 completed")
+    summary = next(out[0] for out in reversed(outputs) if isinstance(out[0], str))
+    assert summary.startswith("Done: 1 completed")
     assert len(fake.prompts) == posted_before + 1
     assert fake.prompts[-1]["prompt"] == ctx.comfyui.snapshot(source.id)
     rerun = ctx.comfyui.list_generations()[0]

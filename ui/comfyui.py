@@ -508,7 +508,8 @@ def build(ctx: AppContext) -> Refresh:
     def rerun_exactly(generation_id: str, session_id: str):
         g = service.rerun_exact(_need(generation_id, "generation"))
         target_session = str(g.session_id) if g.session_id else session_id
-        yield from watch([str(g.id)], target_session)
+        yield from ((*out, gr.skip()) for out in watch([str(g.id)], target_session))
+        yield (*[gr.skip()] * 7, _session_update(target_session))  # its counts changed
 
     @shows_errors
     def download_snapshot(generation_id: str) -> str:
@@ -611,7 +612,7 @@ def build(ctx: AppContext) -> Refresh:
     rerun_btn.click(
         rerun_exactly,
         [selected, session],
-        [*results, running],
+        [*results, running, session],
         api_name="rerun_exactly",
         show_progress="hidden",
     )
