@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per reaper run too
     args = parse_args(argv)
     try:
         if args.auth:
