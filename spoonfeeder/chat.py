@@ -458,28 +458,29 @@ class ChatService:
         try:
             with transaction(self._sessions) as session:
                 db = session.connection()
-                conv = db.execute(
-                    select(Conversation.title, Conversation.system_prompt).where(
-                        Conversation.id == conv_id
-                    )
-                ).one_or_none()
-                if conv is None:
-                    raise NotFoundError(
-                        f"No conversation with id {conv_id} (it may have been deleted)"
-                    )
-                reply = self._claim(conv_id)
-                rows = db.execute(
+                # The conversation and its messages in one query (one row, with NULL
+                # message columns, for a conversation without messages).
+                found = db.execute(
                     select(
+                        Conversation.title,
+                        Conversation.system_prompt,
                         Message.id,
                         Message.position,
                         Message.role,
                         Message.content,
                         Message.attachments,
                     )
-                    .where(Message.conversation_id == conv_id)
+                    .outerjoin(Message, Message.conversation_id == Conversation.id)
+                    .where(Conversation.id == conv_id)
                     .order_by(Message.position)
                 ).all()
-                turn = plan(conv, rows)
+                if not found:
+                    raise NotFoundError(
+                        f"No conversation with id {conv_id} (it may have been deleted)"
+                    )
+                reply = self._claim(conv_id)
+                conv = found[0]
+                turn = plan(conv, [m for m in found if m.id is not None])
                 system = (
                     conv.system_prompt  # None keeps the conversation's system prompt
                     if options.system is None
