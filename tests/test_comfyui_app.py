@@ -64,8 +64,12 @@ def form(**overrides) -> list:
 
 def test_generate_streams_progress_and_shows_the_results(app) -> None:
     client, ctx, fake = app
-    job = client.submit("", "", "", *form(), api_name="/comfyui_generate")
-    outputs = list(job)
+    fake.delay = 0.02  # slow enough that steps are seen before the run ends
+    try:
+        job = client.submit("", "", "", *form(), api_name="/comfyui_generate")
+        outputs = list(job)
+    finally:
+        fake.delay = 0.001
     assert job.status().success, job.result()
     progress_texts = [out[1] for out in outputs if isinstance(out[1], str)]
     assert any("Step" in text or "step" in text for text in progress_texts)  # live progress

@@ -3,131 +3,32 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from spoonfeeder.comfyui.params import PARAM_KEYS, SWEEPABLE
-from spoonfeeder.comfyui.views import GenerationView, SessionView, SweepView
+from spoonfeeder.comfyui.params import SWEEPABLE
+from spoonfeeder.comfyui.views import GenerationView, SweepView
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.serialize import jsonable
-from ui.common import Refresh, format_time, selected_row_id, shows_errors
+from ui.comfyui_format import (
+    GENERATION_COLUMNS,
+    LORA_HEADERS,
+    describe_generation,
+    form_parameters,
+    form_values,
+    generation_row,
+    placeholder,
+    run_summary,
+    session_choices,
+)
+from ui.common import Refresh, selected_row_id, shows_errors
 
 DEFAULT_SERVER = ""  # the ComfyUI provider setting; otherwise a profile id
-# The form shows every parameter but denoise (img2img workflows set it in their defaults).
-FORM_KEYS = tuple(key for key in PARAM_KEYS if key != "denoise")
-LORA_HEADERS = ["LoRA", "Model strength", "CLIP strength"]
-GENERATION_COLUMNS = ["Status", "Seed", "Size", "Steps", "CFG", "Sampler", "Time", "Label", "ID"]
 # A run's live view gives up after this long (the runs go on; the session shows them).
 QUIET_LIMIT_SECONDS = 30 * 60
-STATUS_ICONS = {"pending": "⏳", "running": "▶️", "completed": "✅", "failed": "❌"}
-
-
-# ----- pure helpers: form values ↔ parameters, and how generations are shown ------------------
-
-
-def loras_from_rows(rows: Any) -> list[dict[str, Any]]:
-    """The LoRA table (name, model strength, clip strength) as parameters; blank rows skipped."""
-    if hasattr(rows, "values"):  # a DataFrame
-        rows = rows.values.tolist()
-    out = []
-    for row in rows or []:
-        name = str(row[0] if len(row) > 0 and row[0] is not None else "").strip()
-        if not name:
-            continue
-        model = _number_or(row[1] if len(row) > 1 else None, 1.0)
-        clip = _number_or(row[2] if len(row) > 2 else None, model)
-        out.append({"name": name, "strength_model": model, "strength_clip": clip})
-    return out
-
-
-def _number_or(value: Any, default: float) -> float:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return default
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"LoRA strength {value!r} is not a number", "loras") from None
-
-
-def form_parameters(values: Sequence[Any]) -> dict[str, Any]:
-    """The form's values (in FORM_KEYS order) as generation parameters; blanks left out."""
-    params: dict[str, Any] = {}
-    for key, value in zip(FORM_KEYS, values, strict=True):
-        if key == "loras":
-            params[key] = loras_from_rows(value)
-        elif value is not None and not (isinstance(value, str) and not value.strip()):
-            params[key] = value
-    return params
-
-
-def form_values(params: dict[str, Any]) -> list[Any]:
-    """Parameters back into form values (FORM_KEYS order)."""
-    out: list[Any] = []
-    for key in FORM_KEYS:
-        value = params.get(key)
-        if key == "loras":
-            value = [
-                [lora["name"], lora.get("strength_model", 1.0), lora.get("strength_clip", 1.0)]
-                for lora in value or []
-            ]
-        out.append(value)
-    return out
-
-
-def generation_row(g: GenerationView) -> list[Any]:
-    return [
-        f"{STATUS_ICONS.get(g.status, '⏹️')} {g.status}",
-        g.seed if g.seed is not None else "",
-        f"{g.width}×{g.height}" if g.width and g.height else "",
-        g.steps or "",
-        g.cfg if g.cfg is not None else "",
-        g.sampler_name or "",
-        f"{g.generation_time_seconds:.1f} s" if g.generation_time_seconds else "",
-        g.label,
-        str(g.id),
-    ]
-
-
-def describe_generation(g: GenerationView) -> str:
-    lines = [
-        f"### Generation `{str(g.id)[:8]}` — {g.status}",
-        f"**Prompt:** {g.prompt or '—'}",
-        f"**Negative:** {g.negative_prompt or '—'}",
-        f"**Seed** {g.seed} · **{g.width}×{g.height}** · **steps** {g.steps} · **CFG** {g.cfg} "
-        f"· **sampler** {g.sampler_name} / {g.scheduler}",
-        f"**Checkpoint:** {g.checkpoint or '—'}"
-        + (
-            " · **LoRAs:** "
-            + ", ".join(f"{lora.get('name')} ({lora.get('strength_model')})" for lora in g.loras)
-            if g.loras
-            else ""
-        ),
-        f"**Created:** {format_time(g.created_at)} · **Finished:** {format_time(g.completed_at)}"
-        + (f" · **took** {g.generation_time_seconds:.1f} s" if g.generation_time_seconds else ""),
-    ]
-    if g.prompt_id:
-        lines.append(f"**ComfyUI prompt id:** `{g.prompt_id}`")
-    if g.reproduced_from_id:
-        lines.append(f"**Exact re-run of:** `{g.reproduced_from_id}`")
-    if g.label:
-        lines.append(f"**Sweep cell:** {g.label}")
-    if g.error:
-        lines.append(f"\n⚠️ **{g.error}**")
-    return "\n\n".join(lines)
-
-
-def session_choices(sessions: list[SessionView]) -> list[tuple[str, str]]:
-    return [
-        (
-            f"{s.name} · {s.completed_count}/{s.generation_count} done"
-            + (f", {s.failed_count} failed" if s.failed_count else ""),
-            str(s.id),
-        )
-        for s in sessions
-    ]
 
 
 # ----- the tab -------------------------------------------------------------------------------
@@ -432,7 +333,7 @@ def build(ctx: AppContext) -> Refresh:
         finished = [service.get_generation(gid) for gid in ids]
         images, video_path, audio_path = session_outputs(session_id)
         table = session_table(session_id)
-        yield (_run_summary(finished), gr.skip(), images, video_path, audio_path, table, [])
+        yield (run_summary(finished), gr.skip(), images, video_path, audio_path, table, [])
 
     @shows_errors
     def generate(session_id, server_id, workflow_id, *values):
@@ -469,7 +370,7 @@ def build(ctx: AppContext) -> Refresh:
             if images:
                 items.append((images[0][0], g.label))
             else:  # failed or cancelled: the cell stays, saying so
-                items.append((_placeholder(), f"{g.label} — {g.status}"))
+                items.append((placeholder(), f"{g.label} — {g.status}"))
         return gr.Gallery(value=items, columns=len(sweep.axes[-1][1]))
 
     def _session_update(session_id: str):
@@ -687,31 +588,3 @@ def _workflow_source(file_bytes: bytes | None, text: str | None) -> bytes | str:
     if text and text.strip():
         return text
     raise ValidationError("Upload an API-format workflow file or paste its JSON")
-
-
-def _run_summary(finished: list[GenerationView]) -> str:
-    by_status: dict[str, int] = {}
-    for g in finished:
-        by_status[g.status] = by_status.get(g.status, 0) + 1
-    text = "Done: " + ", ".join(f"{n} {status}" for status, n in by_status.items())
-    errors = [g.error for g in finished if g.error]
-    if errors:
-        text += "\n\n⚠️ **" + errors[0] + "**"
-    return text
-
-
-def _placeholder() -> str:
-    """A tiny blank image for a sweep cell that has no picture (failed or cancelled)."""
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.gettempdir()) / "spoonfeeder-empty-cell.png"
-    if not path.exists():
-        # 1×1 transparent PNG
-        path.write_bytes(
-            bytes.fromhex(
-                "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
-            )
-        )
-    return str(path)

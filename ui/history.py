@@ -21,7 +21,7 @@ from spoonfeeder.history import (
 )
 from spoonfeeder.serialize import jsonable
 from ui.chat import render_conversation
-from ui.comfyui import STATUS_ICONS, describe_generation
+from ui.comfyui_format import STATUS_ICONS, describe_generation
 from ui.common import Refresh, format_time, selected_row_id, shows_errors
 
 PAGE_SIZE = 24

@@ -1,0 +1,44 @@
+"""The ComfyUI tab's form ↔ parameters conversion: what a person typed becomes the
+parameters a generation gets, and a generation's parameters fill the form back."""
+
+from __future__ import annotations
+
+import pytest
+
+from spoonfeeder.errors import ValidationError
+from ui.comfyui_format import FORM_KEYS, form_parameters, form_values, loras_from_rows
+
+
+def test_lora_rows_become_parameters_and_blank_rows_are_skipped() -> None:
+    rows = [["detail.safetensors", 0.6, ""], ["", "", ""], [" style.safetensors ", "", None]]
+    assert loras_from_rows(rows) == [
+        {"name": "detail.safetensors", "strength_model": 0.6, "strength_clip": 0.6},
+        {"name": "style.safetensors", "strength_model": 1.0, "strength_clip": 1.0},
+    ]
+
+
+def test_a_strength_that_is_not_a_number_is_refused_by_name() -> None:
+    with pytest.raises(ValidationError, match="'strong' is not a number"):
+        loras_from_rows([["detail.safetensors", "strong", ""]])
+
+
+def test_form_round_trip_keeps_every_value_and_drops_blanks() -> None:
+    params = {
+        "prompt": "a fox",
+        "negative_prompt": "",
+        "width": 512,
+        "height": 768,
+        "steps": 20,
+        "cfg": 6.5,
+        "sampler_name": "euler",
+        "scheduler": "karras",
+        "seed": 42,
+        "checkpoint": "sd15.safetensors",
+        "batch_size": 2,
+        "loras": [{"name": "detail.safetensors", "strength_model": 0.5, "strength_clip": 0.7}],
+    }
+    values = form_values(params)
+    assert len(values) == len(FORM_KEYS)
+    back = form_parameters(values)
+    assert "negative_prompt" not in back  # blank: the workflow's own value stays
+    assert back == {k: v for k, v in params.items() if k != "negative_prompt"}
