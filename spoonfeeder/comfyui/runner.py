@@ -317,7 +317,7 @@ class _Run:
         assert self.client is not None
         queue = self.client.queue()
         items = [*queue.get("queue_running", []), *queue.get("queue_pending", [])]
-        return any(len(item) > 1 and item[1] == self.prompt_id for item in items)
+        return _holds(items, self.prompt_id)
 
     def _outcome_from_history(self, entry: dict[str, Any]) -> _Outcome | None:
         status = entry.get("status") or {}
@@ -350,8 +350,7 @@ class _Run:
 
     def _is_running_on_server(self) -> bool:
         assert self.client is not None
-        running = self.client.queue().get("queue_running", [])
-        return any(len(item) > 1 and item[1] == self.prompt_id for item in running)
+        return _holds(self.client.queue().get("queue_running", []), self.prompt_id)
 
     def _interrupt(self) -> None:
         assert self.client is not None
@@ -564,6 +563,11 @@ class _Run:
     def _interrupted_text(self, data: dict[str, Any]) -> str:
         node_id = str(data.get("node_id") or "") or None
         return f"Interrupted in {self._node_label(node_id, data.get('node_type'))}"
+
+
+def _holds(items: list[Any], prompt_id: str | None) -> bool:
+    """Whether a /queue list holds this prompt (its items are [number, prompt_id, …])."""
+    return any(len(item) > 1 and item[1] == prompt_id for item in items)
 
 
 def _server_info(client: ComfyUIClient) -> dict[str, Any]:

@@ -1,0 +1,202 @@
+"""Creating pending generations — a batch, a sweep, an exact re-run. Each row holds the
+exact JSON that will be posted (`workflow_json_snapshot`) and every denormalized
+column, and is handed to the task queue when one is attached."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoonfeeder.comfyui import params, planning
+from spoonfeeder.comfyui.planning import Plan
+from spoonfeeder.comfyui.queueing import QueueHooks, enqueue_all
+from spoonfeeder.comfyui.records import (
+    as_float,
+    as_int,
+    generation_view,
+    get_row,
+    posted_loras,
+)
+from spoonfeeder.comfyui.server import OptionsCache
+from spoonfeeder.comfyui.views import PENDING, GenerationView, SweepView
+from spoonfeeder.comfyui.workflow import apply_params, read_params, resolve_seed
+from spoonfeeder.db.engine import transaction
+from spoonfeeder.db.models import ComfyUIGeneration, ComfyUISession, ComfyUIWorkflow
+from spoonfeeder.db.types import utcnow
+
+# One generation to create: its values, what else to record in `parameters`, its index.
+Item = tuple[dict[str, Any], dict[str, Any], int]
+
+
+def batch(
+    sessions: sessionmaker[Session],
+    options: OptionsCache,
+    hooks: QueueHooks,
+    session_id: uuid.UUID | str | None,
+    parameters: Mapping[str, Any],
+    *,
+    workflow_id: uuid.UUID | str | None = None,
+    batch_count: int = 1,
+    owner_id: uuid.UUID | None = None,
+    check_server: bool = True,
+) -> list[GenerationView]:
+    """`batch_count` pending generations, seeds counting up from the resolved seed."""
+    count = params.batch_count(batch_count)
+    plan = planning.make(sessions, options, session_id, parameters, workflow_id, check_server)
+    requested = plan.values.get("seed", -1)
+    seeds = params.batch_seeds(resolve_seed(requested), count)
+    items = [
+        ({**plan.values, "seed": seed}, {"batch_count": count, "requested_seed": requested}, i)
+        for i, seed in enumerate(seeds)
+    ]
+    views = _create(sessions, plan, items, owner_id, last={**plan.values, "batch_count": count})
+    return enqueue_all(sessions, hooks, views)
+
+
+def sweep(
+    sessions: sessionmaker[Session],
+    options: OptionsCache,
+    hooks: QueueHooks,
+    session_id: uuid.UUID | str | None,
+    parameters: Mapping[str, Any],
+    axes: Sequence[tuple[str, Sequence[Any] | str]],
+    *,
+    workflow_id: uuid.UUID | str | None = None,
+    owner_id: uuid.UUID | None = None,
+    check_server: bool = True,
+) -> SweepView:
+    """One generation per combination of the axes' values, all on the same (resolved)
+    seed so only the swept parameters differ. Each is labelled."""
+    parsed = [(name, params.parse_values(values)) for name, values in axes]
+    cells = params.sweep_cells(parsed)
+    plan = planning.make(sessions, options, session_id, parameters, workflow_id, False)
+    seed = resolve_seed(plan.values.get("seed", -1))
+    sweep_id = uuid.uuid4().hex
+    cleaned_axes: list[tuple[str, list[Any]]] = []
+    for name, values in parsed:
+        cleaned_axes.append((name, [params.clean({name: v})[name] for v in values]))
+    items: list[Item] = []
+    for index, cell in enumerate(cells):
+        cleaned_cell = params.clean(cell)
+        values = {**plan.values, "seed": seed, **cleaned_cell}
+        values["seed"] = resolve_seed(values["seed"])  # a swept seed of -1: random
+        if check_server:
+            planning.check_names(options, values, plan)
+        meta = {
+            "sweep": {
+                "id": sweep_id,
+                "values": cleaned_cell,
+                "label": params.cell_label(cleaned_cell),
+                "axes": [[name, vals] for name, vals in cleaned_axes],
+            }
+        }
+        items.append((values, meta, index))
+    views = _create(sessions, plan, items, owner_id, last=plan.values)
+    return SweepView(sweep_id, cleaned_axes, enqueue_all(sessions, hooks, views))
+
+
+def rerun_exact(
+    sessions: sessionmaker[Session],
+    hooks: QueueHooks,
+    generation_id: uuid.UUID | str,
+    *,
+    owner_id: uuid.UUID | None = None,
+) -> GenerationView:
+    """A new generation that posts the stored snapshot unchanged, on the same server
+    profile; `reproduced_from_id` points at the original."""
+    with transaction(sessions) as session:
+        src = get_row(session, ComfyUIGeneration, generation_id, "generation")
+        row = ComfyUIGeneration(
+            owner_id=owner_id if owner_id is not None else src.owner_id,
+            session_id=src.session_id,
+            workflow_id=src.workflow_id,
+            profile_id=src.profile_id,
+            reproduced_from_id=src.id,
+            workflow_json_snapshot=src.workflow_json_snapshot,
+            prompt_text=src.prompt_text,
+            negative_prompt=src.negative_prompt,
+            parameters={k: v for k, v in src.parameters.items() if k != "sweep"},
+            width=src.width,
+            height=src.height,
+            steps=src.steps,
+            cfg_scale=src.cfg_scale,
+            seed=src.seed,
+            sampler_name=src.sampler_name,
+            scheduler=src.scheduler,
+            batch_size=src.batch_size,
+            checkpoint_name=src.checkpoint_name,
+            loras_used=src.loras_used,
+            status=PENDING,
+            batch_index=0,
+        )
+        session.add(row)
+        if src.session_id is not None:
+            _touch_session(session, src.session_id)
+        session.flush()
+        view = generation_view(row)
+    return enqueue_all(sessions, hooks, [view])[0]
+
+
+def _create(
+    sessions: sessionmaker[Session],
+    plan: Plan,
+    items: list[Item],
+    owner_id: uuid.UUID | None,
+    *,
+    last: Mapping[str, Any],
+) -> list[GenerationView]:
+    views: list[GenerationView] = []
+    with transaction(sessions) as session:
+        for values, meta, index in items:
+            snapshot = apply_params(plan.workflow, plan.mapping, values)
+            posted = read_params(snapshot, plan.mapping)
+            row = ComfyUIGeneration(
+                owner_id=owner_id,
+                session_id=plan.session_id,
+                workflow_id=plan.workflow_id,
+                profile_id=plan.profile_id,
+                workflow_json_snapshot=snapshot,
+                parameters={**values, **meta},
+                prompt_text=posted.get("prompt"),
+                negative_prompt=posted.get("negative_prompt"),
+                width=as_int(posted.get("width")),
+                height=as_int(posted.get("height")),
+                steps=as_int(posted.get("steps")),
+                cfg_scale=as_float(posted.get("cfg")),
+                seed=as_int(posted.get("seed")),
+                sampler_name=posted.get("sampler_name"),
+                scheduler=posted.get("scheduler"),
+                batch_size=as_int(posted.get("batch_size")),
+                checkpoint_name=posted.get("checkpoint"),
+                loras_used=posted_loras(snapshot, plan.mapping, values),
+                status=PENDING,
+                batch_index=index,
+            )
+            session.add(row)
+            session.flush()
+            views.append(generation_view(row))
+        session.execute(
+            update(ComfyUIWorkflow)
+            .where(ComfyUIWorkflow.id == plan.workflow_id)
+            .values(generation_count=ComfyUIWorkflow.generation_count + len(items))
+        )
+        if plan.session_id is not None:
+            _touch_session(
+                session,
+                plan.session_id,
+                last_parameters={**last, "workflow_id": str(plan.workflow_id)},
+            )
+    return views
+
+
+def _touch_session(session: Session, session_id: uuid.UUID, **values: Any) -> None:
+    """The session was just used: it moves to the top of the list."""
+    session.execute(
+        update(ComfyUISession)
+        .where(ComfyUISession.id == session_id)
+        .values(**values, updated_at=utcnow())
+    )

@@ -1,0 +1,129 @@
+"""Stored generations: one, a filtered list, a sweep's grid, the posted snapshot, the
+parameters to reuse — and deleting them with their files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import String, cast, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoonfeeder.comfyui import media, params
+from spoonfeeder.comfyui.records import generation_view, get_row, parse_id
+from spoonfeeder.comfyui.views import GenerationView, SweepView
+from spoonfeeder.db.engine import transaction
+from spoonfeeder.db.models import ComfyUIGeneration
+from spoonfeeder.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from spoonfeeder.comfyui.cancelling import CancelRequests
+
+
+def get(sessions: sessionmaker[Session], generation_id: uuid.UUID | str) -> GenerationView:
+    with sessions() as session:
+        return generation_view(get_row(session, ComfyUIGeneration, generation_id, "generation"))
+
+
+def list_filtered(
+    sessions: sessionmaker[Session],
+    session_id: uuid.UUID | str | None = None,
+    *,
+    status: str | None = None,
+    limit: int = 200,
+    offset: int = 0,
+    owner_id: uuid.UUID | None = None,
+) -> list[GenerationView]:
+    """Newest first; one session's, or all (session_id None)."""
+    query = select(ComfyUIGeneration).order_by(
+        ComfyUIGeneration.created_at.desc(), ComfyUIGeneration.batch_index.desc()
+    )
+    if session_id is not None:
+        query = query.where(ComfyUIGeneration.session_id == parse_id(session_id, "session"))
+    if status:
+        query = query.where(ComfyUIGeneration.status == status)
+    if owner_id is not None:
+        query = query.where(ComfyUIGeneration.owner_id == owner_id)
+    with sessions() as session:
+        rows = session.scalars(query.limit(max(1, min(limit, 2000))).offset(max(0, offset)))
+        return [generation_view(row) for row in rows]
+
+
+def sweep_grid(sessions: sessionmaker[Session], sweep_id: str) -> SweepView:
+    """A sweep again, with its generations' current state (for the labelled grid)."""
+    with sessions() as session:
+        rows = list(
+            session.scalars(
+                select(ComfyUIGeneration)
+                .where(cast(ComfyUIGeneration.parameters, String).contains(sweep_id))
+                .order_by(ComfyUIGeneration.created_at, ComfyUIGeneration.batch_index)
+            )
+        )
+    views = [
+        generation_view(r) for r in rows if (r.parameters.get("sweep") or {}).get("id") == sweep_id
+    ]
+    if not views:
+        raise NotFoundError(f"No sweep with id {sweep_id!r}")
+    axes = [(name, list(values)) for name, values in views[0].parameters["sweep"].get("axes", [])]
+    return SweepView(sweep_id, axes, sorted(views, key=lambda v: v.batch_index))
+
+
+def reuse_parameters(
+    sessions: sessionmaker[Session], generation_id: uuid.UUID | str
+) -> dict[str, Any]:
+    """A generation's parameters as form values (its actual seed, not -1), with
+    `workflow_id`, `session_id` and `batch_count` 1."""
+    view = get(sessions, generation_id)
+    values = params.merge(view.parameters)
+    return {
+        **values,
+        "workflow_id": str(view.workflow_id) if view.workflow_id else None,
+        "session_id": str(view.session_id) if view.session_id else None,
+        "batch_count": 1,
+    }
+
+
+def snapshot(sessions: sessionmaker[Session], generation_id: uuid.UUID | str) -> dict[str, Any]:
+    """The exact API-format JSON that was (or will be) posted for a generation."""
+    with sessions() as session:
+        return dict(
+            get_row(session, ComfyUIGeneration, generation_id, "generation").workflow_json_snapshot
+        )
+
+
+def export_snapshot(
+    sessions: sessionmaker[Session], media_root: Path, generation_id: uuid.UUID | str
+) -> Path:
+    """The snapshot as a .json file under the media folder, for a download button.
+    Loading it into ComfyUI (or importing it here) runs the same workflow."""
+    view = get(sessions, generation_id)
+    folder = media.generation_folder(media_root, view.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"workflow_api_{str(view.id)[:8]}.json"
+    path.write_text(json.dumps(snapshot(sessions, view.id), indent=2), encoding="utf-8")
+    return path
+
+
+def delete(
+    sessions: sessionmaker[Session],
+    cancels: CancelRequests,
+    media_root: Path,
+    generation_id: uuid.UUID | str,
+) -> None:
+    """Delete a generation and its files (cancelling it if it still runs)."""
+    with transaction(sessions) as session:
+        row = get_row(session, ComfyUIGeneration, generation_id, "generation")
+        key = row.id
+        session.delete(row)
+    forget([key], cancels, media_root)
+
+
+def forget(ids: Iterable[uuid.UUID], cancels: CancelRequests, media_root: Path) -> None:
+    """After their rows are deleted: stop any run still going, and delete their files."""
+    for generation_id in ids:
+        cancels.request(generation_id)
+        shutil.rmtree(media.generation_folder(media_root, generation_id), ignore_errors=True)

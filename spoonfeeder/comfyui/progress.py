@@ -1,0 +1,105 @@
+"""Following generations' progress as it happens: the `comfyui:progress` events of the
+event bus, merged for a slow reader, with the database checked so no end is missed."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoonfeeder.comfyui.records import parse_id
+from spoonfeeder.comfyui.views import CANCELLED, PROGRESS_TOPIC, TERMINAL, GenerationProgress
+from spoonfeeder.db.models import ComfyUIGeneration
+from spoonfeeder.events import EventBus
+
+
+def follow(
+    sessions: sessionmaker[Session],
+    events: EventBus | None,
+    generation_ids: Sequence[uuid.UUID | str],
+    *,
+    poll: float = 1.0,
+    timeout: float | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Progress event dicts of these generations until every one has ended (or
+    `timeout` seconds); see `ComfyUIService.follow`."""
+    wanted = {str(parse_id(g, "generation")) for g in generation_ids}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    subscription = events.subscribe(PROGRESS_TOPIC) if events else None
+    try:
+        ended = _ended(sessions, wanted, set())
+        for event in ended:
+            yield event
+        done = {event["generation_id"] for event in ended}
+        checked = time.monotonic()
+        while done != wanted:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            event = subscription.get(timeout=poll) if subscription else None
+            if subscription is None:
+                time.sleep(poll)
+            batch = [] if event is None else [event.data]
+            while subscription is not None and event is not None:
+                event = subscription.get(timeout=0)  # what else is already waiting
+                if event is not None:
+                    batch.append(event.data)
+            for data in coalesce(batch, wanted - done):
+                yield data
+                if data.get("status") in TERMINAL:
+                    done.add(data["generation_id"])
+            if time.monotonic() - checked >= poll:
+                checked = time.monotonic()
+                for data in _ended(sessions, wanted, done):
+                    done.add(data["generation_id"])
+                    yield data
+    finally:
+        if subscription is not None:
+            subscription.close()
+
+
+def coalesce(batch: list[dict[str, Any]], wanted: set[str]) -> list[dict[str, Any]]:
+    """Per generation, one event: the latest status and message, with the latest known
+    value of every other field (step, max, preview_path, …); an end is never merged away."""
+    latest: dict[str, dict[str, Any]] = {}
+    for data in batch:
+        key = data.get("generation_id")
+        if key not in wanted:
+            continue
+        previous = latest.get(key)
+        if previous is not None and previous.get("status") in TERMINAL:
+            continue
+        if previous is not None:
+            known = {k: v for k, v in data.items() if v is not None}
+            data = {**previous, **known}  # status and message are never None
+        latest[key] = data
+    return list(latest.values())
+
+
+def _ended(
+    sessions: sessionmaker[Session], wanted: set[str], done: set[str]
+) -> list[dict[str, Any]]:
+    """Generations among `wanted - done` that have ended, as progress event dicts."""
+    keys = [uuid.UUID(g) for g in wanted - done]
+    if not keys:
+        return []
+    with sessions() as session:
+        rows = session.execute(
+            select(ComfyUIGeneration.id, ComfyUIGeneration.status, ComfyUIGeneration.error)
+            .where(ComfyUIGeneration.id.in_(keys))
+            .where(ComfyUIGeneration.status.in_(list(TERMINAL)))
+        ).all()
+        missing = set(keys) - set(
+            session.scalars(select(ComfyUIGeneration.id).where(ComfyUIGeneration.id.in_(keys)))
+        )
+    ended = [
+        GenerationProgress(row.id, row.status, row.error or row.status, None).as_event()
+        for row in rows
+    ]
+    ended += [  # deleted meanwhile: nothing more will come
+        GenerationProgress(key, CANCELLED, "Deleted", None).as_event() for key in missing
+    ]
+    return ended

@@ -1,0 +1,166 @@
+"""ComfyUI sessions: create, rename, move to another server profile, delete, list, and
+the values their form opens with (workflow defaults ← the last parameters used)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete as delete_rows
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from spoonfeeder.comfyui import generations, params, workflows
+from spoonfeeder.comfyui.cancelling import CancelRequests
+from spoonfeeder.comfyui.records import (
+    clean_name,
+    effective_defaults,
+    get_row,
+    session_counts,
+    session_view,
+)
+from spoonfeeder.comfyui.views import SessionView
+from spoonfeeder.db.engine import transaction
+from spoonfeeder.db.models import ComfyUIGeneration, ComfyUISession
+from spoonfeeder.errors import ValidationError
+from spoonfeeder.profiles import ProfileService
+
+
+def create(
+    sessions: sessionmaker[Session],
+    profiles: ProfileService,
+    name: str,
+    *,
+    description: str | None = None,
+    profile_id: uuid.UUID | str | None = None,
+    owner_id: uuid.UUID | None = None,
+) -> SessionView:
+    """A new session; `profile_id` picks a ComfyUI server profile (None = default)."""
+    cleaned_name = clean_name(name, "session")
+    profile = comfyui_profile(profiles, profile_id)
+    with transaction(sessions) as session:
+        row = ComfyUISession(
+            owner_id=owner_id,
+            name=cleaned_name,
+            description=(description or "").strip() or None,
+            profile_id=profile,
+        )
+        session.add(row)
+        session.flush()
+        return _view(session, row)
+
+
+def rename(sessions: sessionmaker[Session], session_id: uuid.UUID | str, name: str) -> SessionView:
+    return _change(sessions, session_id, name=clean_name(name, "session"))
+
+
+def set_profile(
+    sessions: sessionmaker[Session],
+    profiles: ProfileService,
+    session_id: uuid.UUID | str,
+    profile_id: uuid.UUID | str | None,
+) -> SessionView:
+    """Run this session's next generations on another ComfyUI server (None = default)."""
+    return _change(sessions, session_id, profile_id=comfyui_profile(profiles, profile_id))
+
+
+def delete(
+    sessions: sessionmaker[Session],
+    cancels: CancelRequests,
+    media_root: Path,
+    session_id: uuid.UUID | str,
+    *,
+    delete_generations: bool,
+) -> int:
+    """Delete a session. With `delete_generations`, its generations and their files go
+    too (running ones are cancelled first); otherwise they stay, without a session.
+    Returns how many generations were deleted."""
+    with transaction(sessions) as session:
+        row = get_row(session, ComfyUISession, session_id, "session")
+        ids = list(
+            session.scalars(
+                select(ComfyUIGeneration.id).where(ComfyUIGeneration.session_id == row.id)
+            )
+        )
+        if delete_generations:
+            session.execute(delete_rows(ComfyUIGeneration).where(ComfyUIGeneration.id.in_(ids)))
+        else:
+            session.execute(
+                update(ComfyUIGeneration)
+                .where(ComfyUIGeneration.session_id == row.id)
+                .values(session_id=None)
+            )
+        session.delete(row)
+    if not delete_generations:
+        return 0
+    generations.forget(ids, cancels, media_root)
+    return len(ids)
+
+
+def list_all(
+    sessions: sessionmaker[Session], owner_id: uuid.UUID | None = None
+) -> list[SessionView]:
+    """Most recently used first, with generation / completed / failed counts."""
+    with sessions() as session:
+        query = select(ComfyUISession).order_by(ComfyUISession.updated_at.desc())
+        if owner_id is not None:
+            query = query.where(ComfyUISession.owner_id == owner_id)
+        rows = list(session.scalars(query))
+        counts = session_counts(session, [row.id for row in rows])
+        return [session_view(row, counts.get(row.id, (0, 0, 0))) for row in rows]
+
+
+def get(sessions: sessionmaker[Session], session_id: uuid.UUID | str) -> SessionView:
+    with sessions() as session:
+        return _view(session, get_row(session, ComfyUISession, session_id, "session"))
+
+
+def form_parameters(
+    sessions: sessionmaker[Session],
+    session_id: uuid.UUID | str | None = None,
+    workflow_id: uuid.UUID | str | None = None,
+) -> dict[str, Any]:
+    """Values to fill the form with: the workflow's defaults ← the session's last
+    parameters, plus `workflow_id` and `batch_count`. Opening a session uses this."""
+    with sessions() as session:
+        last = {}
+        if session_id is not None:
+            last = dict(
+                get_row(session, ComfyUISession, session_id, "session").last_parameters or {}
+            )
+        row = workflows.chosen_row(sessions, session, workflow_id, last.get("workflow_id"))
+        values = params.merge(effective_defaults(row), last)
+        return {
+            **values,
+            "workflow_id": str(row.id),
+            "batch_count": int(last.get("batch_count") or 1),
+        }
+
+
+def comfyui_profile(
+    profiles: ProfileService, profile_id: uuid.UUID | str | None
+) -> uuid.UUID | None:
+    """The id of a ComfyUI server profile (None = the default server); a profile of
+    another provider is refused."""
+    if profile_id in (None, ""):
+        return None
+    credentials = profiles.credentials("comfyui", profile_id)
+    if credentials.provider != "comfyui":
+        raise ValidationError("That profile is not a ComfyUI server", "profile")
+    return credentials.profile_id
+
+
+def _change(
+    sessions: sessionmaker[Session], session_id: uuid.UUID | str, **values: Any
+) -> SessionView:
+    with transaction(sessions) as session:
+        row = get_row(session, ComfyUISession, session_id, "session")
+        for column, value in values.items():
+            setattr(row, column, value)
+        session.flush()
+        return _view(session, row)
+
+
+def _view(session: Session, row: ComfyUISession) -> SessionView:
+    return session_view(row, session_counts(session, [row.id]).get(row.id, (0, 0, 0)))
