@@ -1,9 +1,12 @@
 """What Spoon Feeder adds to a streamed chat reply, measured against the SDK alone.
 
-    python bench/chat_overhead.py [--tokens 500] [--runs 25] [--app-runs 5]
+    python bench/chat_overhead.py [--tokens 500] [--runs 25] [--app-runs 5] [--fakes process]
 
 For each provider a local fake server (the test fakes, real wire protocol) streams
-`--tokens` tokens as fast as it can. In the same run, interleaved, we time:
+`--tokens` tokens as fast as it can: in a child process by default, as a real upstream
+is never in the app's process (`--fakes thread` serves them from threads of this
+process, sharing its GIL, as earlier versions of this bench did). In the same run,
+interleaved, we time:
 
 - direct:  the official SDK called directly, the way a script would;
 - layer:   the same SDK through Spoon Feeder's provider class (`stream_chat`);
@@ -17,23 +20,25 @@ For each provider a local fake server (the test fakes, real wire protocol) strea
 and print medians of time to first token (TTFT) and total time, with the ratios.
 Targets (issue 3): layer total ≤ 1.05× direct, layer TTFT ≤ direct + 2 ms.
 
-The fakes run in this process, so they share the GIL and the CPUs with the client
-side; on a busy machine single runs swing by ±20 %. The provider layer is therefore
+The fakes share the machine's CPUs with the client side (and, with `--fakes thread`, its
+GIL); on a busy machine single runs swing by ±20 %. The provider layer is therefore
 also shown by the best (minimum) of its runs, the estimate least affected by other
-load, beside the median.
+load, beside the median. The load average is printed at the start and the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import socket
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +76,40 @@ class Case:
     fake: object
     base_path: str  # appended to the fake's URL to make the provider's base URL
     direct: Callable[[str], Iterator[str]]  # base URL -> text deltas, SDK only
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _serve_forever(app: object, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+
+
+@contextmanager
+def serve_in_child(app: object) -> Iterator[str]:
+    """Serve `app` from a forked child process, like a real upstream: its own GIL."""
+    port = free_port()
+    child = multiprocessing.get_context("fork").Process(
+        target=_serve_forever, args=(app, port), daemon=True
+    )
+    child.start()
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or not child.is_alive():
+                raise RuntimeError("fake server did not start") from None
+            time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.join(5)
 
 
 def openai_direct(url: str) -> Callable[[], Iterator[str]]:
@@ -293,7 +332,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=500)
     parser.add_argument("--runs", type=int, default=25)
     parser.add_argument("--app-runs", type=int, default=5)
+    parser.add_argument(
+        "--fakes",
+        choices=["process", "thread"],
+        default="process",
+        help="serve the fakes from child processes (default) or threads of this process",
+    )
     args = parser.parse_args()
+    serve_fake: Callable[[object], AbstractContextManager[str]] = (
+        serve_in_child if args.fakes == "process" else serve
+    )
     tokens = [f"tok{i} " for i in range(args.tokens)]
     cases = [
         Case(
@@ -321,7 +369,9 @@ def main() -> None:
     ]
     print(
         f"{args.tokens} tokens per reply, median (and best) of {args.runs} interleaved runs "
-        f"({args.app_runs} through the app)\n"
+        f"({args.app_runs} through the app); fakes served from "
+        f"{'child processes' if args.fakes == 'process' else 'threads of this process'}; "
+        f"load average {load_average()}\n"
     )
     header = (
         f"{'provider':<10} {'direct TTFT':>12} {'layer TTFT':>11} {'added':>8} "
@@ -330,7 +380,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     with ExitStack() as stack:
-        urls = {case.provider: stack.enter_context(serve(case.fake.app)) for case in cases}
+        urls = {case.provider: stack.enter_context(serve_fake(case.fake.app)) for case in cases}
         # (side, statistic) -> [worst total ratio, worst added TTFT]
         worst = {key: [0.0, 0.0] for key in (("layer", ""), ("layer", ":best"), ("service", ""))}
         data = Path(tempfile.mkdtemp(prefix="sf-bench-service-"))
@@ -394,6 +444,7 @@ def main() -> None:
                 f"{d_total:>10.1f} ms {g_total:>10.1f} ms {a_total:>7.1f} ms "
                 f"{a_total / g_total:>10.2f}×"
             )
+    print("\nload average at the end: " + load_average())
 
 
 if __name__ == "__main__":
