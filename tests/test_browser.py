@@ -53,7 +53,7 @@ pytestmark = pytest.mark.timeout(60)
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, AppContext]]:
     # Slow enough that streaming and pull progress are visible between two polls.
     fake = FakeOllama(tokens=TOKENS, token_delay=0.03, pull_steps=25)
-    comfy = FakeComfyUI(delay=0.02)  # a run takes ~0.5 s: progress can be watched
+    comfy = FakeComfyUI(delay=0.05)  # a run takes ~1 s: each step shows long enough to see
     comfy.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
     data = tmp_path_factory.mktemp("browser")
     with ExitStack() as stack:
@@ -145,7 +145,9 @@ def test_comfyui_generates_with_live_progress_and_shows_the_images(
     page: Page, app: tuple[str, AppContext]
 ) -> None:
     page.get_by_role("tab", name="ComfyUI").click()
-    page.locator("#cf-prompt textarea").fill("a lighthouse at dusk")
+    prompt = page.locator("#cf-prompt textarea")
+    poll(lambda: prompt.input_value())  # the default workflow's values are filled in
+    prompt.fill("a lighthouse at dusk")
     for field, value in (("width", "64"), ("height", "64"), ("steps", "3"), ("count", "2")):
         page.locator(f"#cf-{field} input").fill(value)
     checkpoint = page.locator("#cf-checkpoint input")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -543,37 +544,53 @@ def build(ctx: AppContext) -> Refresh:
     gr.api(comfyui_generation, api_name="comfyui_generation")
 
     @shows_errors
-    def refresh():
+    def restore(session_id: str | None, prompt_text: str | None):
+        """On page load and tab open: reopen the session (the newest if none is chosen)
+        and re-read its results — but never overwrite a form the user is filling in."""
         sessions = service.list_sessions()
-        current = str(sessions[0].id) if sessions else None
-        server_id = str(sessions[0].profile_id or "") if sessions else DEFAULT_SERVER
+        if not session_id and sessions:
+            session_id = str(sessions[0].id)
+        opened = open_session(session_id or "")
+        server_id = opened[0]
         try:
             opts = options_updates(server_id, refresh=False)
         except Exception:  # ComfyUI may be off: the form still works, lists stay empty
             opts = (gr.skip(), gr.skip(), gr.skip(), "ComfyUI is not reachable right now.")
-        opened = open_session(current or "")
+        typing = bool((prompt_text or "").strip())
+        form_part = [gr.skip()] * 15 if typing else list(opened[1:16])
         return (
-            gr.Dropdown(choices=session_choices(sessions), value=current),
-            gr.Dropdown(choices=server_choices(), value=opened[0]),
-            *opened[1:],
-            workflow_rows(),
+            gr.Dropdown(choices=session_choices(sessions), value=session_id or None),
+            gr.Dropdown(choices=server_choices(), value=server_id),
+            *form_part,  # workflow, the form, batch count, session name
+            *opened[16:],  # generations, gallery, video, audio
             *opts,
         )
 
-    return refresh, [
-        session,
-        server,
-        workflow,
-        *form,
-        batch_count,
-        session_name,
-        generations,
-        gallery,
-        video,
-        audio,
-        workflows_table,
-        *option_outputs,
-    ]
+    tick = gr.Textbox(visible=False)  # set by the tab refresh: restores the session
+    tick.change(
+        restore,
+        [session, prompt],
+        [
+            session,
+            server,
+            workflow,
+            *form,
+            batch_count,
+            session_name,
+            generations,
+            gallery,
+            video,
+            audio,
+            *option_outputs,
+        ],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+    def refresh():
+        return gr.Dropdown(choices=workflow_choices()), workflow_rows(), str(time.time())
+
+    return refresh, [workflow, workflows_table, tick]
 
 
 def _need(value: str | None, what: str) -> str:
