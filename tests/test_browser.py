@@ -148,6 +148,10 @@ def test_comfyui_generates_with_live_progress_and_shows_the_images(
     prompt = page.locator("#cf-prompt textarea")
     poll(lambda: prompt.input_value())  # the default workflow's values are filled in
     prompt.fill("a lighthouse at dusk")
+    page.get_by_role("tab", name="Tasks").click()  # away and back: the form is kept
+    page.get_by_role("tab", name="ComfyUI").click()
+    page.wait_for_timeout(500)  # time for the tab's refresh to land
+    assert prompt.input_value() == "a lighthouse at dusk"
     for field, value in (("width", "64"), ("height", "64"), ("steps", "3"), ("count", "2")):
         page.locator(f"#cf-{field} input").fill(value)
     checkpoint = page.locator("#cf-checkpoint input")
