@@ -38,7 +38,8 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.events import Event
 from tests.conftest import make_settings
 from tests.fakes.comfyui_server import FakeComfyUI
-from tests.fakes.server import free_port, serve
+from tests.fakes.server import serve
+from tests.launch import launched
 
 CKPT = "tiny-random-sd15.safetensors"
 PARAMS = {"prompt": "latency", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
@@ -94,22 +95,11 @@ def service_layer(ctx: AppContext, fake: FakeComfyUI, runs: int) -> list[float]:
 def gradio_layer(ctx: AppContext, fake: FakeComfyUI, runs: int) -> list[float]:
     from gradio_client import Client
 
-    from ui.app import build_demo
-
-    demo = build_demo(ctx)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        allowed_paths=[str(ctx.settings.media_path)],
-    )
     samples: list[float] = []
-    try:
+    with launched(ctx) as url:
         # Updates, not files: a browser shows the text at once and fetches the preview
         # image on its own; downloading it here would be counted against the next step.
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        client = Client(url, verbose=False, download_files=False)
         form = [
             "latency",  # prompt
             "",  # negative
@@ -140,8 +130,6 @@ def gradio_layer(ctx: AppContext, fake: FakeComfyUI, runs: int) -> list[float]:
             for _prompt_id, step, sent in fake.progress_sent[already:]:
                 if step in seen:
                     samples.append(seen[step] - sent)
-    finally:
-        demo.close()
     return samples
 
 
