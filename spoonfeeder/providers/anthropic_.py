@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -12,12 +11,8 @@ import anthropic
 import httpx2  # the SDK's HTTP client; a dropped stream surfaces as its error, unwrapped
 
 from spoonfeeder.errors import (
-    ProviderAuthError,
     ProviderError,
-    ProviderRateLimited,
-    ProviderRequestError,
     ProviderServerError,
-    ProviderUnavailable,
 )
 from spoonfeeder.providers.base import (
     CONNECT_TIMEOUT,
@@ -29,12 +24,18 @@ from spoonfeeder.providers.base import (
     ModelInfo,
     Usage,
 )
+from spoonfeeder.providers.failures import (
+    header_retry_after,
+    models_health,
+    short_detail,
+    status_error,
+    unavailable,
+)
 
 LABEL = "Anthropic"
 DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens; this is enough for a chat turn
 CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
 NO_KEY = "not-needed"  # lets a key-less proxy work; the real API answers 401
-DETAIL_LIMIT = 300
 # Anthropic's stop reasons in the vocabulary the other providers share.
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -68,14 +69,8 @@ class AnthropicProvider:
         return self._list_models(self._client)
 
     def check(self) -> Health:
-        started = time.perf_counter()
         quick = self._client.with_options(max_retries=0, timeout=CHECK_TIMEOUT)
-        try:
-            models = self._list_models(quick)
-        except ProviderError as exc:
-            return Health(ok=False, message=exc.message)
-        latency_ms = (time.perf_counter() - started) * 1000
-        return Health(ok=True, message=f"{len(models)} models available", latency_ms=latency_ms)
+        return models_health(lambda: self._list_models(quick))
 
     def stream_chat(
         self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
@@ -120,14 +115,7 @@ class AnthropicProvider:
         url = self.url
         timed_out = isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
         if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-            if midstream:
-                why = "it sent nothing for too long" if timed_out else "the connection broke"
-                message = f"{LABEL}'s reply was cut off: {why} ({url})."
-            elif timed_out:
-                message = f"{LABEL} at {url} did not answer in time; it may be overloaded."
-            else:
-                message = f"{LABEL} is not reachable at {url} — is it running?"
-            return ProviderUnavailable(message, provider=self.name)
+            return unavailable(LABEL, self.name, url, timed_out=timed_out, midstream=midstream)
         detail = self._detail(exc)
         if isinstance(exc, anthropic.APIStatusError) and not midstream:
             return self._status_error(exc, detail, model)
@@ -141,37 +129,16 @@ class AnthropicProvider:
     def _status_error(
         self, exc: anthropic.APIStatusError, detail: str, model: str | None
     ) -> ProviderError:
-        status, url = exc.status_code, self.url
-        if status in (401, 403):
-            if self._key is None:
-                text = f"{LABEL} needs an API key (HTTP {status}): {detail}. Add one in Settings."
-            else:
-                text = (
-                    f"{LABEL} rejected the API key (HTTP {status}): {detail}. Check it in Settings."
-                )
-            return ProviderAuthError(text, provider=self.name)
-        if status == 404:
-            if model and _error_type(exc) == "not_found_error":
-                text = (
-                    f"Model '{model}' is not available at {url} (HTTP 404): {detail}. "
-                    "Choose another model."
-                )
-            else:
-                text = f"{LABEL} has no such endpoint at {url} (HTTP 404): {detail}. Check the URL."
-            return ProviderRequestError(text, provider=self.name)
-        if status == 429:
-            retry_after = _retry_after(exc.response.headers)
-            when = f"retry after {retry_after:g} s" if retry_after else "wait a moment and retry"
-            return ProviderRateLimited(
-                f"{LABEL} rate limit reached (HTTP 429); {when}. {detail}.",
-                provider=self.name,
-                retry_after=retry_after,
-            )
-        if status >= 500 or status in (408, 409):
-            text = f"{LABEL} server error (HTTP {status}): {detail}"
-            return ProviderServerError(text, provider=self.name)
-        text = f"{LABEL} refused the request (HTTP {status}): {detail}"
-        return ProviderRequestError(text, provider=self.name)
+        return status_error(
+            LABEL,
+            self.name,
+            self.url,
+            exc.status_code,
+            detail,
+            has_key=self._key is not None,
+            missing_model=model if _error_type(exc) == "not_found_error" else None,
+            retry_after=header_retry_after(exc.response.headers),
+        )
 
     def _detail(self, exc: Exception) -> str:
         """The server's own words, short, without a trailing period, never the key."""
@@ -180,8 +147,7 @@ class AnthropicProvider:
         text = error.get("message") if isinstance(error, dict) else body
         if not isinstance(text, str) or not text.strip():
             text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        text = " ".join(text.split())[:DETAIL_LIMIT].rstrip(".")
-        return text.replace(self._key, "[redacted]") if self._key else text
+        return short_detail(text, self._key)
 
 
 def chat_request(
@@ -226,15 +192,4 @@ def _error_type(exc: anthropic.APIStatusError) -> str | None:
     body = exc.body
     error = body.get("error") if isinstance(body, dict) else None
     return error.get("type") if isinstance(error, dict) else None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The server's wait hint in seconds: retry-after-ms, else retry-after (seconds)."""
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
-    except ValueError:  # an HTTP date: rare from APIs, not worth parsing
-        return None
     return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from typing import Any
@@ -13,12 +12,8 @@ from google import genai
 from google.genai import errors, types
 
 from spoonfeeder.errors import (
-    ProviderAuthError,
     ProviderError,
-    ProviderRateLimited,
-    ProviderRequestError,
     ProviderServerError,
-    ProviderUnavailable,
 )
 from spoonfeeder.providers.base import (
     DEFAULT_TIMEOUT,
@@ -29,11 +24,16 @@ from spoonfeeder.providers.base import (
     ModelInfo,
     Usage,
 )
+from spoonfeeder.providers.failures import (
+    models_health,
+    short_detail,
+    status_error,
+    unavailable,
+)
 
 LABEL = "Gemini"
 CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
 NO_KEY = "not-needed"  # the SDK insists on a key; the real API answers API_KEY_INVALID
-DETAIL_LIMIT = 300
 # google-genai does not retry unless asked; these mirror the openai/anthropic SDKs' backoff.
 RETRY_INITIAL_DELAY = 0.5
 RETRY_MAX_DELAY = 8.0
@@ -92,16 +92,10 @@ class GeminiProvider:
         return self._list_models(None)
 
     def check(self) -> Health:
-        started = time.perf_counter()
         quick = types.HttpOptions(
             timeout=_ms(CHECK_TIMEOUT), retry_options=types.HttpRetryOptions(attempts=1)
         )
-        try:
-            models = self._list_models(quick)
-        except ProviderError as exc:
-            return Health(ok=False, message=exc.message)
-        latency_ms = (time.perf_counter() - started) * 1000
-        return Health(ok=True, message=f"{len(models)} models available", latency_ms=latency_ms)
+        return models_health(lambda: self._list_models(quick))
 
     def stream_chat(
         self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
@@ -143,15 +137,11 @@ class GeminiProvider:
         """The one place an SDK exception becomes a Spoon Feeder error."""
         url = self.url
         if isinstance(exc, httpx2.TransportError):
-            timed_out = isinstance(exc, httpx2.TimeoutException)
-            if midstream:
-                why = "it sent nothing for too long" if timed_out else "the connection broke"
-                message = f"{LABEL}'s reply was cut off: {why} ({url})."
-            elif timed_out and not isinstance(exc, httpx2.ConnectTimeout):
-                message = f"{LABEL} at {url} did not answer in time; it may be overloaded."
-            else:
-                message = f"{LABEL} is not reachable at {url} — is it running?"
-            return ProviderUnavailable(message, provider=self.name)
+            # A connect timeout before anything was sent means nobody is there.
+            timed_out = isinstance(exc, httpx2.TimeoutException) and (
+                midstream or not isinstance(exc, httpx2.ConnectTimeout)
+            )
+            return unavailable(LABEL, self.name, url, timed_out=timed_out, midstream=midstream)
         detail = self._detail(exc)
         if isinstance(exc, errors.APIError):
             if midstream:
@@ -167,45 +157,26 @@ class GeminiProvider:
         if not status:  # no HTTP status to go by: the reply itself was malformed
             text = f"{LABEL} at {url} sent a reply Spoon Feeder cannot read: {detail}"
             return ProviderServerError(text, provider=self.name)
-        # Google answers a bad key with 400 INVALID_ARGUMENT, told apart by its reason.
-        if status in (401, 403) or _reason(exc) == "API_KEY_INVALID":
-            if self._key is None:
-                text = f"{LABEL} needs an API key (HTTP {status}): {detail}. Add one in Settings."
-            else:
-                text = (
-                    f"{LABEL} rejected the API key (HTTP {status}): {detail}. Check it in Settings."
-                )
-            return ProviderAuthError(text, provider=self.name)
-        if status == 404:
-            if model and exc.status == "NOT_FOUND":
-                text = (
-                    f"Model '{model}' is not available at {url} (HTTP 404): {detail}. "
-                    "Choose another model."
-                )
-            else:
-                text = f"{LABEL} has no such endpoint at {url} (HTTP 404): {detail}. Check the URL."
-            return ProviderRequestError(text, provider=self.name)
-        if status == 429:
-            retry_after = _retry_after(exc)
-            when = f"retry after {retry_after:g} s" if retry_after else "wait a moment and retry"
-            return ProviderRateLimited(
-                f"{LABEL} rate limit reached (HTTP 429); {when}. {detail}.",
-                provider=self.name,
-                retry_after=retry_after,
-            )
-        if status >= 500 or status == 408:
-            text = f"{LABEL} server error (HTTP {status}): {detail}"
-            return ProviderServerError(text, provider=self.name)
-        text = f"{LABEL} refused the request (HTTP {status}): {detail}"
-        return ProviderRequestError(text, provider=self.name)
+        return status_error(
+            LABEL,
+            self.name,
+            url,
+            status,
+            detail,
+            has_key=self._key is not None,
+            # Google answers a bad key with 400 INVALID_ARGUMENT, told apart by its reason.
+            key_rejected=_reason(exc) == "API_KEY_INVALID",
+            missing_model=model if exc.status == "NOT_FOUND" else None,
+            retry_after=_retry_after(exc),
+            server_statuses=(408,),
+        )
 
     def _detail(self, exc: Exception) -> str:
         """The server's own words, short, without a trailing period, never the key."""
         text = getattr(exc, "message", None)
         if not isinstance(text, str) or not text.strip():
             text = str(exc) or type(exc).__name__
-        text = " ".join(text.split())[:DETAIL_LIMIT].rstrip(".")
-        return text.replace(self._key, "[redacted]") if self._key else text
+        return short_detail(text, self._key)
 
 
 def chat_request(

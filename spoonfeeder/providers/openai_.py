@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,12 +16,8 @@ import openai
 from openai.types.chat import ChatCompletionChunk
 
 from spoonfeeder.errors import (
-    ProviderAuthError,
     ProviderError,
-    ProviderRateLimited,
-    ProviderRequestError,
     ProviderServerError,
-    ProviderUnavailable,
 )
 from spoonfeeder.providers.base import (
     CONNECT_TIMEOUT,
@@ -34,11 +29,17 @@ from spoonfeeder.providers.base import (
     ModelInfo,
     Usage,
 )
+from spoonfeeder.providers.failures import (
+    header_retry_after,
+    models_health,
+    short_detail,
+    status_error,
+    unavailable,
+)
 
 LABEL = "OpenAI"
 CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
 NO_KEY = "not-needed"  # the SDK insists on a key; local servers ignore it
-DETAIL_LIMIT = 300
 # The SDK lets a body that is not JSON through as a bare JSONDecodeError.
 SDK_ERRORS = (openai.OpenAIError, json.JSONDecodeError)
 
@@ -68,14 +69,8 @@ class OpenAIProvider:
         return self._list_models(self._client)
 
     def check(self) -> Health:
-        started = time.perf_counter()
         quick = self._client.with_options(max_retries=0, timeout=CHECK_TIMEOUT)
-        try:
-            models = self._list_models(quick)
-        except ProviderError as exc:
-            return Health(ok=False, message=exc.message)
-        latency_ms = (time.perf_counter() - started) * 1000
-        return Health(ok=True, message=f"{len(models)} models available", latency_ms=latency_ms)
+        return models_health(lambda: self._list_models(quick))
 
     def stream_chat(
         self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
@@ -125,14 +120,7 @@ class OpenAIProvider:
         url = self.url
         if isinstance(exc, openai.APIConnectionError):
             timed_out = isinstance(exc, openai.APITimeoutError)
-            if midstream:
-                why = "it sent nothing for too long" if timed_out else "the connection broke"
-                message = f"{LABEL}'s reply was cut off: {why} ({url})."
-            elif timed_out:
-                message = f"{LABEL} at {url} did not answer in time; it may be overloaded."
-            else:
-                message = f"{LABEL} is not reachable at {url} — is it running?"
-            return ProviderUnavailable(message, provider=self.name)
+            return unavailable(LABEL, self.name, url, timed_out=timed_out, midstream=midstream)
         if isinstance(exc, openai.APIStatusError):
             return self._status_error(exc, model)
         detail = self._detail(exc)
@@ -145,41 +133,18 @@ class OpenAIProvider:
         return ProviderServerError(message, provider=self.name)
 
     def _status_error(self, exc: openai.APIStatusError, model: str | None) -> ProviderError:
-        status, detail, url = exc.status_code, self._detail(exc), self.url
-        if status in (401, 403):
-            if self._key is None:
-                text = f"{LABEL} needs an API key (HTTP {status}): {detail}. Add one in Settings."
-            else:
-                text = (
-                    f"{LABEL} rejected the API key (HTTP {status}): {detail}. Check it in Settings."
-                )
-            return ProviderAuthError(text, provider=self.name)
-        if status == 404:
-            # A JSON error body is the API talking; plain text means a wrong base URL.
-            if model and isinstance(exc.body, dict):
-                text = (
-                    f"Model '{model}' is not available at {url} (HTTP 404): {detail}. "
-                    "Choose another model."
-                )
-            else:
-                text = (
-                    f"{LABEL} has no such endpoint at {url} (HTTP 404): {detail}. "
-                    "Check the base URL; it usually ends in /v1."
-                )
-            return ProviderRequestError(text, provider=self.name)
-        if status == 429:
-            retry_after = _retry_after(exc.response.headers)
-            when = f"retry after {retry_after:g} s" if retry_after else "wait a moment and retry"
-            return ProviderRateLimited(
-                f"{LABEL} rate limit reached (HTTP 429); {when}. {detail}.",
-                provider=self.name,
-                retry_after=retry_after,
-            )
-        if status >= 500 or status in (408, 409):
-            text = f"{LABEL} server error (HTTP {status}): {detail}"
-            return ProviderServerError(text, provider=self.name)
-        text = f"{LABEL} refused the request (HTTP {status}): {detail}"
-        return ProviderRequestError(text, provider=self.name)
+        # A JSON error body on a 404 is the API talking; plain text means a wrong base URL.
+        return status_error(
+            LABEL,
+            self.name,
+            self.url,
+            exc.status_code,
+            self._detail(exc),
+            has_key=self._key is not None,
+            missing_model=model if isinstance(exc.body, dict) else None,
+            endpoint_hint="Check the base URL; it usually ends in /v1.",
+            retry_after=header_retry_after(exc.response.headers),
+        )
 
     def _detail(self, exc: Exception) -> str:
         """The server's own words, short, without a trailing period, never the key."""
@@ -187,8 +152,7 @@ class OpenAIProvider:
         text = body.get("message") if isinstance(body, dict) else body
         if not isinstance(text, str) or not text.strip():
             text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        text = " ".join(text.split())[:DETAIL_LIMIT].rstrip(".")
-        return text.replace(self._key, "[redacted]") if self._key else text
+        return short_detail(text, self._key)
 
 
 def _chunks(stream: Iterable[ChatCompletionChunk]) -> Iterator[ChatChunk]:
@@ -218,15 +182,4 @@ def _wire_message(message: ChatMessage) -> dict[str, Any]:
         url = f"data:{image.mime_type};base64,{encoded}"
         parts.append({"type": "image_url", "image_url": {"url": url}})
     return {"role": message.role, "content": parts}
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The server's wait hint in seconds: retry-after-ms, else retry-after (seconds)."""
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
-    except ValueError:  # an HTTP date: rare from APIs, not worth parsing
-        return None
     return None
