@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from ui.common import Refresh, selected_row_id, shows_errors
 DEFAULT_SERVER = ""  # the ComfyUI provider setting; otherwise a profile id
 # A run's live view gives up after this long (the runs go on; the session shows them).
 QUIET_LIMIT_SECONDS = 30 * 60
+# The gallery shows the outputs of this many of a session's newest generations.
+GALLERY_GENERATIONS = 60
 
 
 # ----- the tab -------------------------------------------------------------------------------
@@ -226,15 +229,11 @@ def build(ctx: AppContext) -> Refresh:
 
     # ----- reading ---------------------------------------------------------------------------
 
-    def session_table(session_id: str | None) -> list[list[Any]]:
-        if not session_id:
-            return []
-        return [generation_row(g) for g in service.list_generations(session_id, limit=200)]
-
-    def session_outputs(session_id: str | None):
-        gens = service.list_generations(session_id, limit=60) if session_id else []
-        images, video_path, audio_path = outputs_of(gens)
-        return images, video_path, audio_path
+    def session_results(session_id: str | None) -> tuple[list, str | None, str | None, list]:
+        """A session's gallery images, newest video and audio, and its table: one read."""
+        gens = service.list_generations(session_id, limit=200) if session_id else []
+        images, video_path, audio_path = outputs_of(gens[:GALLERY_GENERATIONS])
+        return images, video_path, audio_path, [generation_row(g) for g in gens]
 
     def options_updates(server_id: str, refresh: bool):
         opts = service.options(server_id or None, refresh=refresh)
@@ -268,12 +267,12 @@ def build(ctx: AppContext) -> Refresh:
             return (DEFAULT_SERVER, *fill_form(values), "", [], [], None, None)
         view = service.get_session(session_id)
         values = service.form_parameters(view.id)
-        images, video_path, audio_path = session_outputs(session_id)
+        images, video_path, audio_path, table = session_results(session_id)
         return (
             str(view.profile_id) if view.profile_id else DEFAULT_SERVER,
             *fill_form(values),
             view.name,
-            session_table(session_id),
+            table,
             images,
             video_path,
             audio_path,
@@ -319,21 +318,18 @@ def build(ctx: AppContext) -> Refresh:
         for event in service.follow(ids, timeout=QUIET_LIMIT_SECONDS):
             shown = gr.skip()
             if event.get("preview_path"):
-                try:
+                # A preview already replaced is skipped: the next one comes.
+                with contextlib.suppress(Exception):
                     shown = media_path(event["preview_path"])
-                except Exception:  # a preview replaced meanwhile: the next one comes
-                    shown = gr.skip()
             text = f"**{min(len(done) + 1, len(ids))} of {len(ids)}** · {event.get('message', '')}"
             if event.get("status") in ("completed", "failed", "cancelled"):
                 done.add(event["generation_id"])
-                images, video_path, audio_path = session_outputs(session_id)
-                table = session_table(session_id)
+                images, video_path, audio_path, table = session_results(session_id)
                 yield (text, shown, images, video_path, audio_path, table, ids)
             else:
                 yield (text, shown, *[gr.skip()] * 4, ids)
         finished = [service.get_generation(gid) for gid in ids]
-        images, video_path, audio_path = session_outputs(session_id)
-        table = session_table(session_id)
+        images, video_path, audio_path, table = session_results(session_id)
         yield (run_summary(finished), gr.skip(), images, video_path, audio_path, table, [])
 
     @shows_errors
