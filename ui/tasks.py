@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -116,8 +117,10 @@ def describe_task(task: TaskView) -> str:
 
 def build(ctx: AppContext) -> Refresh:
     service = ctx.tasks
-    # session → number of the newest live view; older views of that session stop.
+    # session → ticket of its newest live view; older views of that session stop. Tickets
+    # are unique across sessions, and a session's entry goes when its newest view ends.
     newest_watch: dict[str, int] = {}
+    tickets = itertools.count(1)
 
     gr.Markdown(
         "Background work runs here: each task is queued in the database and run by a worker "
@@ -241,20 +244,24 @@ def build(ctx: AppContext) -> Refresh:
         """The table (and the selected task) again whenever a task event arrives."""
         filter_values = (status_, type_, provider_, from_, to_, page_)
         key = request.session_hash if request else ""
-        ticket = newest_watch[key] = newest_watch.get(key, 0) + 1
+        ticket = newest_watch[key] = next(tickets)
         deadline = time.monotonic() + WATCH_SECONDS
-        with ctx.events.subscribe("task:*") as events:
-            yield (*render_table(*filter_values), *_safe_details(task_id))
-            while time.monotonic() < deadline and newest_watch.get(key) == ticket:
-                if events.get(timeout=IDLE_SECONDS) is None:
-                    # Hand control back now and then: Gradio can only stop a generator
-                    # (cancel, closed tab) between two yields.
-                    yield (gr.skip(),) * 4
-                    continue
-                pause = time.monotonic() + DEBOUNCE_SECONDS
-                while (left := pause - time.monotonic()) > 0 and events.get(left) is not None:
-                    pass  # take the burst: one update for many events
+        try:
+            with ctx.events.subscribe("task:*") as events:
                 yield (*render_table(*filter_values), *_safe_details(task_id))
+                while time.monotonic() < deadline and newest_watch.get(key) == ticket:
+                    if events.get(timeout=IDLE_SECONDS) is None:
+                        # Hand control back now and then: Gradio can only stop a generator
+                        # (cancel, closed tab) between two yields.
+                        yield (gr.skip(),) * 4
+                        continue
+                    pause = time.monotonic() + DEBOUNCE_SECONDS
+                    while (left := pause - time.monotonic()) > 0 and events.get(left) is not None:
+                        pass  # take the burst: one update for many events
+                    yield (*render_table(*filter_values), *_safe_details(task_id))
+        finally:
+            if newest_watch.get(key) == ticket:  # the session's last view: forget it
+                del newest_watch[key]
 
     def _safe_details(task_id: str) -> tuple[str, Any]:
         try:
