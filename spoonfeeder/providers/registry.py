@@ -89,7 +89,7 @@ class ProviderRegistry:
         ).hexdigest()
         key = (creds.provider, fingerprint)
         with self._lock:
-            cached = self._cache.get(key)
-            if cached is None:
-                cached = self._cache[key] = build_provider(creds)
-            return cached
+            built = self._cache.get(key)
+            if built is None:
+                built = self._cache[key] = build_provider(creds)
+            return built
