@@ -16,6 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from spoonfeeder.config import Settings
 from spoonfeeder.context import AppContext
 from spoonfeeder.db.engine import make_engine, upgrade_schema
+from tests.fakes.server import closed_port_url
 
 PG_ENV = "SPOONFEEDER_TEST_DATABASE_URL"
 TEST_KEY = "11" * 32
@@ -118,11 +119,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
+    """Test settings. Ollama and ComfyUI default to ports known to be closed: a developer's
+    machine may run the real servers on their default ports, and no test may care."""
     values: dict[str, object] = {
         "database_url": db_url,
         "data_dir": data_dir,
         "encryption_key": TEST_KEY,
         "worker_threads": 0,
+        "ollama_url": closed_port_url(),
+        "comfyui_url": closed_port_url(),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -14,7 +14,7 @@ from gradio_client import Client
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
 from tests.fakes import providers
-from tests.fakes.server import serve
+from tests.fakes.server import closed_port_url, serve
 from tests.launch import launched
 
 ROOT = Path(__file__).parents[1]
@@ -78,7 +78,8 @@ def test_client_saves_and_tests_a_profile(live: tuple[Client, AppContext]) -> No
 
 def test_dashboard_refresh_renders_health(live: tuple[Client, AppContext]) -> None:
     client, ctx = live
-    ctx.profiles.test_setting("comfyui")  # nothing listens on the default port here
+    ctx.profiles.save_setting("comfyui", endpoint_url=closed_port_url())
+    ctx.profiles.test_setting("comfyui")
     _notices, database, providers, _tasks, _failures, counts = client.predict(
         api_name="/refresh_dashboard"
     )

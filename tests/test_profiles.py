@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from spoonfeeder.config import Settings
 from spoonfeeder.context import AppContext
 from spoonfeeder.db.models import Profile, ProviderSetting
 from spoonfeeder.errors import NotFoundError, ValidationError
@@ -32,7 +33,8 @@ def test_every_provider_has_a_setting_with_its_default_url(ctx: AppContext) -> N
     views = {v.provider: v for v in ctx.profiles.list_settings()}
     assert set(views) == {"ollama", "openai", "anthropic", "gemini", "comfyui"}
     assert views["openai"].endpoint_url == "https://api.openai.com/v1"
-    assert views["ollama"].endpoint_url == "http://localhost:11434"
+    assert views["ollama"].endpoint_url == ctx.settings.ollama_url  # in tests: a closed port
+    assert Settings(_env_file=None).ollama_url == "http://localhost:11434"
     assert all(v.status == "untested" for v in views.values())
 
 
