@@ -39,6 +39,8 @@ from spoonfeeder.providers.base import (
     ChatProvider,
     ImageAttachment,
     Usage,
+    complete_reply,
+    estimate_usage,
 )
 from spoonfeeder.providers.registry import CHAT_PROVIDERS, ProviderRegistry
 
@@ -79,6 +81,7 @@ class MessageView:
     model: str | None
     tokens_in: int | None
     tokens_out: int | None
+    tokens_estimated: bool  # the server reported no usage: counted here, roughly
     ttft_ms: float | None
     latency_ms: float | None
     finish_reason: str | None
@@ -121,6 +124,7 @@ class Reply:
         self.status = STREAMING
         self.error: str | None = None
         self.usage: Usage | None = None
+        self.usage_estimated = False  # the server sent no token counts: `usage` is ours
         self.finish_reason: str | None = None
         self.ttft_ms: float | None = None
         self.latency_ms: float | None = None
@@ -597,7 +601,9 @@ class ChatService:
         try:
             # Abandoned already (see _reply): the request never goes out.
             stream = (
-                iter(()) if reply._stop.is_set() else provider.stream_chat(model, messages, options)
+                iter(())
+                if reply._stop.is_set()
+                else complete_reply(provider.stream_chat(model, messages, options), provider.name)
             )
             try:
                 for chunk in stream:
@@ -630,6 +636,10 @@ class ChatService:
         reply.text = "".join(parts)
         reply.status = status
         reply.latency_ms = (time.perf_counter() - started) * 1000
+        no_count = reply.usage is None or reply.usage.tokens_out is None
+        if no_count and (parts or status != ERROR):  # something was asked and answered
+            reply.usage = estimate_usage(messages, options.system, len(parts), reply.usage)
+            reply.usage_estimated = True
         try:
             reply._committed.wait()  # the row exists (or never will): only then save it
             if not reply._abandoned:
@@ -656,6 +666,7 @@ class ChatService:
             row.latency_ms = reply.latency_ms
             if reply.usage:
                 row.tokens_in, row.tokens_out = reply.usage.tokens_in, reply.usage.tokens_out
+                row.tokens_estimated = reply.usage_estimated
             conv = session.get(Conversation, reply.conversation_id)
             if conv is not None:
                 conv.updated_at = utcnow()
@@ -690,6 +701,7 @@ _MESSAGE_DEFAULTS: dict[str, Any] = {
     "profile_id": None,
     "model": None,
     "status": COMPLETE,
+    "tokens_estimated": False,
 }
 
 
@@ -704,17 +716,30 @@ class _Turn:
     conversation: dict[str, Any] = field(default_factory=dict)  # more columns to set
 
 
+# Why a reply ended, where that is worth saying (a plain "stop" is not).
+FINISH_LABELS = {
+    "length": "✂️ cut at the max tokens limit",
+    "content_filter": "🚫 stopped by the content filter",
+    "tool_calls": "asked to call a tool",
+}
+
+
 def describe_message(m: MessageView) -> str:
-    """The footer under an assistant reply: model, tokens, timings, status."""
+    """The footer under an assistant reply: model, tokens, timings, why it ended."""
     bits = [m.model or "?"]
     if m.tokens_in is not None or m.tokens_out is not None:
-        bits.append(f"{m.tokens_in or 0}→{m.tokens_out or 0} tokens")
+        if m.tokens_estimated:
+            bits.append(f"~{m.tokens_in or 0}→~{m.tokens_out or 0} tokens (estimated)")
+        else:
+            bits.append(f"{m.tokens_in or 0}→{m.tokens_out or 0} tokens")
     if m.ttft_ms is not None:
         bits.append(f"first token {m.ttft_ms:.0f} ms")
     if m.latency_ms is not None:
         bits.append(f"{m.latency_ms / 1000:.1f} s")
     if m.status == STOPPED:
         bits.append("⏹ stopped")
+    elif m.finish_reason in FINISH_LABELS:
+        bits.append(FINISH_LABELS[m.finish_reason])
     return " · ".join(bits)
 
 
@@ -774,6 +799,7 @@ def _message_view(m: Message) -> MessageView:
         model=m.model,
         tokens_in=m.tokens_in,
         tokens_out=m.tokens_out,
+        tokens_estimated=bool(m.tokens_estimated),
         ttft_ms=m.ttft_ms,
         latency_ms=m.latency_ms,
         finish_reason=m.finish_reason,

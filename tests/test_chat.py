@@ -5,20 +5,22 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, event, select
 from sqlalchemy.exc import OperationalError
 
-from spoonfeeder.chat import COMPLETE, ERROR, STOPPED, ChatTarget
+from spoonfeeder.chat import COMPLETE, ERROR, STOPPED, ChatTarget, describe_message
 from spoonfeeder.context import AppContext
 from spoonfeeder.db.models import Conversation, Message
 from spoonfeeder.errors import NotFoundError, ValidationError
-from spoonfeeder.providers.base import ChatOptions
+from spoonfeeder.providers.base import CUT_REPLY, EMPTY_REPLY, ChatOptions
 from tests.conftest import make_settings
 from tests.fakes.anthropic_server import DEFAULT_MODELS as CLAUDE_MODELS
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.gemini_server import FakeGemini
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
@@ -413,3 +415,120 @@ def test_a_failed_commit_closes_the_stream_and_raises(ctx: AppContext) -> None:
     assert ctx.chat.active_reply(conv.id) is None
     with ctx.sessions() as session:
         assert session.scalars(select(Message)).all() == []
+
+
+# ----- replies that end without text or without a reason (llama.cpp, seen for real) ----
+
+EMPTY = EMPTY_REPLY  # "The server ended the reply without any text — the prompt may be …"
+CUT = CUT_REPLY  # "The server ended the stream early without saying why"
+# provider kind -> (fake server, the base URL path a user enters, a model the fake serves)
+PROVIDER_FAKES = {
+    "ollama": (FakeOllama, "", "llama3.2"),
+    "openai": (FakeOpenAI, "/v1", "gpt-4o-mini"),
+    "anthropic": (FakeAnthropic, "", CLAUDE_MODELS[0]),
+    "gemini": (FakeGemini, "", "gemini-2.5-flash"),
+}
+
+
+def _serve_provider(ctx: AppContext, stack: ExitStack, kind: str, **fake_options: object):
+    """A fake of `kind` set as that provider's setting; (fake, target)."""
+    fake_class, path, model = PROVIDER_FAKES[kind]
+    if kind != "ollama":
+        fake_options.setdefault("key", KEY)
+    fake = fake_class(**fake_options)
+    url = stack.enter_context(serve(fake.app))
+    key = None if kind == "ollama" else KEY
+    ctx.profiles.save_setting(kind, api_key=key, endpoint_url=url + path)
+    return fake, ChatTarget(kind, model)
+
+
+@pytest.mark.parametrize("kind", list(PROVIDER_FAKES))
+def test_an_empty_stream_is_an_error_not_a_complete_reply(ctx: AppContext, kind: str) -> None:
+    with ExitStack() as stack:
+        _fake, target = _serve_provider(ctx, stack, kind, fault="empty_stream")
+        conv_id, reply = _chat(ctx, "a prompt longer than the context", target)
+        assert list(reply) == []
+    assert reply.wait(5).status == ERROR
+    assert reply.error == EMPTY
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (saved.status, saved.content, saved.error) == (ERROR, "", EMPTY)
+
+
+@pytest.mark.parametrize("kind", list(PROVIDER_FAKES))
+def test_a_stream_that_ends_without_a_reason_keeps_its_text_as_an_error(
+    ctx: AppContext, kind: str
+) -> None:
+    with ExitStack() as stack:
+        _fake, target = _serve_provider(
+            ctx, stack, kind, tokens=["a ", "b ", "c ", "d "], fault="no_finish"
+        )
+        conv_id, reply = _chat(ctx, "hello", target)
+        assert "".join(reply) == "a b "
+    assert (reply.wait(5).status, reply.error) == (ERROR, CUT)
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (saved.status, saved.content, saved.error) == (ERROR, "a b ", CUT)
+    assert saved.finish_reason is None
+
+
+def test_tokens_are_estimated_when_the_server_reports_none(ctx: AppContext) -> None:
+    with ExitStack() as stack:
+        _fake, target = _serve_provider(
+            ctx, stack, "openai", tokens=["Hel", "lo", "!"], usage=False
+        )
+        conv_id, reply = _chat(ctx, "x" * 40, target)  # 40 characters: about 10 tokens
+        assert reply.wait(5).status == COMPLETE
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (saved.tokens_in, saved.tokens_out, saved.tokens_estimated) == (10, 3, True)
+    assert "~10→~3 tokens (estimated)" in describe_message(saved)
+
+
+def test_reported_tokens_are_not_marked_estimated(ctx: AppContext, openai: FakeOpenAI) -> None:
+    conv_id, reply = _chat(ctx)
+    assert reply.wait(5).status == COMPLETE
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (saved.tokens_in, saved.tokens_out, saved.tokens_estimated) == (7, 4, False)
+    assert "7→4 tokens" in describe_message(saved) and "estimated" not in describe_message(saved)
+
+
+@pytest.mark.parametrize("unknown_path", ["openai", "fastapi"])
+def test_a_base_url_without_v1_says_the_path_is_not_served(
+    ctx: AppContext, unknown_path: str
+) -> None:
+    fake = FakeOpenAI(key=KEY, unknown_path=unknown_path)  # llama-cpp-python: "fastapi"
+    with serve(fake.app) as url:
+        profile = ctx.profiles.create_profile("llama.cpp", "openai", url, KEY)  # forgot /v1
+        _, reply = _chat(ctx, "hi", ChatTarget("openai", "gpt-4o-mini", profile.id))
+        assert list(reply) == []
+    error = reply.wait(5).error or ""
+    assert "is not available" not in error
+    assert f"{url} answers HTTP 404 on /chat/completions" in error
+    assert f"try {url}/v1" in error
+
+
+@pytest.mark.parametrize(
+    ("tokens", "max_tokens", "footer"),
+    [(["a", "b", "c"], 2, "✂️ cut at the max tokens limit"), (["a", "b"], None, "")],
+)
+def test_the_footer_says_why_a_reply_ended(
+    ctx: AppContext, openai: FakeOpenAI, tokens: list[str], max_tokens: int | None, footer: str
+) -> None:
+    openai.tokens = tokens
+    conv_id, reply = _chat(ctx, options=ChatOptions(max_tokens=max_tokens))
+    reply.wait(5)
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    text = describe_message(saved)
+    if footer:
+        assert saved.finish_reason == "length" and footer in text
+    else:
+        assert saved.finish_reason == "stop" and "cut" not in text
+
+
+def test_a_stopped_reply_says_so_in_its_footer(ctx: AppContext) -> None:
+    fake = FakeOpenAI(key=KEY, tokens=[f"t{i} " for i in range(200)], token_delay=0.01)
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        conv_id, reply = _chat(ctx)
+        next(iter(reply))
+        ctx.chat.stop(conv_id)
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert saved.finish_reason == "stopped" and "⏹ stopped" in describe_message(saved)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from spoonfeeder.context import AppContext
+from spoonfeeder.providers.base import EMPTY_REPLY
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import serve
@@ -162,3 +164,45 @@ def test_a_broken_stream_ends_in_a_clear_message_in_the_chat(
     assert "Traceback" not in shown
     saved = ctx.chat.get_conversation(conv_id).messages[-1]
     assert (saved.status, saved.content) == ("error", half)
+
+
+def test_the_readme_pattern_surfaces_a_failed_reply_after_its_deltas(
+    app: tuple[Client, AppContext, FakeOpenAI],
+) -> None:
+    """The README's /chat example: iterating a job ends silently on a failure, so it ends
+    with job.result(), which raises the reason."""
+    client, _, fake = app
+    fake.fault = "no_finish"  # llama.cpp's first stream when a second request arrives
+    try:
+        job = client.submit("openai", "gpt-4o-mini", "Cut me off", api_name="/chat")
+        deltas = [delta for delta in job]
+        with pytest.raises(AppError, match="The server ended the stream early without saying why"):
+            job.result()
+    finally:
+        fake.fault = None
+    assert "".join(deltas) == "".join(TOKENS[: len(TOKENS) // 2])
+
+
+def test_an_empty_reply_is_shown_in_the_chat_with_its_reason(
+    app: tuple[Client, AppContext, FakeOpenAI],
+) -> None:
+    client, ctx, fake = app
+    fake.fault = "empty_stream"
+    try:
+        job = client.submit(
+            "",
+            {"text": "Too long", "files": []},
+            "openai",
+            "gpt-4o-mini",
+            "",
+            0.7,
+            0,
+            api_name="/send_message",
+        )
+        outputs = list(job)
+    finally:
+        fake.fault = None
+    conv_id, history = outputs[-1][0], outputs[-1][1]
+    shown = history[-1]["content"][0]["text"]
+    assert shown == f"⚠️ **{EMPTY_REPLY}**"
+    assert ctx.chat.get_conversation(conv_id).messages[-1].status == "error"

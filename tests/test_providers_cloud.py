@@ -533,8 +533,8 @@ def test_openai_base_url_without_v1_is_explained(start: Start) -> None:
     provider = OpenAIProvider(run.root, run.fake.key, FAST)  # forgot the /v1
     with pytest.raises(ProviderRequestError) as caught:
         provider.list_models()
-    assert caught.value.message.startswith(f"OpenAI has no such endpoint at {run.root} (HTTP 404)")
-    assert "ends in /v1" in caught.value.message
+    assert caught.value.message.startswith(f"OpenAI at {run.root} answers HTTP 404 on /models")
+    assert f"try {run.root}/v1" in caught.value.message
 
 
 def test_anthropic_fake_accepts_the_old_x_api_key_header_too(start: Start) -> None:

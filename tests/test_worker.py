@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import PermanentTaskError, RetryableTaskError
+from spoonfeeder.providers.base import EMPTY_REPLY
 from spoonfeeder.tasks import (
     CANCELLED,
     COMPLETED,
@@ -328,6 +329,29 @@ def test_text_generate_with_a_rejected_key_fails_at_once(
     view = ctx.tasks.get_task(task_id)
     assert view.attempts == 1
     assert "key" in view.error.lower()
+
+
+def test_text_generate_with_an_empty_reply_fails_at_once_with_the_reason(
+    ctx: AppContext, registry: HandlerRegistry, openai_url: Callable[[FakeOpenAI], str]
+) -> None:
+    openai_url(FakeOpenAI(key=KEY, fault="empty_stream"))  # llama.cpp, prompt over context
+    task_id = generate(ctx)
+    start(ctx, registry)
+    wait_for(lambda: status_of(ctx, task_id) == FAILED, 10, "the failure")
+    view = ctx.tasks.get_task(task_id)
+    assert view.attempts == 1  # retrying the same over-long prompt cannot help
+    assert view.error == EMPTY_REPLY
+
+
+def test_text_generate_estimates_tokens_the_server_did_not_report(
+    ctx: AppContext, registry: HandlerRegistry, openai_url: Callable[[FakeOpenAI], str]
+) -> None:
+    openai_url(FakeOpenAI(key=KEY, tokens=["a", "b", "c"], usage=False))
+    task_id = generate(ctx)  # "Say hello": 9 characters, about 3 tokens
+    start(ctx, registry)
+    wait_for(lambda: status_of(ctx, task_id) == COMPLETED, 10, "the generation")
+    usage = ctx.tasks.get_task(task_id).result["usage"]
+    assert usage == {"tokens_in": 3, "tokens_out": 3, "estimated": True}
 
 
 def test_cancelling_a_generation_closes_the_upstream_stream(

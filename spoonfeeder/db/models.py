@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -260,6 +261,8 @@ class Conversation(Base):
     id: Mapped[uuid.UUID] = _id()
     owner_id: Mapped[uuid.UUID | None] = _owner()
     title: Mapped[str] = mapped_column(String(300), default="New conversation")
+    # Renamed by hand: the title no longer follows the first message.
+    title_locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     provider: Mapped[str | None] = mapped_column(String(32))
     profile_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("profiles.id", ondelete="SET NULL")
@@ -299,6 +302,8 @@ class Message(Base):
     model: Mapped[str | None] = mapped_column(String(255))
     tokens_in: Mapped[int | None] = mapped_column(Integer)
     tokens_out: Mapped[int | None] = mapped_column(Integer)
+    # The server reported no usage: the counts are estimates (chunks streamed, prompt length).
+    tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     finish_reason: Mapped[str | None] = mapped_column(String(64))

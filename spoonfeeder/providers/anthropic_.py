@@ -78,20 +78,31 @@ class AnthropicProvider:
         request = chat_request(model, messages, options)
         timeout = anthropic.Timeout(options.timeout, connect=CONNECT_TIMEOUT)
         opened = False
+        stop: str | None = None
+        tokens_in: int | None = None
+        tokens_out: int | None = None
         try:
             # `with` closes the HTTP response when the caller stops iterating early.
             with self._client.messages.stream(**request, timeout=timeout) as stream:
                 opened = True
-                for text in stream.text_stream:
-                    if text:
-                        yield ChatChunk(text=text)
-                final = stream.get_final_message()
+                # The events themselves rather than get_final_message(), which asserts
+                # (AssertionError) when a body ended before message_start.
+                for event in stream:
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        if event.delta.text:
+                            yield ChatChunk(text=event.delta.text)
+                    elif event.type == "message_start":
+                        usage = event.message.usage
+                        tokens_in, tokens_out = usage.input_tokens, usage.output_tokens
+                    elif event.type == "message_delta":
+                        stop = event.delta.stop_reason or stop
+                        tokens_out = event.usage.output_tokens
+                        tokens_in = getattr(event.usage, "input_tokens", None) or tokens_in
         except SDK_ERRORS as exc:
             raise self._error(exc, model=model, midstream=opened) from exc
-        stop = final.stop_reason
         yield ChatChunk(
             finish_reason=FINISH_REASONS.get(stop, stop) if stop else None,
-            usage=Usage(final.usage.input_tokens, final.usage.output_tokens),
+            usage=Usage(tokens_in, tokens_out) if tokens_in is not None else None,
         )
 
     def _list_models(self, client: anthropic.Anthropic) -> list[ModelInfo]:

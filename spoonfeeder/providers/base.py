@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
+from spoonfeeder.errors import ProviderError, ProviderRequestError, ProviderServerError
+
 Role = Literal["system", "user", "assistant"]
 
 # Read timeout for a streamed reply: generous, since local models can be slow to start.
@@ -84,3 +86,57 @@ class ChatProvider(Protocol):
         ...
 
     def check(self) -> Health: ...
+
+
+# What a reply that did not end properly is stored with, whatever the provider. Seen for
+# real: llama.cpp answers a prompt longer than its context with HTTP 200 and an empty
+# stream, and ends a stream with [DONE] but no finish reason when a second request
+# reaches it.
+EMPTY_REPLY = (
+    "The server ended the reply without any text — the prompt may be longer than the "
+    "model's context"
+)
+CUT_REPLY = "The server ended the stream early without saying why"
+FILTERED_REPLY = "The provider withheld the reply (its content filter stopped it)"
+NO_ROOM_REPLY = "The reply reached the max tokens limit before any text; allow more tokens"
+
+
+def estimate_usage(
+    messages: Sequence[ChatMessage], system: str | None, chunks: int, reported: Usage | None
+) -> Usage:
+    """Token counts for a server that reported none (many OpenAI-compatible servers ignore
+    `stream_options.include_usage`): out is the number of streamed text chunks (servers
+    send about one token each), in is the prompt's length at ~4 characters a token."""
+    chars = len(system or "") + sum(len(m.content) for m in messages)
+    tokens_in = reported.tokens_in if reported and reported.tokens_in is not None else None
+    return Usage(tokens_in if tokens_in is not None else -(-chars // 4), chunks)
+
+
+def complete_reply(chunks: Iterator[ChatChunk], provider: str | None = None) -> Iterator[ChatChunk]:
+    """The chunks of a reply, raising at its end if the reply did not end properly: no
+    text at all, or no finish reason. The text that did arrive has been yielded by then.
+
+    Closing this iterator closes `chunks` (and with it the upstream request)."""
+    has_text = False
+    finish_reason: str | None = None
+    try:
+        for chunk in chunks:
+            has_text = has_text or bool(chunk.text)
+            finish_reason = chunk.finish_reason or finish_reason
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if not has_text:
+        raise _empty_reply_error(finish_reason, provider)
+    if finish_reason is None:
+        raise ProviderServerError(CUT_REPLY, provider=provider)
+
+
+def _empty_reply_error(finish_reason: str | None, provider: str | None) -> ProviderError:
+    if finish_reason == "content_filter":
+        return ProviderRequestError(FILTERED_REPLY, provider=provider)
+    if finish_reason == "length":
+        return ProviderRequestError(NO_ROOM_REPLY, provider=provider)
+    return ProviderRequestError(EMPTY_REPLY, provider=provider)

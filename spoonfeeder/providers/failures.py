@@ -51,6 +51,7 @@ def status_error(
     key_rejected: bool = False,
     missing_model: str | None = None,
     endpoint_hint: str = "Check the URL.",
+    path: str | None = None,
     retry_after: float | None = None,
     server_statuses: tuple[int, ...] = (408, 409),
 ) -> ProviderError:
@@ -58,8 +59,8 @@ def status_error(
 
     `key_rejected` marks an auth failure the API words with another status (Gemini's
     400 API_KEY_INVALID); `missing_model` names the model when a 404 is the API saying
-    it has no such model (rather than a wrong URL); `server_statuses` are the statuses
-    below 500 that are worth retrying."""
+    it has no such model (rather than a wrong URL, where `path` is what was asked for);
+    `server_statuses` are the statuses below 500 that are worth retrying."""
     if status in (401, 403) or key_rejected:
         if not has_key:
             text = f"{label} needs an API key (HTTP {status}): {detail}. Add one in Settings."
@@ -73,7 +74,11 @@ def status_error(
                 "Choose another model."
             )
         else:
-            text = f"{label} has no such endpoint at {url} (HTTP 404): {detail}. {endpoint_hint}"
+            where = f" on {path}" if path else ""
+            text = (
+                f"{label} at {url} answers HTTP 404{where} ({detail}): the base URL does not "
+                f"lead to its API. {endpoint_hint}"
+            )
         return ProviderRequestError(text, provider=provider)
     if status == 429:
         when = f"retry after {retry_after:g} s" if retry_after else "wait a moment and retry"

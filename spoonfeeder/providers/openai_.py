@@ -133,16 +133,17 @@ class OpenAIProvider:
         return ProviderServerError(message, provider=self.name)
 
     def _status_error(self, exc: openai.APIStatusError, model: str | None) -> ProviderError:
-        # A JSON error body on a 404 is the API talking; plain text means a wrong base URL.
+        detail = self._detail(exc)
         return status_error(
             LABEL,
             self.name,
             self.url,
             exc.status_code,
-            self._detail(exc),
+            detail,
             has_key=self._key is not None,
-            missing_model=model if isinstance(exc.body, dict) else None,
-            endpoint_hint="Check the base URL; it usually ends in /v1.",
+            missing_model=model if _is_about_a_model(exc, detail) else None,
+            endpoint_hint=_base_url_hint(self.url),
+            path=exc.response.request.url.path,
             retry_after=header_retry_after(exc.response.headers),
         )
 
@@ -153,6 +154,20 @@ class OpenAIProvider:
         if not isinstance(text, str) or not text.strip():
             text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         return short_detail(text, self._key)
+
+
+def _is_about_a_model(exc: openai.APIStatusError, detail: str) -> bool:
+    """Whether a 404 is the API saying it has no such model — rather than a wrong base
+    URL, which the real API answers with "Invalid URL (POST /chat/completions)" and
+    FastAPI servers (llama-cpp-python, vLLM) with {"detail": "Not Found"}."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return body.get("code") == "model_not_found" or "model" in detail.lower()
+
+
+def _base_url_hint(url: str) -> str:
+    if urlsplit(url).path.rstrip("/").endswith("/v1"):
+        return "Check the base URL."
+    return f"OpenAI-compatible servers serve their API under /v1: try {url}/v1."
 
 
 def _chunks(stream: Iterable[ChatCompletionChunk]) -> Iterator[ChatChunk]:

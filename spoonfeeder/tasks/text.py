@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from spoonfeeder.errors import ValidationError
-from spoonfeeder.providers.base import ChatMessage, ChatOptions
+from spoonfeeder.providers.base import ChatMessage, ChatOptions, complete_reply, estimate_usage
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.tasks.handlers import TaskContext, register
 
@@ -104,17 +104,23 @@ def generate(task: TaskContext) -> dict[str, Any]:
     )
     limit = p.get("max_tokens")
     parts: list[str] = []
-    usage: dict[str, int | None] = {"tokens_in": None, "tokens_out": None}
+    usage: dict[str, Any] = {"tokens_in": None, "tokens_out": None}
     finish_reason = None
     task.progress(0.0, f"Asking {p['provider']} / {p['model']}", force=True)
-    stream = provider.stream_chat(p["model"], [ChatMessage("user", p["prompt"])], options)
+    messages = [ChatMessage("user", p["prompt"])]
+    # complete_reply: a reply with no text or no finish reason fails the attempt.
+    stream = complete_reply(provider.stream_chat(p["model"], messages, options), p["provider"])
     try:
         for chunk in stream:
             task.check_cancelled()  # closing the stream (finally) closes the upstream request
             if chunk.text:
                 parts.append(chunk.text)
-            if chunk.usage is not None:
+            if chunk.usage is not None and chunk.usage.tokens_out is not None:
                 usage = {"tokens_in": chunk.usage.tokens_in, "tokens_out": chunk.usage.tokens_out}
+            elif chunk.finish_reason is not None and usage["tokens_out"] is None:
+                guess = estimate_usage(messages, options.system, len(parts), chunk.usage)
+                usage = {"tokens_in": guess.tokens_in, "tokens_out": guess.tokens_out}
+                usage["estimated"] = True
             finish_reason = chunk.finish_reason or finish_reason
             chars = sum(map(len, parts))
             fraction = min(0.99, len(parts) / limit) if limit else None

@@ -16,6 +16,9 @@ Faults (`fault=`), for the first `fault_times` requests (None: all of them):
   "server_error"  500 api_error
   "break_midway"  streams the first half of the tokens, then drops the connection
   "error_event"   streams the first half, then `event: error` (overloaded_error)
+  "empty_stream"  HTTP 200 and an empty body: not one event
+  "no_finish"     streams the first half, then the body ends: no message_delta (so no
+                  stop_reason) and no message_stop
 """
 
 from __future__ import annotations
@@ -174,6 +177,8 @@ class FakeAnthropic(FakeServerBase):
         usage: tuple[int, int],
         fault: str | None,
     ) -> AsyncIterator[bytes]:
+        if fault == "empty_stream":
+            return
         yield _event("message_start", {"message": _message(model, usage[0], 1, None)})
         block = {"type": "text", "text": ""}
         yield _event("content_block_start", {"index": 0, "content_block": block})
@@ -183,6 +188,8 @@ class FakeAnthropic(FakeServerBase):
             if index == cut:
                 if fault == "break_midway":
                     raise HangUp
+                if fault == "no_finish":
+                    return
                 error = {"type": "overloaded_error", "message": self.error_message or "Overloaded"}
                 yield _event("error", {"error": error})
                 return

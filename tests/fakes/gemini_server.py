@@ -17,6 +17,8 @@ Faults (`fault=`), for the first `fault_times` requests (None: all of them):
   "server_error"  500 INTERNAL
   "break_midway"  streams the first half of the tokens, then drops the connection
   "error_event"   streams the first half, then `data: {"error": {"code": 503, …}}`
+  "empty_stream"  HTTP 200 and an empty body: not one event
+  "no_finish"     streams the first half, then the body ends: no finishReason, no usage
 """
 
 from __future__ import annotations
@@ -196,12 +198,16 @@ class FakeGemini(FakeServerBase):
         usage: dict[str, int],
         fault: str | None,
     ) -> AsyncIterator[bytes]:
+        if fault == "empty_stream":
+            return
         cut = self._cut_index(tokens, fault)
         last = len(tokens) - 1
         for index, token in enumerate(tokens):
             if index == cut:
                 if fault == "break_midway":
                     raise HangUp
+                if fault == "no_finish":
+                    return
                 message = self.error_message or "The model is overloaded. Please try again later."
                 yield _event({"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}})
                 return

@@ -21,6 +21,8 @@ Constructor (all keyword-friendly, all optional):
     "rate_limited"   every /api/* endpoint answers 429
     "break_midway"   streams drop the TCP connection after ``fault_after`` lines
     "error_line"     streams send {"error": …} (HTTP status stays 200) after ``fault_after`` lines
+    "empty_stream"   chat/generate answer HTTP 200 with no line at all
+    "no_finish"      chat/generate stream ``fault_after`` lines, then end without ``done``
 - ``fault_after``: streamed lines sent before a streaming fault strikes (default 2).
 - ``api_key``: when set, every request must carry ``Authorization: Bearer <api_key>``.
 - ``pull_layers``: (digest, size) of each layer /api/pull downloads; default two layers.
@@ -63,6 +65,8 @@ FAULTS = (
     "rate_limited",
     "break_midway",
     "error_line",
+    "empty_stream",
+    "no_finish",
 )
 DEFAULT_TOKENS = ("Hello", "!", " How", " can", " I", " help", "?")
 DEFAULT_LAYERS = (
@@ -414,6 +418,10 @@ class FakeOllama:
         if body.get("stream") is False:  # a missing "stream" means true
             return JSONResponse(final | self._line(model, "".join(tokens), chat, done=True))
         lines = [self._line(model, token, chat) for token in tokens] + [final]
+        if self.fault == "empty_stream":
+            lines = []
+        elif self.fault == "no_finish":
+            lines = lines[: min(self.fault_after, len(lines) - 1)]
         return _NDJSONStream(self, self._paced(lines))
 
     @staticmethod

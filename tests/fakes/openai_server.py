@@ -16,6 +16,15 @@ Faults (`fault=`), for the first `fault_times` requests (None: all of them):
   "server_error"  500 server_error (also on /v1/models)
   "break_midway"  streams the first half of the tokens, then drops the connection
   "error_event"   streams the first half, then a `data: {"error": …}` event
+  "empty_stream"  HTTP 200 and an empty stream: no chunk, no [DONE] (llama.cpp's answer to
+                  a prompt longer than its context)
+  "no_finish"     streams the first half, then `data: [DONE]` with no finish_reason and no
+                  usage (llama.cpp's first stream when a second request reaches it)
+
+`usage=False` leaves the usage chunk out, as servers that ignore
+`stream_options.include_usage` do. `unknown_path` is what a path the server does not serve
+answers (a base URL without /v1): "openai" the real API's JSON error, "fastapi" the
+`{"detail": "Not Found"}` of FastAPI servers such as llama-cpp-python's and vLLM's.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,7 +44,16 @@ from starlette.types import Send
 
 DEFAULT_TOKENS = ("Hello", ",", " world", "!")
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o")
-FAULTS = ("auth", "unknown_model", "rate_limit", "server_error", "break_midway", "error_event")
+FAULTS = (
+    "auth",
+    "unknown_model",
+    "rate_limit",
+    "server_error",
+    "break_midway",
+    "error_event",
+    "empty_stream",
+    "no_finish",
+)
 CREATED = 1700000000
 
 
@@ -130,7 +148,9 @@ class FakeServerBase:
     @staticmethod
     def _cut_index(tokens: Sequence[str], fault: str | None) -> int | None:
         """Where a broken stream stops: after the first half of the tokens."""
-        return len(tokens) // 2 if fault in ("break_midway", "error_event") else None
+        if fault == "empty_stream":
+            return 0
+        return len(tokens) // 2 if fault in ("break_midway", "error_event", "no_finish") else None
 
     async def _pause(self) -> None:
         if self.token_delay:
@@ -143,12 +163,14 @@ class FakeOpenAI(FakeServerBase):
     key: the accepted API key (Bearer); None accepts any key, like a local server.
     tokens: the text deltas of each streamed reply; the request's max_tokens cuts them
         short with finish_reason "length".
-    usage: (prompt_tokens, completion_tokens) to report; default (5, tokens sent).
+    usage: (prompt_tokens, completion_tokens) to report; default (5, tokens sent); False:
+        no usage chunk at all.
     token_delay: seconds to sleep before each token (0: as fast as possible).
     fault / fault_times: see the module docstring.
     models: ids listed by GET /v1/models and accepted by chat completions.
     retry_after: the retry-after header sent with the "rate_limit" fault.
     error_message: replaces the server's message in fault errors.
+    unknown_path: "openai" or "fastapi", see the module docstring.
 
     After a run: `requests` (every request, in order), `stream_closed_early` (the
     client hung up before a stream finished; wait on `disconnected` to block for it).
@@ -158,18 +180,19 @@ class FakeOpenAI(FakeServerBase):
         self,
         key: str | None = "sk-test",
         tokens: Sequence[str] = DEFAULT_TOKENS,
-        usage: tuple[int, int] | None = None,
+        usage: tuple[int, int] | Literal[False] | None = None,
         token_delay: float = 0.0,
         fault: str | None = None,
         fault_times: int | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
         retry_after: float = 20,
         error_message: str | None = None,
+        unknown_path: Literal["openai", "fastapi"] = "openai",
     ) -> None:
         super().__init__(
             key=key,
             tokens=tokens,
-            usage=usage,
+            usage=None if usage is False else usage,
             token_delay=token_delay,
             fault=fault,
             fault_times=fault_times,
@@ -177,10 +200,13 @@ class FakeOpenAI(FakeServerBase):
             retry_after=retry_after,
             error_message=error_message,
         )
+        self.report_usage = usage is not False
+        self.unknown_path = unknown_path
         self.app = Starlette(
             routes=[
                 Route("/v1/models", self._list_models),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/{path:path}", self._not_found, methods=["GET", "POST"]),
             ]
         )
 
@@ -219,6 +245,14 @@ class FakeOpenAI(FakeServerBase):
                 500, "The server had an error while processing your request.", "server_error", None
             )
         return None
+
+    async def _not_found(self, request: Request) -> Response:
+        """A path this server does not serve, worded as the real server words it."""
+        await self._record(request)
+        if self.unknown_path == "fastapi":
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        message = f"Invalid URL ({request.method} {request.url.path})"
+        return self._error(404, message, "invalid_request_error", None)
 
     async def _list_models(self, request: Request) -> Response:
         await self._record(request)
@@ -290,19 +324,25 @@ class FakeOpenAI(FakeServerBase):
             choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
             return _event({**self._envelope(model), "choices": [choice]})
 
+        if fault == "empty_stream":
+            return
         yield chunk({"role": "assistant", "content": ""})
         cut = self._cut_index(tokens, fault)
         for index, token in enumerate(tokens):
             if index == cut:
                 if fault == "break_midway":
                     raise HangUp
+                if fault == "no_finish":
+                    yield b"data: [DONE]\n\n"
+                    return
                 message = self.error_message or "The server had an error processing your request."
                 yield _event({"error": {"message": message, "type": "server_error"}})
                 return
             await self._pause()
             yield chunk({"content": token})
         yield chunk({}, finish)
-        yield _event({**self._envelope(model), "choices": [], "usage": usage})
+        if self.report_usage:
+            yield _event({**self._envelope(model), "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
 
     @staticmethod
