@@ -47,6 +47,7 @@ from spoonfeeder.providers.registry import CHAT_PROVIDERS, ProviderRegistry
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_TITLE = 300
+NEW_TITLE = "New conversation"
 STREAMING, COMPLETE, STOPPED, ERROR = "streaming", "complete", "stopped", "error"
 
 
@@ -136,16 +137,35 @@ class Reply:
         self._committed = threading.Event()
         self._abandoned = False
         self._first_taken = threading.Event()  # a reader has the first delta
+        self._parts: list[str] = []  # the deltas so far, for follow()
+        self._grew = threading.Condition()  # notified on each delta and at the end
 
     def __iter__(self) -> Iterator[str]:
-        try:
-            while (delta := self._deltas.get()) is not None:
-                if not self._first_taken.is_set():
-                    self._first_taken.set()
-                yield delta
-        except GeneratorExit:  # the reader went away (closed tab, cancelled request)
-            self.stop(wait=False)
-            raise
+        """The text deltas, for the one reader that started the reply. A reader that goes
+        away (a reloaded page) leaves the reply streaming: it saves itself, and `follow`
+        picks it up again. Only `stop()` stops it."""
+        while (delta := self._deltas.get()) is not None:
+            if not self._first_taken.is_set():
+                self._first_taken.set()
+            yield delta
+
+    def follow(self, idle: float = 1.0) -> Iterator[str | None]:
+        """The whole text so far each time it grows, until the reply has ended and is
+        saved — for any number of readers besides the first (a page opened mid-reply).
+        Yields None after `idle` seconds without news, so a reader can hand control back.
+        """
+        seen = -1
+        while True:
+            with self._grew:
+                self._grew.wait_for(lambda seen=seen: len(self._parts) != seen or self.done, idle)
+                count, text, ended = len(self._parts), "".join(self._parts), self.done
+            if count != seen:
+                seen = count
+                yield text
+            elif not ended:
+                yield None
+            if ended:
+                return
 
     def batched(self) -> Iterator[str]:
         """Like iterating, but joins the deltas that piled up while the reader was busy.
@@ -201,7 +221,8 @@ class ChatService:
         owner_id: uuid.UUID | None = None,
     ) -> ConversationView:
         row = Conversation(
-            title=_clean_title(title) if title else "New conversation",
+            title=_clean_title(title) if title else NEW_TITLE,
+            title_locked=bool(title),  # a title given here is the user's: it stays
             system_prompt=(system_prompt or "").strip() or None,
             owner_id=owner_id,
         )
@@ -248,9 +269,11 @@ class ChatService:
             ]
 
     def rename(self, conversation_id: uuid.UUID | str, title: str) -> ConversationView:
+        """Rename by hand: from now on the title no longer follows the first message."""
         clean = _clean_title(title)
         with transaction(self._sessions) as session:
-            _conversation(session, conversation_id).title = clean
+            row = _conversation(session, conversation_id)
+            row.title, row.title_locked = clean, True
         return self.get_conversation(conversation_id)
 
     def delete(self, conversation_id: uuid.UUID | str) -> str:
@@ -270,6 +293,9 @@ class ChatService:
         with transaction(self._sessions) as session:
             row = _conversation(session, conversation_id)
             position = _next_position(session, row.id)
+            first_user = next((m.content for m in messages if m.role == "user"), "")
+            if position == 0 and not row.title_locked and first_user.strip():
+                row.title = _title_from(first_user)
             for offset, m in enumerate(messages):
                 if m.role not in ("user", "assistant"):
                     raise ValidationError(
@@ -322,8 +348,9 @@ class ChatService:
             }
             turn = _Turn([*rows, ChatMessage("user", text, _images(attachments))], position + 1)
             turn.new_messages.append(user)
-            if conv.title == "New conversation" and text.strip():
-                turn.conversation["title"] = _clean_title(text.strip().splitlines()[0][:60])
+            first = not any(m.role == "user" for m in rows)
+            if first and not conv.title_locked and text.strip():
+                turn.conversation["title"] = _title_from(text)
             return turn
 
         return self._reply(conv_id, provider, target, options, plan)
@@ -372,12 +399,16 @@ class ChatService:
             if message.role != "user":
                 raise ValidationError("Only your own messages can be edited")
             edited = ChatMessage("user", new_text, self._chat_message(message).images)
-            turn = _Turn([*(m for m in rows if m.position < message.position), edited])
+            earlier = [m for m in rows if m.position < message.position]
+            turn = _Turn([*earlier, edited])
             turn.position = message.position + 1
             turn.before += [
                 update(Message).where(Message.id == message.id).values(content=new_text),
                 _delete_after(conv_id, message.position),
             ]
+            # The title came from the first message: it follows an edit of it.
+            if not conv.title_locked and not any(m.role == "user" for m in earlier):
+                turn.conversation["title"] = _title_from(new_text)
             return turn
 
         return self._reply(conv_id, provider, target, options, plan)
@@ -391,7 +422,10 @@ class ChatService:
         return True
 
     def active_reply(self, conversation_id: uuid.UUID | str) -> Reply | None:
-        return self._active.get(_uuid(conversation_id))
+        """The reply streaming in this conversation right now, if any: `reply.follow()`
+        lets a page opened (or reloaded) mid-reply show it to its end."""
+        reply = self._active.get(_uuid(conversation_id))
+        return reply if reply is not None and not reply.done else None
 
     def recover_interrupted(self) -> int:
         """Mark replies that were streaming when the app stopped; run once at start."""
@@ -467,6 +501,7 @@ class ChatService:
                 found = db.execute(
                     select(
                         Conversation.title,
+                        Conversation.title_locked,
                         Conversation.system_prompt,
                         Message.id,
                         Message.position,
@@ -596,7 +631,7 @@ class ChatService:
         options: ChatOptions,
     ) -> None:
         started = time.perf_counter()
-        parts: list[str] = []
+        parts = reply._parts  # appended in place: follow() reads it under reply._grew
         status = COMPLETE
         try:
             # Abandoned already (see _reply): the request never goes out.
@@ -613,6 +648,8 @@ class ChatService:
                     if chunk.text:
                         parts.append(chunk.text)
                         reply._deltas.put(chunk.text)
+                        with reply._grew:
+                            reply._grew.notify_all()
                         if reply.ttft_ms is None:
                             reply.ttft_ms = (time.perf_counter() - started) * 1000
                             # Let a waiting reader take the first delta now, instead of
@@ -648,7 +685,9 @@ class ChatService:
             with self._lock:
                 if self._active.get(reply.conversation_id) is reply:
                     del self._active[reply.conversation_id]
-            reply._done.set()
+            with reply._grew:
+                reply._done.set()
+                reply._grew.notify_all()
             reply._deltas.put(None)
 
     def _save_reply(self, reply: Reply) -> None:
@@ -750,6 +789,11 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise NotFoundError(f"No conversation or message with id {value!r}") from None
+
+
+def _title_from(text: str) -> str:
+    """A conversation's title from its first message: the first line, shortened."""
+    return _clean_title(text.strip().splitlines()[0][:60])
 
 
 def _clean_title(title: str) -> str:

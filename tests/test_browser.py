@@ -45,12 +45,13 @@ ARGS = [
 ]
 TOKENS = [f"word{i} " for i in range(40)]
 CKPT = "tiny-random-sd15.safetensors"
+App = tuple[str, AppContext, FakeOllama]  # the app's URL, its context, its fake Ollama
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, AppContext]]:
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     # Slow enough that streaming and pull progress are visible between two polls.
     fake = FakeOllama(tokens=TOKENS, token_delay=0.03, pull_steps=25)
     comfy = FakeComfyUI(delay=0.05)  # a run takes ~1 s: each step shows long enough to see
@@ -64,7 +65,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, AppCont
         stack.callback(ctx.close)
         ctx.profiles.save_setting("ollama", endpoint_url=url)
         ctx.start_workers(2)
-        yield stack.enter_context(launched(ctx)), ctx
+        yield stack.enter_context(launched(ctx)), ctx, fake
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, app: tuple[str, AppContext]) -> Iterator[Page]:
+def page(browser: Browser, app: App) -> Iterator[Page]:
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.set_default_timeout(15_000)
     page.goto(app[0])
@@ -94,7 +95,7 @@ def poll(check: Callable[[], object], timeout: float = 15) -> object:
     raise AssertionError(f"timed out after {timeout} s")
 
 
-def test_chat_streams_a_reply(page: Page, app: tuple[str, AppContext]) -> None:
+def test_chat_streams_a_reply(page: Page, app: App) -> None:
     page.get_by_role("tab", name="Chat").click()
     model = page.locator("#chat-model input")
     poll(lambda: model.input_value() == "llama3.2:latest")  # listed when the tab opens
@@ -141,9 +142,7 @@ def test_models_tab_pull_shows_progress(page: Page) -> None:
     poll(lambda: "mistral:7b" in installed.inner_text())  # the listing is re-read
 
 
-def test_comfyui_generates_with_live_progress_and_shows_the_images(
-    page: Page, app: tuple[str, AppContext]
-) -> None:
+def test_comfyui_generates_with_live_progress_and_shows_the_images(page: Page, app: App) -> None:
     page.get_by_role("tab", name="ComfyUI").click()
     prompt = page.locator("#cf-prompt textarea")
     poll(lambda: prompt.input_value())  # the default workflow's values are filled in
@@ -170,7 +169,7 @@ def test_comfyui_generates_with_live_progress_and_shows_the_images(
     assert (session.name, session.completed_count) == ("a lighthouse at dusk", 2)
 
 
-def test_tasks_table_follows_a_task_live(page: Page, app: tuple[str, AppContext]) -> None:
+def test_tasks_table_follows_a_task_live(page: Page, app: App) -> None:
     page.get_by_role("tab", name="Tasks").click()
     table = page.locator("#tasks-table")
     poll(lambda: "Name" in table.inner_text())  # the headers survive live updates
@@ -190,3 +189,52 @@ def test_tasks_table_follows_a_task_live(page: Page, app: tuple[str, AppContext]
     page.get_by_text("Live spoon").first.click()
     details = page.locator("#task-details")
     poll(lambda: "word0 word1" in details.inner_text())  # the result text
+
+
+def test_a_reload_mid_reply_reopens_the_conversation_and_follows_it(page: Page, app: App) -> None:
+    _url, ctx, fake = app
+    fake.token_delay = 0.1  # 40 tokens: 4 s, time enough to reload in the middle
+    try:
+        page.get_by_role("tab", name="Chat").click()
+        poll(lambda: page.locator("#chat-model input").input_value() == "llama3.2:latest")
+        box = page.locator("#chat-input textarea")
+        box.fill("Reload while you answer")
+        box.press("Enter")
+        bot = page.locator("#chat-bot .message.bot").last
+        poll(lambda: bot.count() and "word3" in bot.inner_text())
+        page.reload()
+        page.get_by_role("tab", name="Chat").click()
+        bot = page.locator("#chat-bot .message.bot").last
+
+        def growing() -> str | None:  # the reply, shown again and still arriving
+            text = bot.inner_text() if bot.count() else ""
+            return text if "word" in text and "word39" not in text else None
+
+        poll(growing)
+        poll(lambda: "first token" in bot.inner_text(), timeout=20)  # followed to its end
+    finally:
+        fake.token_delay = 0.03
+    assert "word39" in bot.inner_text()
+    conv = next(c for c in ctx.chat.list_conversations() if c.title == "Reload while you answer")
+    saved = ctx.chat.get_conversation(conv.id).messages[-1]
+    assert (saved.status, saved.content) == ("complete", "".join(TOKENS))  # never "stopped"
+
+
+def test_clear_starts_a_new_conversation(page: Page, app: App) -> None:
+    ctx = app[1]
+    page.get_by_role("tab", name="Chat").click()
+    poll(lambda: page.locator("#chat-model input").input_value() == "llama3.2:latest")
+    box = page.locator("#chat-input textarea")
+    box.fill("First topic")
+    box.press("Enter")
+    bot = page.locator("#chat-bot .message.bot").last
+    poll(lambda: bot.count() and "first token" in bot.inner_text())
+    page.locator("#chat-bot").get_by_role("button", name="Clear").click()
+    poll(lambda: page.locator("#chat-bot .message").count() == 0)
+    box.fill("Second topic")
+    box.press("Enter")
+    poll(lambda: bot.count() and "first token" in bot.inner_text())
+    titles = [c.title for c in ctx.chat.list_conversations()]
+    assert "First topic" in titles and "Second topic" in titles
+    first = next(c for c in ctx.chat.list_conversations() if c.title == "First topic")
+    assert len(ctx.chat.get_conversation(first.id).messages) == 2  # not continued

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -532,3 +533,52 @@ def test_a_stopped_reply_says_so_in_its_footer(ctx: AppContext) -> None:
         ctx.chat.stop(conv_id)
     saved = ctx.chat.get_conversation(conv_id).messages[-1]
     assert saved.finish_reason == "stopped" and "⏹ stopped" in describe_message(saved)
+
+
+# ----- a reply outlives its reader; titles follow the first message --------------------
+
+
+def test_a_reader_that_goes_away_leaves_the_reply_streaming_to_its_end(ctx: AppContext) -> None:
+    """A reloaded page: the request that read the deltas is gone, the reply is not."""
+    tokens = [f"w{i} " for i in range(30)]
+    fake = FakeOpenAI(key=KEY, tokens=tokens, token_delay=0.01)
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
+        conv_id, reply = _chat(ctx)
+        first_reader = iter(reply)
+        next(first_reader)
+        first_reader.close()  # the page went away after one delta
+        following = ctx.chat.active_reply(conv_id)
+        assert following is reply
+        seen = [text for text in following.follow(idle=0.05) if text is not None]
+    assert seen[-1] == "".join(tokens)
+    assert len(seen) > 2  # it grew while we watched, not one final blob
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    assert not fake.stream_closed_early
+    saved = ctx.chat.get_conversation(conv_id).messages[-1]
+    assert (saved.status, saved.content) == (COMPLETE, "".join(tokens))
+    assert ctx.chat.active_reply(conv_id) is None
+
+
+def test_the_title_follows_an_edit_of_the_first_message(
+    ctx: AppContext, openai: FakeOpenAI
+) -> None:
+    conv_id, reply = _chat(ctx, "Plan a trip to Lisbon")
+    reply.wait(5)
+    ctx.chat.send(conv_id, "And Porto?", GPT).wait(5)
+    assert ctx.chat.get_conversation(conv_id).title == "Plan a trip to Lisbon"
+    first = ctx.chat.get_conversation(conv_id).messages[0]
+    ctx.chat.edit_and_resend(conv_id, first.id, "Plan a trip to Madrid", GPT).wait(5)
+    assert ctx.chat.get_conversation(conv_id).title == "Plan a trip to Madrid"
+
+
+def test_a_title_renamed_by_hand_stays(ctx: AppContext, openai: FakeOpenAI) -> None:
+    conv_id, reply = _chat(ctx, "Plan a trip to Lisbon")
+    reply.wait(5)
+    ctx.chat.rename(conv_id, "Holidays")
+    first = ctx.chat.get_conversation(conv_id).messages[0]
+    ctx.chat.edit_and_resend(conv_id, first.id, "Plan a trip to Madrid", GPT).wait(5)
+    assert ctx.chat.get_conversation(conv_id).title == "Holidays"
+    second = ctx.chat.create_conversation("Named at the start")
+    ctx.chat.send(second.id, "hello there", GPT).wait(5)
+    assert ctx.chat.get_conversation(second.id).title == "Named at the start"

@@ -13,12 +13,15 @@ TITLE = "Spoon Feeder"
 def build_demo(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# 🥄 {TITLE}")
+        # Kept in the browser, so a reload reopens what was open. At the top level: in a
+        # tab that was never opened, a BrowserState is not restored.
+        open_conversation = gr.BrowserState("", storage_key="spoonfeeder-open-conversation")
         with gr.Tabs(selected="dashboard"):
             tabs = []
             with gr.Tab("Dashboard", id="dashboard") as tab:
                 tabs.append((tab, dashboard.build(ctx)))
             with gr.Tab("Chat", id="chat") as tab:
-                tabs.append((tab, chat.build(ctx)))
+                tabs.append((tab, chat.build(ctx, open_conversation)))
             with gr.Tab("Models", id="models") as tab:
                 tabs.append((tab, models.build(ctx)))
             with gr.Tab("ComfyUI", id="comfyui") as tab:

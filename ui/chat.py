@@ -23,7 +23,7 @@ from spoonfeeder.chat import (
     describe_message,
 )
 from spoonfeeder.context import AppContext
-from spoonfeeder.errors import ValidationError
+from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.providers.base import ChatMessage, ChatOptions
 from spoonfeeder.providers.registry import warm_up
 from ui.common import Refresh, format_time, shows_errors
@@ -96,7 +96,9 @@ def _export_file(conv: ConversationView, suffix: str, content: str) -> str:
 # ----- the tab ----------------------------------------------------------------------------
 
 
-def build(ctx: AppContext) -> Refresh:
+def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
+    """The Chat tab. `remembered` (kept in the browser) holds the conversation
+    this page has open, so a reload reopens it — and follows a reply still streaming."""
     chat = ctx.chat
     warm_up()  # so the first reply from each provider does not wait for its SDK import
 
@@ -174,7 +176,8 @@ def build(ctx: AppContext) -> Refresh:
     # ----- streaming ------------------------------------------------------------------------
 
     def stream(reply: Reply) -> Iterator[tuple]:
-        """Yield chatbot states while `reply` streams, then its saved form."""
+        """Yield chatbot states while `reply` streams, then its saved form. If the page
+        goes away meanwhile, the reply streams on (a reload follows it again)."""
         conv = chat.get_conversation(reply.conversation_id)
         rows, ids = render_conversation(conv)
         live = ""
@@ -187,6 +190,21 @@ def build(ctx: AppContext) -> Refresh:
         reply.wait(timeout=10)
         final_rows, final_ids = render_conversation(chat.get_conversation(conv.id))
         yield str(conv.id), final_rows, final_ids
+
+    def follow(conv: ConversationView, reply: Reply) -> Iterator[tuple[list, list] | None]:
+        """Chatbot states of a reply some other request started (this page was reloaded
+        while it streamed), until it ends; None when there is no news, so the caller
+        can yield and Gradio stop the generator if this page goes too."""
+        rows, ids = render_conversation(conv)
+        last = conv.messages[-1]
+        for text in reply.follow():
+            if text is None:
+                yield None
+                continue
+            rows[-1] = render_message(last, live_text=text)[0]
+            yield rows, ids
+        reply.wait(timeout=10)
+        yield render_conversation(chat.get_conversation(conv.id))
 
     @shows_errors
     def send_message(
@@ -292,11 +310,6 @@ def build(ctx: AppContext) -> Refresh:
     def list_models(choice: str):
         return model_dropdown(ctx, choice)
 
-    @shows_errors
-    def fill_models(choice: str, current: str | None):
-        # On page load and tab open: quietly, since no one asked yet (the server may be off).
-        return model_dropdown(ctx, choice, current, warn=False)
-
     # Clear the model at once in the browser: a message sent before the new list arrives
     # must not go to the new provider with the old provider's model.
     provider.input(None, None, model, js="() => null", api_visibility="private")
@@ -305,11 +318,6 @@ def build(ctx: AppContext) -> Refresh:
     )
     refresh_models.click(
         list_models, provider, model, api_visibility="private", show_progress="minimal"
-    )
-    # Set by the tab refresh, so the model list is filled without a click.
-    tick = gr.Textbox(visible=False)
-    tick.change(
-        fill_models, [provider, model], model, api_visibility="private", show_progress="hidden"
     )
 
     # ----- conversations --------------------------------------------------------------------
@@ -329,6 +337,8 @@ def build(ctx: AppContext) -> Refresh:
         )
 
     opened = [conv_id, chatbot, row_ids, title, system, provider, model, confirm_row]
+    restored = [*opened, picker]
+    MODEL = next(i for i, c in enumerate(opened) if c is model)
 
     @shows_errors
     def new_conversation(sys_prompt: str):
@@ -340,6 +350,40 @@ def build(ctx: AppContext) -> Refresh:
         if not cid:
             return "", [], [], "", gr.skip(), gr.skip(), gr.skip(), gr.Row(visible=False)
         return _opened(chat.get_conversation(cid))
+
+    @shows_errors
+    def restore(current: str, kept: str | None, choice: str, model_name: str | None):
+        """Page load and tab open: fill the model list, quietly (no one asked yet, and the
+        server may be off). After a reload (nothing open on this page, but the browser
+        remembers a conversation), reopen it and follow a reply still streaming in it."""
+        nothing = [gr.skip()] * len(restored)
+        conv = None
+        if kept and not current:
+            try:
+                conv = chat.get_conversation(kept)
+            except NotFoundError:  # deleted meanwhile: forget it
+                nothing[0] = ""
+        if conv is None:
+            nothing[MODEL] = model_dropdown(ctx, choice, model_name, warn=False)
+            yield tuple(nothing)
+            return
+        shown = list(_opened(conv))
+        choice = target_choice(conv.provider, conv.profile_id) or choice
+        shown[MODEL] = model_dropdown(ctx, choice, conv.model or model_name, warn=False)
+        yield (*shown, gr.Dropdown(value=str(conv.id)))
+        reply = chat.active_reply(conv.id)
+        if reply is None:
+            return
+        for state in follow(conv, reply):
+            if state is None:
+                yield tuple(nothing)  # hand control back now and then
+            else:
+                yield (gr.skip(), *state, *nothing[3:])
+
+    @shows_errors
+    def clear_conversation():
+        """The chat box's Clear: the next message starts a new conversation."""
+        return "", [], [], "", gr.Dropdown(value=None), gr.Row(visible=False)
 
     @shows_errors
     def search_conversations(term: str):
@@ -428,6 +472,24 @@ def build(ctx: AppContext) -> Refresh:
     )
     export_md.click(export_markdown, conv_id, export_file, api_name="export_markdown")
     export_json.click(export_json_file, conv_id, export_file, api_name="export_json")
+    chatbot.clear(
+        clear_conversation,
+        None,
+        [conv_id, chatbot, row_ids, title, picker, confirm_row],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    # Remember what this page has open, for a reload.
+    conv_id.change(lambda cid: cid, conv_id, remembered, api_visibility="private")
+    # Set by the tab refresh (page load, tab open): fills the models, restores after a reload.
+    tick = gr.Textbox(visible=False)
+    tick.change(
+        restore,
+        [conv_id, remembered, provider, model],
+        restored,
+        api_visibility="private",
+        show_progress="hidden",
+    )
 
     # ----- the streaming API for scripts: deltas out ----------------------------------------
 
@@ -466,7 +528,11 @@ def build(ctx: AppContext) -> Refresh:
         reply = chat.send(
             conversation_id, message, target, chat_options(system or None, temperature, max_tokens)
         )
-        yield from reply.batched()
+        try:
+            yield from reply.batched()
+        finally:
+            if not reply.done:  # the script cancelled or went away: nobody can follow it
+                reply.stop(wait=False)
         reply.wait(timeout=10)
         if reply.status == ERROR:  # the deltas so far are saved; the caller learns why it ended
             raise ValidationError(reply.error or "The reply failed")
