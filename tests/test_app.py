@@ -138,3 +138,47 @@ def test_bad_configuration_exits_with_a_message(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert "PORT" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_profile_created_after_start_can_be_loaded(live: tuple[Client, AppContext]) -> None:
+    client, ctx = live
+    late = ctx.profiles.create_profile("late box", "ollama", "http://10.0.0.9:11434")
+    loaded = client.predict(str(late.id), api_name="/load_profile")
+    assert loaded[0] == str(late.id) and loaded[1] == "late box"
+
+
+# Dropdowns whose choices never change while the app runs (fixed vocabularies).
+FIXED_CHOICES = {
+    "setting-provider",  # the provider kinds
+    "profile-provider",
+    "cf-axis1",  # sweepable parameters
+    "cf-axis2",
+    "tf-status",  # task statuses, types and provider kinds
+    "tf-type",
+    "tf-provider",
+    "hg-status",  # generation statuses
+}
+
+
+def test_no_endpoint_checks_a_value_against_choices_frozen_at_start(tmp_path: Path) -> None:
+    """Gradio refuses an API caller's dropdown value that is not among the choices the
+    dropdown had when the app was built: every dropdown filled from the database (profiles,
+    conversations, sessions, workflows, models…) must take any value and leave the check
+    to the service."""
+    import gradio as gr
+
+    from ui.app import build_demo
+
+    ctx = AppContext.create(make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path))
+    try:
+        demo = build_demo(ctx)
+    finally:
+        ctx.close()
+    frozen = set()
+    for fn in demo.fns.values():
+        if fn.api_visibility == "private":
+            continue
+        for block in fn.inputs:
+            if isinstance(block, gr.Dropdown) and not block.allow_custom_value:
+                frozen.add(block.elem_id)
+    assert frozen <= FIXED_CHOICES, f"dropdowns that refuse later values: {frozen - FIXED_CHOICES}"

@@ -238,3 +238,15 @@ def test_clear_starts_a_new_conversation(page: Page, app: App) -> None:
     assert "First topic" in titles and "Second topic" in titles
     first = next(c for c in ctx.chat.list_conversations() if c.title == "First topic")
     assert len(ctx.chat.get_conversation(first.id).messages) == 2  # not continued
+
+
+def test_the_tasks_provider_list_shows_a_profile_made_after_the_page_loaded(
+    page: Page, app: App
+) -> None:
+    ctx = app[1]
+    ctx.profiles.create_profile("Late vLLM box", "openai", "http://10.9.9.9:8000/v1")
+    page.get_by_role("tab", name="Tasks").click()
+    page.get_by_text("New task").click()
+    page.locator("#task-provider input").click()
+    options = page.get_by_role("option")
+    poll(lambda: "Late vLLM box (OpenAI / compatible)" in options.all_inner_texts())

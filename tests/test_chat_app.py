@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +207,38 @@ def test_an_empty_reply_is_shown_in_the_chat_with_its_reason(
     shown = history[-1]["content"][0]["text"]
     assert shown == f"⚠️ **{EMPTY_REPLY}**"
     assert ctx.chat.get_conversation(conv_id).messages[-1].status == "error"
+
+
+def test_values_created_after_the_app_started_are_accepted(
+    app: tuple[Client, AppContext, FakeOpenAI],
+) -> None:
+    """No endpoint validates against the choices its dropdown had at start."""
+    client, ctx, _ = app
+    root = ctx.profiles.get_setting("openai").endpoint_url
+    profile = ctx.profiles.create_profile(f"late vLLM {uuid.uuid4().hex[:6]}", "openai", root, KEY)
+    choice = f"profile:{profile.id}"
+
+    update = client.predict(choice, api_name="/list_chat_models")
+    assert [c[0] for c in update["choices"]] == ["gpt-4o-mini", "gpt-4o"]
+    outputs = list(
+        client.submit(
+            "",
+            {"text": "From a late profile", "files": []},
+            choice,
+            "gpt-4o-mini",
+            "",
+            0.7,
+            0,
+            api_name="/send_message",
+        )
+    )
+    conv_id = outputs[-1][0]
+    client.predict(conv_id, choice, "gpt-4o-mini", "", 0.7, 0, api_name="/regenerate")
+    saved = ctx.chat.get_conversation(conv_id).messages
+    assert [m.profile_id for m in saved if m.role == "assistant"] == [profile.id]
+
+    late = ctx.chat.create_conversation("Made after the start")
+    opened = client.predict(str(late.id), api_name="/open_conversation")
+    assert opened[0] == str(late.id) and "Made after the start" in opened
+    with pytest.raises(AppError, match="No conversation"):
+        client.predict(str(uuid.uuid4()), api_name="/open_conversation")

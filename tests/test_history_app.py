@@ -153,3 +153,17 @@ def test_conversations_everything_and_facets(app: tuple[Client, AppContext, dict
     assert facets["checkpoints"] == [CKPT]
     assert set(facets["statuses"]) == {"completed", "pending"}
     assert [s["name"] for s in facets["sessions"]] == ["Foxes"]
+
+
+def test_a_session_filter_takes_any_session_even_one_made_after_start(
+    app: tuple[Client, AppContext, dict],
+) -> None:
+    client, ctx, ids = app
+    foxes = next(s for s in ctx.comfyui.list_sessions() if s.name == "Foxes")
+    _, rows, _ = search(client, session=str(foxes.id))
+    assert [row[-1] for row in rows] == [ids["ran"]]
+    late = ctx.comfyui.create_session("Made after the start")
+    summary, rows, _ = search(client, session=str(late.id))
+    assert summary == "No generations match." and rows == []
+    with pytest.raises(AppError, match="is not a session id"):
+        search(client, session="foxes")

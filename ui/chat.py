@@ -108,8 +108,15 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             search = gr.Textbox(
                 label="Search conversations", placeholder="title or text…", elem_id="chat-search"
             )
+            # allow_custom_value on every picker filled from the database: Gradio checks an
+            # API caller's value against the choices the dropdown had when the app started,
+            # which would refuse anything created since. The services check the values.
             picker = gr.Dropdown(
-                conversation_choices(chat), label="Conversations", value=None, elem_id="chat-picker"
+                conversation_choices(chat),
+                label="Conversations",
+                value=None,
+                allow_custom_value=True,
+                elem_id="chat-picker",
             )
             with gr.Accordion("Rename, export, delete", open=False):
                 title = gr.Textbox(label="Title", elem_id="chat-title")
@@ -130,6 +137,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                     provider_choices(ctx),
                     value="ollama",
                     label="Provider",
+                    allow_custom_value=True,  # profiles made after start (see the picker)
                     elem_id="chat-provider",
                     scale=2,
                 )

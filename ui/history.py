@@ -162,7 +162,13 @@ def build(ctx: AppContext) -> Refresh:
                     label="Status",
                     elem_id="hg-status",
                 )
-                g_session = gr.Dropdown([ANY], value="", label="Session", elem_id="hg-session")
+                g_session = gr.Dropdown(
+                    [ANY],
+                    value="",
+                    label="Session",
+                    allow_custom_value=True,  # any session id, even one made after start
+                    elem_id="hg-session",
+                )
             with gr.Row():
                 g_checkpoint = gr.Dropdown(
                     [ANY], value="", label="Checkpoint", allow_custom_value=True, elem_id="hg-ckpt"

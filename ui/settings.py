@@ -123,7 +123,11 @@ def build(ctx: AppContext) -> Refresh:
             elem_id="profile-table",
         )
         profile_pick = gr.Dropdown(
-            profile_choices(views), value=NEW_PROFILE, label="Profile", elem_id="profile-pick"
+            profile_choices(views),
+            value=NEW_PROFILE,
+            label="Profile",
+            allow_custom_value=True,  # a profile made after start loads too (the service checks)
+            elem_id="profile-pick",
         )
         # The id being edited ("" = new): a plain textbox, so API callers may pass any id.
         profile_id = gr.Textbox(label="Profile id", visible="hidden", elem_id="profile-id")

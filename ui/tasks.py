@@ -363,8 +363,9 @@ def build(ctx: AppContext) -> Refresh:
     gr.api(task_json, api_name="task")
     gr.api(list_task_types, api_name="task_types")
 
-    def refresh() -> str:
-        # On page load and tab open: (re)start the live view through `tick`.
-        return str(time.time())
+    def refresh() -> tuple:
+        # On page load and tab open: the providers (profiles made since), and (re)start
+        # the live view through `tick`.
+        return gr.Dropdown(choices=provider_choices(ctx)), str(time.time())
 
-    return refresh, [tick]
+    return refresh, [provider, tick]
