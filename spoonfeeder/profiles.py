@@ -33,6 +33,7 @@ from spoonfeeder.db.models import Profile, ProviderSetting
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, SecretError, ValidationError
 from spoonfeeder.providers.kinds import PROVIDER_KINDS, ProviderKind, provider_kind
+from spoonfeeder.providers.options import check_options
 
 MAX_NAME = 100
 MAX_KEY = 1000
@@ -459,11 +460,12 @@ class ProfileService:
     def _clean_profile(
         self, name: str, provider: str, url: str | None, options: str | dict[str, Any] | None
     ) -> dict[str, Any]:
+        kind = provider_kind(provider).name
         return {
             "name": clean_profile_name(name),
-            "provider": provider_kind(provider).name,
+            "provider": kind,
             "url": validate_url(url),
-            "options": parse_options(options),
+            "options": check_options(kind, parse_options(options)),
         }
 
     @staticmethod

@@ -268,3 +268,18 @@ def test_a_server_that_is_not_comfyui_is_named(fake: FakeComfyUI) -> None:
     ):
         client.system_stats()
     assert "is this URL a ComfyUI server?" in str(caught.value)
+
+
+def test_a_profile_timeout_option_reaches_the_client() -> None:
+    from spoonfeeder.profiles import Credentials
+
+    slow = ComfyUIClient.for_credentials(
+        Credentials("comfyui", "http://gpu:8188", "k", {"timeout": 300.0})
+    )
+    plain = ComfyUIClient.for_credentials(Credentials("comfyui", "http://gpu:8188", None))
+    try:
+        assert slow._http.timeout.read == 300.0 and slow._http.timeout.connect == 5.0
+        assert plain._http.timeout.read == 30.0
+    finally:
+        slow.close()
+        plain.close()

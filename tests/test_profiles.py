@@ -134,6 +134,15 @@ def test_several_comfyui_servers_as_profiles(ctx: AppContext) -> None:
         ("ok", "openai", "", "{timeout: 30}", "not valid JSON.*line 1 column 2"),
         ("ok", "openai", "", "[1, 2]", "must be a JSON object.*not a list"),
         ("ok", "bard", "", "", "Unknown provider 'bard'"),
+        # Options are checked by type: these once saved and broke the model list later.
+        ("ok", "openai", "", '{"timeout": "abc"}', "'timeout' must be a number of seconds"),
+        ("ok", "openai", "", '{"max_retries": -5}', "'max_retries' must be a whole number"),
+        ("ok", "openai", "", '{"max_retries": 2.5}', "'max_retries' must be a whole number"),
+        ("ok", "openai", "", '{"timeout": 0}', "above 0"),
+        ("ok", "openai", "", '{"timeout": true}', "'timeout' must be a number"),
+        ("ok", "gemini", "", '{"api_version": "v9"}', '"v1", "v1beta" or "v1alpha"'),
+        ("ok", "openai", "", '{"timout": 30}', "Unknown option 'timout'.*timeout, max_retries"),
+        ("ok", "openai", "", '{"api_version": "v1"}', "Unknown option 'api_version'"),
     ],
 )
 def test_bad_profile_input_stores_nothing(
@@ -225,3 +234,25 @@ def test_keys_never_reach_the_log(ctx: AppContext, caplog: pytest.LogCaptureFixt
     ctx.profiles.create_profile("p", "openai", "http://127.0.0.1:9/v1", OPENAI_KEY)
     assert OPENAI_KEY not in caplog.text
     assert OPENAI_KEY not in repr(ctx.profiles.credentials("openai"))
+
+
+def test_good_options_are_stored_clean(ctx: AppContext) -> None:
+    view = ctx.profiles.create_profile(
+        "gemini beta",
+        "gemini",
+        "",
+        "k",
+        '{"timeout": 30, "max_retries": 0, "api_version": "v1beta"}',
+    )
+    assert view.options == {"timeout": 30.0, "max_retries": 0, "api_version": "v1beta"}
+    with pytest.raises(ValidationError, match="'timeout' must be"):
+        ctx.profiles.update_profile(view.id, "gemini beta", "gemini", "", "", '{"timeout": "x"}')
+    assert ctx.profiles.get_profile(view.id).options["timeout"] == 30.0  # the save lost nothing
+
+
+def test_options_stored_before_the_check_say_what_to_fix(ctx: AppContext) -> None:
+    view = ctx.profiles.create_profile("old vLLM", "openai", "http://10.0.0.5:8000/v1")
+    with ctx.sessions.begin() as session:  # as a version without the check saved it
+        session.get(Profile, view.id).options = {"timeout": "abc", "max_retries": -5}
+    with pytest.raises(ValidationError, match=r"options are not valid.*'timeout'.*Settings"):
+        ctx.providers.get("openai", view.id)

@@ -204,6 +204,14 @@ class ComfyUISocket:
 class ComfyUIClient:
     """Blocking calls to one ComfyUI server. Safe to share between threads."""
 
+    @classmethod
+    def for_credentials(cls, credentials: Any) -> ComfyUIClient:
+        """A client for a stored setting or profile (`profiles.Credentials`): its URL, its
+        key, and its `timeout` option (seconds) when it sets one."""
+        seconds = (credentials.options or {}).get("timeout")
+        timeout = httpx.Timeout(seconds, connect=5.0) if seconds else DEFAULT_TIMEOUT
+        return cls(credentials.url, api_key=credentials.api_key, timeout=timeout)
+
     def __init__(
         self,
         url: str,

@@ -167,7 +167,7 @@ class _Run:
             return self._finish(_Outcome(CANCELLED, error="Cancelled before it started"))
         try:
             credentials = self.runner._profiles.credentials("comfyui", self.profile_id)
-            self.client = ComfyUIClient(credentials.url, api_key=credentials.api_key)
+            self.client = ComfyUIClient.for_credentials(credentials)
             if not self.server_info:
                 self.server_info = _server_info(self.client)
             resuming = self.prompt_id is not None

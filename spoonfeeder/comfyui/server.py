@@ -33,7 +33,7 @@ class OptionsCache:
             cached = self._found.get((url, credentials.profile_id))
         if cached is not None and not refresh:
             return cached
-        with ComfyUIClient(url, api_key=credentials.api_key) as client:
+        with ComfyUIClient.for_credentials(credentials) as client:
             sampler = client.object_info("KSampler").get("KSampler") or {}
             loader = (
                 client.object_info("CheckpointLoaderSimple").get("CheckpointLoaderSimple") or {}
@@ -60,7 +60,7 @@ def upload_image(
 ) -> str:
     """Send an input image to the server (for LoadImage nodes); the name it stored."""
     credentials = profiles.credentials("comfyui", profile_id)
-    with ComfyUIClient(credentials.url, api_key=credentials.api_key) as client:
+    with ComfyUIClient.for_credentials(credentials) as client:
         answer = client.upload_image(data, media.safe_name(filename))
     sub = answer.get("subfolder") or ""
     return f"{sub}/{answer['name']}" if sub else str(answer["name"])

@@ -12,6 +12,7 @@ from dataclasses import replace
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.profiles import Credentials, ProfileService
 from spoonfeeder.providers.base import ChatProvider
+from spoonfeeder.providers.options import check_options
 
 # provider kind -> "module:Class"; each class takes (url, api_key, options).
 CHAT_PROVIDERS = {
@@ -28,9 +29,16 @@ def build_provider(creds: Credentials) -> ChatProvider:
         raise ValidationError(
             f"{creds.provider!r} is not a chat provider; choose one of: {', '.join(CHAT_PROVIDERS)}"
         )
+    try:  # saved before options were checked at save: say what to fix, never crash
+        options = check_options(creds.provider, creds.options or {})
+    except ValidationError as exc:
+        raise ValidationError(
+            f"This profile's options are not valid: {exc}. Fix them in Settings → Profiles.",
+            field="options",
+        ) from None
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(creds.url, creds.api_key, creds.options)
+    return cls(creds.url, creds.api_key, options)
 
 
 def warm_up() -> threading.Thread:
