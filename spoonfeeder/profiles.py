@@ -82,6 +82,21 @@ class ProfileView:
 
 
 @dataclass(frozen=True)
+class ConnectionCheck:
+    """What a Test connection of the values in a form found. `saved` says they were the
+    saved values, whose result is then recorded with the setting or profile."""
+
+    status: str
+    message: str
+    tested_at: datetime
+    saved: bool
+
+
+# Said when a form's URL differs from the saved one and its key field is blank.
+KEY_STAYS_HOME = "the saved API key was not sent: it only goes to the URL it was saved with"
+
+
+@dataclass(frozen=True)
 class Credentials:
     """Everything needed to call one endpoint. Holds a plaintext key: never log it."""
 
@@ -241,6 +256,45 @@ class ProfileService:
             session.add(row)
             row.status, row.status_message, row.last_tested = status, message, utcnow()
         return self.get_setting(kind.name)
+
+    def check_setting_values(
+        self, provider: str, *, endpoint_url: str | None, api_key: str | None
+    ) -> ConnectionCheck:
+        """Test connection with what a setting's form holds, saved or not: a blank URL is
+        the default one (as saving it would be), a blank key the saved key — which is sent
+        only to the URL it was saved with. The saved values' result is recorded."""
+        kind = provider_kind(provider)
+        url = validate_url(endpoint_url, what="Endpoint URL") or self.default_url(kind)
+        typed_key = clean_api_key(api_key)
+        saved = self.get_setting(kind.name)
+        same_url = url == saved.endpoint_url
+        if same_url and typed_key is None:  # exactly the saved values
+            view = self.test_setting(kind.name)
+            return _recorded(view.status, view.status_message, view.last_tested)
+        # Another URL: the typed key, or none (a saved key is not sent there).
+        return _unsaved(kind.name, url, typed_key, withheld=typed_key is None and saved.key.is_set)
+
+    def check_profile_values(
+        self,
+        profile_id: uuid.UUID | str | None,
+        provider: str,
+        url: str | None,
+        api_key: str | None,
+    ) -> ConnectionCheck:
+        """As `check_setting_values`, for a profile's form (a new one has no saved key)."""
+        kind = provider_kind(provider)
+        target = validate_url(url) or self.default_url(kind)
+        typed_key = clean_api_key(api_key)
+        if not profile_id:
+            return _unsaved(kind.name, target, typed_key)
+        view = self.get_profile(profile_id)
+        same_endpoint = view.provider == kind.name and view.url == target
+        if same_endpoint and typed_key is None:  # exactly the saved values
+            tested = self.test_profile(view.id)
+            return _recorded(tested.status, tested.status_message, tested.last_tested)
+        # Another endpoint, or a typed key: the saved key stays with the saved URL.
+        withheld = typed_key is None and view.key.is_set
+        return _unsaved(kind.name, target, typed_key, withheld=withheld)
 
     def seed_from_environment(self) -> list[str]:
         """Store API keys given as environment variables where none is stored yet."""
@@ -477,6 +531,18 @@ class ProfileService:
             query = query.where(Profile.id != exclude)
         if session.scalar(query) is not None:
             raise ValidationError(f"A profile named {name!r} already exists", field="name")
+
+
+def _recorded(status: str, message: str | None, tested: datetime | None) -> ConnectionCheck:
+    return ConnectionCheck(status, message or "", tested or utcnow(), saved=True)
+
+
+def _unsaved(kind: str, url: str, key: str | None, *, withheld: bool = False) -> ConnectionCheck:
+    """Probe values that are not the saved ones; nothing is recorded. `withheld`: a key is
+    saved, but for another URL, so none was sent."""
+    result = probe(kind, url, key)
+    message = f"{result.message} ({KEY_STAYS_HOME})" if withheld else result.message
+    return ConnectionCheck(result.status, message, utcnow(), saved=False)
 
 
 def _profile_key(profile_id: uuid.UUID | str | None) -> uuid.UUID | str | None:

@@ -182,3 +182,16 @@ def test_no_endpoint_checks_a_value_against_choices_frozen_at_start(tmp_path: Pa
             if isinstance(block, gr.Dropdown) and not block.allow_custom_value:
                 frozen.add(block.elem_id)
     assert frozen <= FIXED_CHOICES, f"dropdowns that refuse later values: {frozen - FIXED_CHOICES}"
+
+
+def test_test_connection_tests_what_the_form_holds(live: tuple[Client, AppContext]) -> None:
+    client, ctx = live
+    key = "sk-typed-key-87654321"
+    with serve(providers.openai_app(key)) as url:
+        _table, line = client.predict("openai", url + "/v1", key, api_name="/test_provider_form")
+        assert "✅ ok" in line and "not saved yet" in line
+        assert ctx.profiles.get_setting("openai").status == "untested"  # nothing recorded
+        _table, line = client.predict("", "openai", url + "/v1", key, api_name="/test_profile_form")
+        assert "✅ ok" in line and "not saved yet" in line  # a new profile, tested unsaved
+    with pytest.raises(Exception, match="is not valid"):
+        client.predict("openai", "localhost 8000", "", api_name="/test_provider_form")

@@ -6,6 +6,7 @@ import pytest
 
 from spoonfeeder.context import AppContext
 from tests.fakes import providers
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
 
 GOOD_KEY = "sk-good-key-000011112222"
@@ -85,3 +86,57 @@ def test_changing_the_endpoint_clears_an_old_result(ctx: AppContext) -> None:
     assert ctx.profiles.test_setting("ollama").status == "unreachable"
     view = ctx.profiles.save_setting("ollama", endpoint_url="http://other-host:11434")
     assert view.status == "untested" and view.last_tested is None
+
+
+# ----- Test connection tests what the form holds --------------------------------------
+
+
+def test_typed_values_are_tested_before_they_are_saved(ctx: AppContext) -> None:
+    fake = FakeOpenAI(key=GOOD_KEY)
+    with serve(fake.app) as url:
+        check = ctx.profiles.check_setting_values(
+            "openai", endpoint_url=url + "/v1", api_key=GOOD_KEY
+        )
+    assert (check.status, check.saved) == ("ok", False)
+    assert fake.requests[-1].headers["authorization"] == f"Bearer {GOOD_KEY}"
+    setting = ctx.profiles.get_setting("openai")
+    assert setting.status == "untested" and not setting.key.is_set  # nothing was saved
+
+
+def test_the_saved_values_are_tested_and_recorded(ctx: AppContext) -> None:
+    with serve(providers.openai_app(GOOD_KEY)) as url:
+        ctx.profiles.save_setting("openai", api_key=GOOD_KEY, endpoint_url=url + "/v1")
+        check = ctx.profiles.check_setting_values("openai", endpoint_url=url + "/v1", api_key="")
+    assert (check.status, check.saved) == ("ok", True)
+    assert ctx.profiles.get_setting("openai").status == "ok"
+
+
+def test_a_saved_key_is_never_sent_to_a_typed_url(ctx: AppContext) -> None:
+    with serve(providers.openai_app(GOOD_KEY)) as home:
+        ctx.profiles.save_setting("openai", api_key=GOOD_KEY, endpoint_url=home + "/v1")
+    listener = FakeOpenAI(key=None)  # records every request
+    with serve(listener.app) as elsewhere:
+        check = ctx.profiles.check_setting_values(
+            "openai", endpoint_url=elsewhere + "/v1", api_key=""
+        )
+    assert check.saved is False
+    assert "the saved API key was not sent" in check.message
+    sent = [r.headers.get("authorization", "") for r in listener.requests]
+    assert sent and not any(GOOD_KEY in value for value in sent)
+
+
+def test_a_new_profile_can_be_tested_before_it_is_saved(ctx: AppContext) -> None:
+    with serve(providers.openai_app(GOOD_KEY)) as url:
+        check = ctx.profiles.check_profile_values(None, "openai", url + "/v1", GOOD_KEY)
+        wrong = ctx.profiles.check_profile_values(None, "openai", url + "/v1", "sk-nope-12345")
+    assert (check.status, check.saved) == ("ok", False)
+    assert wrong.status == "auth_rejected"
+    assert ctx.profiles.list_profiles() == []
+
+
+def test_a_profile_form_with_its_saved_values_records_the_result(ctx: AppContext) -> None:
+    with serve(providers.openai_app(GOOD_KEY)) as url:
+        profile = ctx.profiles.create_profile("vLLM", "openai", url + "/v1", GOOD_KEY)
+        check = ctx.profiles.check_profile_values(profile.id, "openai", url + "/v1", "")
+    assert (check.status, check.saved) == ("ok", True)
+    assert ctx.profiles.get_profile(profile.id).status == "ok"

@@ -7,7 +7,7 @@ import json
 import gradio as gr
 
 from spoonfeeder.context import AppContext
-from spoonfeeder.profiles import KeyView, ProfileView, SettingView
+from spoonfeeder.profiles import ConnectionCheck, KeyView, ProfileView, SettingView
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.serialize import jsonable
 from ui.common import Refresh, format_time, shows_errors, status_label
@@ -31,6 +31,17 @@ def _key_placeholder(key: KeyView) -> str:
 def _status_line(status: str, message: str | None, tested: object) -> str:
     detail = f" — {message}" if message else ""
     return f"**{status_label(status)}**{detail}  \n_Last tested: {format_time(tested)}_"  # type: ignore[arg-type]
+
+
+def _check_line(check: ConnectionCheck) -> str:
+    """A Test connection of the form: recorded when it tested the saved values."""
+    if check.saved:
+        return _status_line(check.status, check.message, check.tested_at)
+    detail = f" — {check.message}" if check.message else ""
+    return (
+        f"**{status_label(check.status)}**{detail}  \n"
+        "_Tested the values in the form, which are not saved yet: save to keep them._"
+    )
 
 
 def settings_rows(views: list[SettingView]) -> list[list[str]]:
@@ -178,11 +189,15 @@ def build(ctx: AppContext) -> Refresh:
         return (settings_rows(profiles.list_settings()), *load_setting(name))
 
     @shows_errors
-    def test_setting(name: str):
-        view = profiles.test_setting(name)
-        return settings_rows(profiles.list_settings()), _status_line(
-            view.status, view.status_message, view.last_tested
-        )
+    def test_setting_form(name: str, url: str, key: str):
+        """Test connection: what the form holds, saved or not."""
+        check = profiles.check_setting_values(name, endpoint_url=url, api_key=key)
+        return settings_rows(profiles.list_settings()), _check_line(check)
+
+    def test_provider_setting(provider: str) -> dict:
+        """Test the saved setting of a provider and record the result, as JSON."""
+        view = profiles.test_setting(provider)
+        return {"status": view.status, "message": view.status_message, "tested": view.last_tested}
 
     setting_form = [api_key, endpoint, default_model, clear_key, setting_status]
     provider.change(
@@ -200,10 +215,10 @@ def build(ctx: AppContext) -> Refresh:
         show_progress="hidden",
     )
     test_btn.click(
-        test_setting,
-        provider,
+        test_setting_form,
+        [provider, endpoint, api_key],
         [settings_table, setting_status],
-        api_name="test_provider_setting",
+        api_name="test_provider_form",
         show_progress_on=setting_status,
     )
 
@@ -253,13 +268,15 @@ def build(ctx: AppContext) -> Refresh:
         return (*_refreshed(str(view.id)), *_profile_form(view))
 
     @shows_errors
-    def test_profile(profile_id: str):
-        if not profile_id:
-            raise gr.Error("Save the profile first, then test its connection.")
+    def test_profile_form(profile_id: str, kind: str, url: str, key: str):
+        """Test connection: what the form holds, a new profile's too."""
+        check = profiles.check_profile_values(profile_id or None, kind, url, key)
+        return profile_rows(profiles.list_profiles()), _check_line(check)
+
+    def test_profile(profile_id: str) -> dict:
+        """Test a saved profile and record the result, as JSON."""
         view = profiles.test_profile(profile_id)
-        return profile_rows(profiles.list_profiles()), _status_line(
-            view.status, view.status_message, view.last_tested
-        )
+        return {"status": view.status, "message": view.status_message, "tested": view.last_tested}
 
     @shows_errors
     def ask_delete(profile_id: str):
@@ -292,10 +309,10 @@ def build(ctx: AppContext) -> Refresh:
         show_progress="hidden",
     )
     p_test.click(
-        test_profile,
-        profile_id,
+        test_profile_form,
+        [profile_id, p_provider, p_url, p_key],
         [profile_table, profile_status],
-        api_name="test_profile",
+        api_name="test_profile_form",
         show_progress_on=profile_status,
     )
     p_delete.click(
@@ -319,6 +336,8 @@ def build(ctx: AppContext) -> Refresh:
 
     gr.api(list_provider_settings, api_name="list_provider_settings")
     gr.api(list_profiles, api_name="list_profiles")
+    gr.api(shows_errors(test_provider_setting), api_name="test_provider_setting")
+    gr.api(shows_errors(test_profile), api_name="test_profile")
 
     def refresh():
         views = profiles.list_profiles()
