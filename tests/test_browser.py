@@ -250,3 +250,27 @@ def test_the_tasks_provider_list_shows_a_profile_made_after_the_page_loaded(
     page.locator("#task-provider input").click()
     options = page.get_by_role("option")
     poll(lambda: "Late vLLM box (OpenAI / compatible)" in options.all_inner_texts())
+
+
+def test_a_first_run_shows_where_to_set_up_a_provider_without_popups(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Nothing configured and no Ollama listening: the Chat tab says where to go, once,
+    in the page — not as a warning popup each time the tab opens."""
+    ctx = AppContext.create(make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path))
+    try:
+        with launched(ctx) as url:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            hint = page.locator("#chat-setup")
+            for _ in range(2):
+                page.get_by_role("tab", name="Chat").click()
+                poll(lambda: hint.is_visible() and "No chat provider" in hint.inner_text())
+                assert "Settings" in hint.inner_text() and "not reachable" in hint.inner_text()
+                page.get_by_role("tab", name="Dashboard").click()
+            page.get_by_role("tab", name="Chat").click()
+            page.wait_for_timeout(1000)
+            assert page.get_by_test_id("toast-text").count() == 0  # no popup at any opening
+            page.close()
+    finally:
+        ctx.close()

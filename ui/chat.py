@@ -27,7 +27,14 @@ from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.providers.base import ChatMessage, ChatOptions
 from spoonfeeder.providers.registry import warm_up
 from ui.common import Refresh, format_time, shows_errors
-from ui.pickers import model_dropdown, provider_choices, resolve_target, target_choice
+from ui.pickers import (
+    listing_dropdown,
+    model_dropdown,
+    model_listing,
+    provider_choices,
+    resolve_target,
+    target_choice,
+)
 
 # ----- pure helpers: chatbot rendering --------------------------------
 
@@ -76,6 +83,16 @@ def render_conversation(conv: ConversationView) -> tuple[list[dict[str, Any]], l
         rows += rendered
         ids += [str(m.id)] * len(rendered)
     return rows, ids
+
+
+def setup_hint(reason: str | None) -> str:
+    """What a first run shows above the chat: where to set up a provider."""
+    text = (
+        "👋 **No chat provider is set up yet.** In **Settings → Provider settings**, add an "
+        "API key for OpenAI, Anthropic or Gemini, or the URL of your Ollama — or, under "
+        "**Profiles**, any OpenAI-compatible server (vLLM, llama.cpp, LM Studio)."
+    )
+    return f"{text}\n\n_{reason}_" if reason else text
 
 
 def conversation_choices(chat: ChatService, search: str = "") -> list[tuple[str, str]]:
@@ -160,6 +177,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                         minimum=0,
                         elem_id="chat-max-tokens",
                     )
+            setup = gr.Markdown(visible=False, elem_id="chat-setup")
             conv_id = gr.Textbox(label="Conversation id", visible="hidden", elem_id="chat-conv-id")
             row_ids = gr.State([])
             chatbot = gr.Chatbot(
@@ -345,7 +363,8 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         )
 
     opened = [conv_id, chatbot, row_ids, title, system, provider, model, confirm_row]
-    restored = [*opened, picker]
+    restored = [*opened, picker, setup]
+    HINT = len(restored) - 1
     MODEL = next(i for i, c in enumerate(opened) if c is model)
 
     @shows_errors
@@ -372,13 +391,13 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             except NotFoundError:  # deleted meanwhile: forget it
                 nothing[0] = ""
         if conv is None:
-            nothing[MODEL] = model_dropdown(ctx, choice, model_name, warn=False)
+            nothing[MODEL], nothing[HINT] = models_and_hint(choice, model_name)
             yield tuple(nothing)
             return
-        shown = list(_opened(conv))
+        shown = [*_opened(conv), gr.Dropdown(value=str(conv.id)), gr.skip()]
         choice = target_choice(conv.provider, conv.profile_id) or choice
-        shown[MODEL] = model_dropdown(ctx, choice, conv.model or model_name, warn=False)
-        yield (*shown, gr.Dropdown(value=str(conv.id)))
+        shown[MODEL], shown[HINT] = models_and_hint(choice, conv.model or model_name)
+        yield tuple(shown)
         reply = chat.active_reply(conv.id)
         if reply is None:
             return
@@ -387,6 +406,14 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                 yield tuple(nothing)  # hand control back now and then
             else:
                 yield (gr.skip(), *state, *nothing[3:])
+
+    def models_and_hint(choice: str, current: str | None) -> tuple[gr.Dropdown, gr.Markdown]:
+        """The model list, without a popup when it cannot be read; on a first run (nothing
+        set up, nothing listening) a word on where to set up a provider instead."""
+        listing = model_listing(ctx, choice)
+        first_run = bool(listing.error) and not ctx.providers.any_configured()
+        hint = gr.Markdown(setup_hint(listing.error), visible=True) if first_run else None
+        return listing_dropdown(listing, current, warn=False), hint or gr.Markdown(visible=False)
 
     @shows_errors
     def clear_conversation():

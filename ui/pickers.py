@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import gradio as gr
 
 from spoonfeeder.chat import ChatTarget
 from spoonfeeder.context import AppContext
-from spoonfeeder.errors import ValidationError
+from spoonfeeder.errors import SpoonFeederError, ValidationError
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 
@@ -41,20 +42,38 @@ def target_choice(provider: str | None, profile_id: uuid.UUID | None) -> str | N
     return provider
 
 
-def model_dropdown(
-    ctx: AppContext, choice: str, current: str | None = None, warn: bool = True
-) -> gr.Dropdown:
-    """The model dropdown for a provider choice: its live list, `current` kept if given."""
+@dataclass(frozen=True)
+class ModelListing:
+    ids: list[str]
+    default: str | None  # what to preselect
+    error: str | None  # why there is no list (the server is off, a key is missing…)
+
+
+def model_listing(ctx: AppContext, choice: str) -> ModelListing:
+    """The live model list of a provider choice, or why there is none."""
     target = resolve_target(ctx, choice, "")
     try:
         models = ctx.providers.get(target.provider, target.profile_id).list_models()
-    except Exception as exc:  # show the reason, keep the typed-in model usable
-        if warn:
-            gr.Warning(str(exc))
-        return gr.Dropdown(choices=[], allow_custom_value=True)
+    except SpoonFeederError as exc:  # shown as a message; a typed-in model still works
+        return ModelListing([], None, str(exc))
     ids = [m.id for m in models]
     default = None
     if target.profile_id is None:
         default = ctx.profiles.get_setting(target.provider).default_model
     value = default if default in ids or (default and not ids) else (ids[0] if ids else None)
-    return gr.Dropdown(choices=ids, value=current or value, allow_custom_value=True)
+    return ModelListing(ids, value, None)
+
+
+def model_dropdown(
+    ctx: AppContext, choice: str, current: str | None = None, warn: bool = True
+) -> gr.Dropdown:
+    """The model dropdown for a provider choice: its live list, `current` kept if given."""
+    return listing_dropdown(model_listing(ctx, choice), current, warn)
+
+
+def listing_dropdown(listing: ModelListing, current: str | None, warn: bool) -> gr.Dropdown:
+    if listing.error and warn:
+        gr.Warning(listing.error)
+    return gr.Dropdown(
+        choices=listing.ids, value=current or listing.default, allow_custom_value=True
+    )

@@ -72,6 +72,17 @@ class ProviderRegistry:
         self._cache: dict[tuple[str, ...], ChatProvider] = {}
         self._lock = threading.Lock()
 
+    def any_configured(self) -> bool:
+        """Whether anyone has set up a chat provider: a key or a URL saved in a setting, a
+        setting that passed its connection test, or a chat profile. False on a first run."""
+        if any(p.provider in CHAT_PROVIDERS for p in self._profiles.list_profiles()):
+            return True
+        return any(
+            s.key.is_set or s.stored_url or s.status == "ok"
+            for s in self._profiles.list_settings()
+            if s.provider in CHAT_PROVIDERS
+        )
+
     def get(
         self,
         provider: str,
