@@ -801,3 +801,51 @@ def test_follow_reports_ends_it_did_not_see_happen(svc: ComfyUIService) -> None:
         (str(done.id), "completed"),
         (str(cancelled.id), "cancelled"),
     }
+
+
+# ----- the snapshot is the posted bytes, on both databases ---------------------------------
+
+# Keys in an order JSONB would not keep (it sorts them by length, then bytes).
+UNSORTED_WORKFLOW = """{
+  "10": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "z"}},
+  "8": {"inputs": {"vae": ["4", 2], "samples": ["3", 0]}, "class_type": "VAEDecode"},
+  "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 3, "cfg": 8.0,
+        "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+        "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+  "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
+  "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+  "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "clip": ["4", 1]}},
+  "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blur", "clip": ["4", 1]}}
+}"""
+
+
+def _order(workflow: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    return [(node, list(body["inputs"])) for node, body in workflow.items()]
+
+
+def test_the_posted_body_carries_the_stored_snapshot_byte_for_byte(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    workflow = svc.import_workflow("Unsorted", UNSORTED_WORKFLOW)
+    first = svc.run_generation(one(svc, None, workflow_id=workflow.id, seed=5).id)
+    assert first.status == "completed", first.error
+    text = svc.snapshot_text(first.id)
+    assert fake.raw_prompts[0].startswith(b'{"prompt": ' + text.encode() + b', "client_id": ')
+    # the import's own order, which ComfyUI writes into every PNG it saves
+    assert _order(json.loads(text)) == _order(json.loads(UNSORTED_WORKFLOW))
+
+    again = svc.run_generation(svc.rerun_exact(first.id).id)
+    assert again.status == "completed", again.error
+    assert svc.snapshot_text(again.id) == text
+    assert fake.raw_prompts[1].startswith(b'{"prompt": ' + text.encode() + b', "client_id": ')
+    assert svc.export_snapshot(first.id).read_text() == text
+
+
+def test_the_builtin_workflow_is_posted_in_its_own_order(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    from spoonfeeder.comfyui import builtin
+
+    assert svc.run_generation(one(svc, None, seed=3).id).status == "completed"
+    posted = json.loads(fake.raw_prompts[0])["prompt"]
+    assert _order(posted) == _order(builtin.workflow())

@@ -43,6 +43,7 @@ WS_CLOSE_TIMEOUT = 2.0  # a worker never waits long for a close handshake
 PREVIEW_IMAGE = 1
 PREVIEW_IMAGE_WITH_METADATA = 4
 IMAGE_FORMATS = {1: "image/jpeg", 2: "image/png"}
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -265,19 +266,25 @@ class ComfyUIClient:
 
     def queue_prompt(
         self,
-        prompt: Mapping[str, Any],
+        prompt: Mapping[str, Any] | str,
         client_id: str,
         *,
         extra_data: Mapping[str, Any] | None = None,
     ) -> QueuedPrompt:
-        """POST /prompt. Raises ComfyUIPromptRejected (naming node and input) if the
-        server's validation refuses it."""
-        body: dict[str, Any] = {"prompt": prompt, "client_id": client_id}
+        """POST /prompt. A `prompt` given as text is posted as it is: ComfyUI receives
+        those very bytes (and writes them, parsed in their order, into every PNG).
+        Raises ComfyUIPromptRejected (naming node and input) if the server refuses it."""
+        text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        body = '{"prompt": ' + text + ', "client_id": ' + json.dumps(client_id)
         if extra_data:
-            body["extra_data"] = dict(extra_data)
-        response = self._send("POST", "/prompt", json=body, check=False)
+            body += ', "extra_data": ' + json.dumps(dict(extra_data))
+        body += "}"
+        response = self._send(
+            "POST", "/prompt", content=body.encode(), headers=JSON_HEADERS, check=False
+        )
         if response.status_code == 400:
-            raise describe_rejection(_json_or_text(response), prompt)
+            parsed = json.loads(text) if isinstance(prompt, str) else prompt
+            raise describe_rejection(_json_or_text(response), parsed)
         self._raise_for_status(response, "/prompt")
         data = response.json()
         if not isinstance(data, dict) or not isinstance(data.get("prompt_id"), str):

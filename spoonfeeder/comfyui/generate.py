@@ -20,6 +20,8 @@ from spoonfeeder.comfyui.records import (
     generation_view,
     get_row,
     posted_loras,
+    snapshot_of,
+    snapshot_text,
 )
 from spoonfeeder.comfyui.server import OptionsCache
 from spoonfeeder.comfyui.views import PENDING, GenerationView, SweepView
@@ -117,6 +119,8 @@ def rerun_exact(
             profile_id=src.profile_id,
             reproduced_from_id=src.id,
             workflow_json_snapshot=src.workflow_json_snapshot,
+            workflow_snapshot_text=snapshot_of(src)[1],  # the same bytes, posted again
+            input_images=src.input_images,
             prompt_text=src.prompt_text,
             negative_prompt=src.negative_prompt,
             parameters={k: v for k, v in src.parameters.items() if k != "sweep"},
@@ -160,6 +164,7 @@ def _create(
                 workflow_id=plan.workflow_id,
                 profile_id=plan.profile_id,
                 workflow_json_snapshot=snapshot,
+                workflow_snapshot_text=snapshot_text(snapshot),
                 parameters={**values, **meta},
                 prompt_text=posted.get("prompt"),
                 negative_prompt=posted.get("negative_prompt"),

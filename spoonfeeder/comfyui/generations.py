@@ -3,7 +3,6 @@ parameters to reuse — and deleting them with their files."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -14,7 +13,7 @@ from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.comfyui import media, params
-from spoonfeeder.comfyui.records import generation_view, get_row, parse_id
+from spoonfeeder.comfyui.records import generation_view, get_row, parse_id, snapshot_of
 from spoonfeeder.comfyui.views import GenerationView, SweepView
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration
@@ -88,11 +87,15 @@ def reuse_parameters(
 
 
 def snapshot(sessions: sessionmaker[Session], generation_id: uuid.UUID | str) -> dict[str, Any]:
-    """The exact API-format JSON that was (or will be) posted for a generation."""
+    """The exact API-format JSON that was (or will be) posted for a generation, in its order."""
+    return snapshot_and_text(sessions, generation_id)[0]
+
+
+def snapshot_and_text(
+    sessions: sessionmaker[Session], generation_id: uuid.UUID | str
+) -> tuple[dict[str, Any], str]:
     with sessions() as session:
-        return dict(
-            get_row(session, ComfyUIGeneration, generation_id, "generation").workflow_json_snapshot
-        )
+        return snapshot_of(get_row(session, ComfyUIGeneration, generation_id, "generation"))
 
 
 def export_snapshot(
@@ -104,7 +107,7 @@ def export_snapshot(
     folder = media.generation_folder(media_root, view.id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"workflow_api_{str(view.id)[:8]}.json"
-    path.write_text(json.dumps(snapshot(sessions, view.id), indent=2), encoding="utf-8")
+    path.write_text(snapshot_and_text(sessions, view.id)[1], encoding="utf-8")  # as posted
     return path
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.comfyui import params, workflows
-from spoonfeeder.comfyui.records import effective_defaults, get_row
+from spoonfeeder.comfyui.records import effective_defaults, get_row, workflow_of
 from spoonfeeder.comfyui.server import OptionsCache
 from spoonfeeder.comfyui.workflow import ParamMap, Workflow
 from spoonfeeder.db.models import ComfyUISession
@@ -64,7 +64,7 @@ def make(
             session_key,
             profile_id,
             wrow.id,
-            dict(wrow.workflow_json),
+            workflow_of(wrow),
             ParamMap.from_json(wrow.parameter_map),
             values,
         )

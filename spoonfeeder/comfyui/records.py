@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -63,6 +64,23 @@ def clean_defaults(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
     return params.clean(values)
 
 
+def workflow_of(row: ComfyUIWorkflow) -> Workflow:
+    """A stored workflow in its own key order (its text), else its JSON (rows from before
+    migration 0004, whose order PostgreSQL has already sorted)."""
+    return json.loads(row.workflow_text) if row.workflow_text else dict(row.workflow_json)
+
+
+def snapshot_text(workflow: Workflow) -> str:
+    """The one way a prompt becomes the text that is stored and posted (order kept)."""
+    return json.dumps(workflow)
+
+
+def snapshot_of(row: ComfyUIGeneration) -> tuple[Workflow, str]:
+    """A generation's snapshot, as the dict (in the posted order) and the exact text."""
+    text = row.workflow_snapshot_text or snapshot_text(dict(row.workflow_json_snapshot))
+    return json.loads(text), text
+
+
 def effective_defaults(row: ComfyUIWorkflow) -> dict[str, Any]:
     mapping = ParamMap.from_json(row.parameter_map)
     return params.merge(read_params(row.workflow_json, mapping), row.default_parameters)
@@ -120,7 +138,7 @@ def workflow_view(row: ComfyUIWorkflow) -> WorkflowView:
         row.id,
         row.name,
         row.description,
-        dict(row.workflow_json),
+        workflow_of(row),
         dict(row.parameter_map),
         effective_defaults(row),
         bool(row.is_default),

@@ -36,6 +36,7 @@ from spoonfeeder.comfyui.client import (
     ServerMessage,
     describe_rejection,
 )
+from spoonfeeder.comfyui.records import snapshot_of
 from spoonfeeder.comfyui.views import (
     CANCELLED,
     COMPLETED,
@@ -118,10 +119,12 @@ class GenerationRunner:
                 raise NotFoundError(f"No generation with id {generation_id}")
             if row.status in TERMINAL:
                 return row.status
+            snapshot, text = snapshot_of(row)
             state = _Run(
                 self,
                 row.id,
-                row.workflow_json_snapshot,
+                snapshot,
+                text,
                 row.prompt_id,
                 row.profile_id,
                 dict(row.server_info or {}),
@@ -139,6 +142,7 @@ class _Run:
     runner: GenerationRunner
     generation_id: uuid.UUID
     snapshot: dict[str, Any]
+    snapshot_text: str  # what is posted, byte for byte
     prompt_id: str | None
     profile_id: uuid.UUID | None
     server_info: dict[str, Any]
@@ -175,7 +179,7 @@ class _Run:
             if not resuming:
                 if not self._mark_running():
                     return self._current_status()
-                queued = self.client.queue_prompt(self.snapshot, str(self.generation_id))
+                queued = self.client.queue_prompt(self.snapshot_text, str(self.generation_id))
                 self.prompt_id = queued.prompt_id
                 self._store(prompt_id=queued.prompt_id)
                 self._say("Queued on ComfyUI", 0.0)

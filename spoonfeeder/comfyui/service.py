@@ -303,6 +303,11 @@ class ComfyUIService:
         """The exact API-format JSON that was (or will be) posted for a generation."""
         return generations.snapshot(self._sessions, generation_id)
 
+    def snapshot_text(self, generation_id: uuid.UUID | str) -> str:
+        """The snapshot exactly as it was (or will be) posted: the bytes ComfyUI receives,
+        on SQLite and PostgreSQL alike. A re-run posts this text again."""
+        return generations.snapshot_and_text(self._sessions, generation_id)[1]
+
     def export_snapshot(self, generation_id: uuid.UUID | str) -> Path:
         """The snapshot as a .json file under the media folder, for a download button.
         Loading it into ComfyUI (or importing it here) runs the same workflow."""

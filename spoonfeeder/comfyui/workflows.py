@@ -18,6 +18,7 @@ from spoonfeeder.comfyui.records import (
     clean_name,
     get_row,
     refuse_duplicate,
+    snapshot_text,
     workflow_view,
 )
 from spoonfeeder.comfyui.views import WorkflowView
@@ -97,6 +98,7 @@ def add(
             name=cleaned_name,
             description=(description or "").strip() or None,
             workflow_json=workflow,
+            workflow_text=snapshot_text(workflow),
             parameter_map=mapping.to_json(),
             default_parameters=cleaned,
             is_default=make_default,

@@ -126,6 +126,9 @@ class ComfyUIWorkflow(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     workflow_json: Mapped[JSONDict] = mapped_column(default=dict)  # API format
+    # The same workflow as JSON text in its own key order (JSONB would sort the keys, and
+    # the order reaches what is posted). NULL for rows imported before migration 0004.
+    workflow_text: Mapped[str | None] = mapped_column(Text)
     parameter_map: Mapped[JSONDict] = mapped_column(default=dict)  # param -> [node_id, input]
     default_parameters: Mapped[JSONDict] = mapped_column(default=dict)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -158,7 +161,12 @@ class ComfyUIGeneration(Base):
     task_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     reproduced_from_id: Mapped[uuid.UUID | None]
     prompt_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    workflow_json_snapshot: Mapped[JSONDict] = mapped_column(default=dict)
+    workflow_json_snapshot: Mapped[JSONDict] = mapped_column(default=dict)  # for queries
+    # Exactly the prompt JSON posted to ComfyUI, byte for byte: ComfyUI writes what it
+    # received into every PNG, and JSONB reorders keys. Re-runs post this text.
+    workflow_snapshot_text: Mapped[str | None] = mapped_column(Text)
+    # Input images (LoadImage): [{node_id, name (on the server), path (media), sha256, …}]
+    input_images: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     prompt_text: Mapped[str | None] = mapped_column(Text)
     negative_prompt: Mapped[str | None] = mapped_column(Text)
     parameters: Mapped[JSONDict] = mapped_column(default=dict)
