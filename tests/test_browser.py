@@ -186,7 +186,7 @@ def test_tasks_table_follows_a_task_live(page: Page, app: App) -> None:
         return lines[lines.index("Live spoon") + 2] if "Live spoon" in lines else ""
 
     poll(lambda: "completed" in status())
-    page.get_by_text("Live spoon").first.click()
+    table.get_by_text("Live spoon").filter(visible=True).first.click()  # not its hidden copy
     details = page.locator("#task-details")
     poll(lambda: "word0 word1" in details.inner_text())  # the result text
 

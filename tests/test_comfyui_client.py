@@ -16,6 +16,7 @@ import pytest
 from spoonfeeder.comfyui.client import (
     ComfyUIClient,
     PreviewImage,
+    RetryWindow,
     ServerMessage,
     decode_binary_frame,
     describe_rejection,
@@ -46,6 +47,11 @@ def fake(server: tuple[SwappableApp, str]) -> FakeComfyUI:
 def client(fake: FakeComfyUI, server: tuple[SwappableApp, str]) -> Iterator[ComfyUIClient]:
     with ComfyUIClient(server[1]) as comfy:
         yield comfy
+
+
+@pytest.fixture
+def fake_and_url(fake: FakeComfyUI, server: tuple[SwappableApp, str]) -> tuple[FakeComfyUI, str]:
+    return fake, server[1]
 
 
 @pytest.fixture
@@ -283,3 +289,74 @@ def test_a_profile_timeout_option_reaches_the_client() -> None:
     finally:
         slow.close()
         plain.close()
+
+
+# ----- a proxy answering 5xx while ComfyUI restarts ----------------------------------
+
+
+class FakeClock:
+    """Time that passes only when someone sleeps: retries without waiting for real."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _retrying_client(url: str, clock: FakeClock, seconds: float = 120.0) -> ComfyUIClient:
+    return ComfyUIClient(url, retry=RetryWindow(seconds, sleep=clock.sleep, clock=clock))
+
+
+def test_5xx_from_a_proxy_are_retried_with_backoff(fake_and_url: tuple[FakeComfyUI, str]) -> None:
+    fake, url = fake_and_url
+    fake.proxy_errors = [502, 503, 502]
+    clock = FakeClock()
+    with _retrying_client(url, clock) as client:
+        queued = client.queue_prompt(load_fixture("workflow_txt2img_api.json"), "c1")
+    assert queued.prompt_id == fake.prompts[0]["prompt_id"]
+    assert len(fake.prompts) == 1  # posted once: the refused attempts never reached it
+    assert clock.slept == [0.5, 1.0, 2.0]
+
+
+def test_a_lost_answer_is_not_posted_twice(fake_and_url: tuple[FakeComfyUI, str]) -> None:
+    fake, url = fake_and_url
+    fake.lose_answers = 1  # queued, but the proxy answered 504
+    clock = FakeClock()
+    with _retrying_client(url, clock) as client:
+        queued = client.queue_prompt(load_fixture("workflow_txt2img_api.json"), "c2")
+    assert len(fake.prompts) == 1
+    assert queued.prompt_id == fake.prompts[0]["prompt_id"]
+
+
+def test_retrying_stops_after_the_window_with_a_clear_sentence(
+    fake_and_url: tuple[FakeComfyUI, str],
+) -> None:
+    fake, url = fake_and_url
+    fake.proxy_errors = [502] * 1000
+    clock = FakeClock()
+    with (
+        _retrying_client(url, clock, seconds=120) as client,
+        pytest.raises(ProviderServerError) as caught,
+    ):
+        client.system_stats()
+    assert sum(clock.slept) <= 120
+    message = caught.value.message
+    assert message.startswith(f"ComfyUI at {url} still failed after ")
+    assert "(HTTP 502 on /system_stats)" in message and "restarting" in message
+    assert "<html>" not in message
+
+
+def test_without_a_retry_window_a_502_fails_at_once(fake_and_url: tuple[FakeComfyUI, str]) -> None:
+    fake, url = fake_and_url
+    fake.proxy_errors = [502]
+    with ComfyUIClient(url) as client, pytest.raises(ProviderServerError) as caught:
+        client.system_stats()
+    assert caught.value.message == (
+        f"ComfyUI at {url} failed on /system_stats (HTTP 502): a proxy's error page"
+    )

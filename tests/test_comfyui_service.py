@@ -425,9 +425,12 @@ def test_an_unreachable_server_is_a_clear_error(db_url: str, tmp_path: Path) -> 
             svc.generate(session.id, BASE)
         assert str(caught.value) == f"ComfyUI is not reachable at {url} — is it running?"
         pending = svc.generate(session.id, BASE, check_server=False)[0]
+        clock = FakeClock()  # the run retries for two minutes first: of fake time
+        svc.timings.sleep, svc.timings.clock = clock.sleep, clock
         failed = svc.run_generation(pending.id)
         assert failed.status == "failed"
-        assert failed.error == f"ComfyUI is not reachable at {url} — is it running?"
+        assert failed.error.startswith(f"ComfyUI is not reachable at {url} — is it running?")
+        assert "gave up after" in failed.error and 100 < clock.now <= 120
     finally:
         ctx.close()
 
@@ -849,3 +852,46 @@ def test_the_builtin_workflow_is_posted_in_its_own_order(
     assert svc.run_generation(one(svc, None, seed=3).id).status == "completed"
     posted = json.loads(fake.raw_prompts[0])["prompt"]
     assert _order(posted) == _order(builtin.workflow())
+
+
+# ----- a reverse proxy answering 502 while ComfyUI restarts ---------------------------------
+
+
+class FakeClock:
+    """Time that passes only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_run_rides_out_a_proxy_answering_502_while_comfyui_restarts(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    clock = FakeClock()
+    svc.timings.sleep, svc.timings.clock = clock.sleep, clock
+    pending = one(svc, None, seed=11)
+    fake.proxy_errors = [502, 502, 503, 502]  # system_stats, /prompt… all refused a while
+    done = svc.run_generation(pending.id)
+    assert done.status == "completed", done.error
+    assert len(fake.prompts) == 1 and len(done.outputs) == 2
+    assert 0 < clock.now <= 120
+
+
+def test_a_run_fails_with_a_clear_sentence_when_comfyui_stays_down(
+    svc: ComfyUIService, fake: FakeComfyUI, comfy_url: str
+) -> None:
+    clock = FakeClock()
+    svc.timings.sleep, svc.timings.clock = clock.sleep, clock
+    pending = one(svc, None, seed=12)
+    fake.proxy_errors = [502] * 10_000
+    done = svc.run_generation(pending.id)
+    assert done.status == "failed" and fake.prompts == []
+    assert done.error.startswith(f"ComfyUI at {comfy_url} still failed after ")
+    assert "HTTP 502" in done.error and "restarting" in done.error
+    assert clock.now <= 120

@@ -32,6 +32,7 @@ from spoonfeeder.tasks import (
     handlers,
 )
 from tests.conftest import make_settings
+from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import serve
 from tests.task_handlers import create_executions_table, executions, install
@@ -542,3 +543,20 @@ def postgres_url(postgres: Any) -> Iterator[str]:
     url = postgres.create(template=postgres.migrated_template())
     yield url
     postgres.drop(url)
+
+
+def test_text_generate_on_ollama_runs_without_sdk_retry_options(
+    ctx: AppContext, registry: HandlerRegistry
+) -> None:
+    """The queue asks for no SDK retries; Ollama's client has none to turn off."""
+    fake = FakeOllama(tokens=["a ", "b "])
+    with serve(fake.app) as url:
+        ctx.profiles.save_setting("ollama", endpoint_url=url)
+        task_id = ctx.tasks.create_task(
+            "text.generate", provider="ollama", model="llama3.2", prompt="Hi"
+        ).id
+        start(ctx, registry)
+        wait_for(lambda: status_of(ctx, task_id) in (COMPLETED, FAILED), 10, "the generation")
+    view = ctx.tasks.get_task(task_id)
+    assert view.status == COMPLETED, view.error
+    assert view.result["text"] == "a b "

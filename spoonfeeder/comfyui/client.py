@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,28 @@ class QueuedPrompt:
     prompt_id: str
     number: int
     node_errors: dict[str, Any] = field(default_factory=dict)  # other outputs may still run
+
+
+@dataclass(frozen=True)
+class RetryWindow:
+    """How long a client keeps retrying a ComfyUI that answers 5xx or cannot be reached —
+    a reverse proxy answers 502/503 while ComfyUI restarts. 0 seconds: no retries (what
+    the UI wants: say so at once). `sleep` and `clock` are injectable for tests."""
+
+    seconds: float = 0.0
+    first_delay: float = 0.5
+    max_delay: float = 10.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+class _Retryable(Exception):
+    """One failed attempt worth another: a 5xx answer or a transport failure."""
+
+    def __init__(self, error: Exception, what: str) -> None:
+        super().__init__(what)
+        self.error = error  # what to raise if the window closes
+        self.what = what  # "HTTP 502 on /prompt", "no connection"
 
 
 def decode_binary_frame(frame: bytes) -> PreviewImage | None:
@@ -206,12 +230,12 @@ class ComfyUIClient:
     """Blocking calls to one ComfyUI server. Safe to share between threads."""
 
     @classmethod
-    def for_credentials(cls, credentials: Any) -> ComfyUIClient:
+    def for_credentials(cls, credentials: Any, retry: RetryWindow | None = None) -> ComfyUIClient:
         """A client for a stored setting or profile (`profiles.Credentials`): its URL, its
         key, and its `timeout` option (seconds) when it sets one."""
         seconds = (credentials.options or {}).get("timeout")
         timeout = httpx.Timeout(seconds, connect=5.0) if seconds else DEFAULT_TIMEOUT
-        return cls(credentials.url, api_key=credentials.api_key, timeout=timeout)
+        return cls(credentials.url, api_key=credentials.api_key, timeout=timeout, retry=retry)
 
     def __init__(
         self,
@@ -219,8 +243,10 @@ class ComfyUIClient:
         *,
         api_key: str | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryWindow | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.retry = retry or RetryWindow()
         # A key is for a ComfyUI behind an authenticating proxy: sent as a bearer token,
         # as the connection test does.
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -275,13 +301,31 @@ class ComfyUIClient:
         those very bytes (and writes them, parsed in their order, into every PNG).
         Raises ComfyUIPromptRejected (naming node and input) if the server refuses it."""
         text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        # Our own prompt id (ComfyUI keeps one it is given): after a failure that may have
+        # reached the server, the id tells whether it was queued before posting again.
+        prompt_id = str(uuid.uuid4())
         body = '{"prompt": ' + text + ', "client_id": ' + json.dumps(client_id)
+        body += ', "prompt_id": ' + json.dumps(prompt_id)
         if extra_data:
             body += ', "extra_data": ' + json.dumps(dict(extra_data))
         body += "}"
-        response = self._send(
-            "POST", "/prompt", content=body.encode(), headers=JSON_HEADERS, check=False
-        )
+
+        tries = 0
+
+        def post() -> httpx.Response | None:
+            nonlocal tries
+            tries += 1
+            # An earlier attempt may have reached the server (a lost answer): ask first.
+            if tries > 1 and self._knows_prompt_now(prompt_id):
+                return None
+            response = self._attempt("POST", "/prompt", content=body.encode(), headers=JSON_HEADERS)
+            if response.status_code >= 500:
+                raise _Retryable(self._status_error(response, "/prompt"), _status(response))
+            return response
+
+        response = self._retrying("/prompt", post)
+        if response is None:  # an earlier attempt got through after all
+            return QueuedPrompt(prompt_id, 0, {})
         if response.status_code == 400:
             parsed = json.loads(text) if isinstance(prompt, str) else prompt
             raise describe_rejection(_json_or_text(response), parsed)
@@ -296,6 +340,22 @@ class ComfyUIClient:
             data["prompt_id"], int(data.get("number") or 0), data.get("node_errors") or {}
         )
 
+    def _knows_prompt_now(self, prompt_id: str) -> bool:
+        """Whether the server has this prompt — queued, running, or in its history — asked
+        once per endpoint (a server that cannot say raises _Retryable)."""
+        for path in ("/queue", f"/history/{prompt_id}"):
+            response = self._attempt("GET", path)
+            if response.status_code >= 500:
+                raise _Retryable(self._status_error(response, path), _status(response))
+            self._raise_for_status(response, path)
+            data = _json_or_text(response)
+            if not isinstance(data, dict):
+                continue
+            items = [*data.get("queue_running", []), *data.get("queue_pending", [])]
+            if prompt_id in data or any(len(i) > 1 and i[1] == prompt_id for i in items):
+                return True
+        return False
+
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The history entry of a prompt (prompt, outputs, status, meta); None while the
         server has none (still queued or running, or never run)."""
@@ -309,14 +369,25 @@ class ComfyUIClient:
         return response.content
 
     def download(self, filename: str, subfolder: str, folder_type: str, destination: Path) -> int:
-        """Stream an output file to `destination` (videos can be large); its size."""
+        """Stream an output file to `destination` (videos can be large); its size. A
+        download cut short starts again from the beginning, within the retry window."""
         params = _view_params(filename, subfolder, folder_type)
-        size = 0
-        with self._stream("GET", "/view", params=params) as response, destination.open("wb") as out:
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                size += len(chunk)
-        return size
+
+        def attempt() -> int:
+            size = 0
+            try:
+                with (
+                    self._stream("GET", "/view", params=params) as response,
+                    destination.open("wb") as out,
+                ):
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        size += len(chunk)
+            except (ProviderUnavailable, ProviderServerError) as exc:
+                raise _Retryable(exc, exc.message) from None
+            return size
+
+        return self._retrying("/view", attempt)
 
     def object_info(self, node_class: str | None = None) -> dict[str, Any]:
         """GET /object_info (every node) or /object_info/{class} (one, or {} if unknown)."""
@@ -376,14 +447,61 @@ class ComfyUIClient:
                 provider=PROVIDER,
             ) from None
 
-    def _send(self, method: str, path: str, *, check: bool = True, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
-        if check:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request that must succeed; 5xx answers and transport failures are retried
+        within the retry window."""
+
+        def attempt() -> httpx.Response:
+            response = self._attempt(method, path, **kwargs)
+            if response.status_code >= 500:
+                raise _Retryable(self._status_error(response, path), _status(response))
             self._raise_for_status(response, path)
-        return response
+            return response
+
+        return self._retrying(path, attempt)
+
+    def _attempt(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; a transport failure is worth another attempt."""
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            error = self._transport_error(exc)
+            what = "no connection" if isinstance(exc, httpx.ConnectError) else "no answer"
+            raise _Retryable(error, what) from None
+
+    def _retrying(self, path: str, attempt: Callable[[], Any]) -> Any:
+        """`attempt()` until it succeeds or the retry window closes, backing off between
+        tries (a _Retryable is a failed try)."""
+        window = self.retry
+        started = window.clock()
+        delay = window.first_delay
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except _Retryable as failure:
+                elapsed = window.clock() - started
+                if elapsed + delay > window.seconds:
+                    raise self._gave_up(failure, path, tries, elapsed) from None
+                window.sleep(delay)
+                delay = min(delay * 2, window.max_delay)
+
+    def _gave_up(
+        self, failure: _Retryable, path: str, tries: int, elapsed: float
+    ) -> ProviderUnavailable | ProviderServerError:
+        if tries == 1:
+            return failure.error  # no retry window: the failure as it is
+        tried = f"{tries} tries over {elapsed:.0f} s"
+        if isinstance(failure.error, ProviderUnavailable):
+            return ProviderUnavailable(
+                f"{failure.error.message} (gave up after {tried})", provider=PROVIDER
+            )
+        return ProviderServerError(
+            f"ComfyUI at {self.url} still failed after {tried} ({failure.what} on {path}) "
+            "— it may be restarting or down; try again when it is back",
+            provider=PROVIDER,
+        )
 
     @contextmanager
     def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
@@ -409,12 +527,19 @@ class ComfyUIClient:
                 provider=PROVIDER,
             )
         if response.status_code >= 500:
-            raise ProviderServerError(
-                f"ComfyUI at {self.url} failed on {path} (HTTP {response.status_code}): {text}",
-                provider=PROVIDER,
-            )
+            raise self._status_error(response, path)
         raise ProviderRequestError(
             f"ComfyUI at {self.url} refused {path} (HTTP {response.status_code}): {text}",
+            provider=PROVIDER,
+        )
+
+    def _status_error(self, response: httpx.Response, path: str) -> ProviderServerError:
+        """A 5xx answer: ComfyUI's own text, or a proxy's (an HTML page) said in brief."""
+        text = response.text.strip()
+        if text.lstrip().startswith("<"):
+            text = "a proxy's error page"
+        return ProviderServerError(
+            f"ComfyUI at {self.url} failed on {path} (HTTP {response.status_code}): {text[:300]}",
             provider=PROVIDER,
         )
 
@@ -442,6 +567,10 @@ class ComfyUIClient:
         return ProviderUnavailable(
             f"ComfyUI is not reachable at {self.url} — is it running?", provider=PROVIDER
         )
+
+
+def _status(response: httpx.Response) -> str:
+    return f"HTTP {response.status_code}"
 
 
 def _view_params(filename: str, subfolder: str, folder_type: str) -> dict[str, str]:

@@ -33,6 +33,7 @@ from spoonfeeder.comfyui.client import (
     ComfyUIClient,
     ComfyUISocket,
     PreviewImage,
+    RetryWindow,
     ServerMessage,
     describe_rejection,
 )
@@ -82,6 +83,11 @@ class RunnerTimings:
     # Previews are served by path to a browser that fetches them a little later; they are
     # removed once this old (seconds), not when the next one comes or the run ends.
     preview_ttl: float = 120.0
+    # A server answering 5xx or unreachable (a proxy while ComfyUI restarts) is retried,
+    # with backoff, for this long before the run fails. Injectable clock for tests.
+    retry_seconds: float = 120.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ class _Run:
             return self._finish(_Outcome(CANCELLED, error="Cancelled before it started"))
         try:
             credentials = self.runner._profiles.credentials("comfyui", self.profile_id)
-            self.client = ComfyUIClient.for_credentials(credentials)
+            self.client = ComfyUIClient.for_credentials(credentials, self._retry_window())
             if not self.server_info:
                 self.server_info = _server_info(self.client)
             resuming = self.prompt_id is not None
@@ -202,6 +208,16 @@ class _Run:
                     self.socket.close()
             if self.client is not None:
                 self.client.close()
+
+    def _retry_window(self) -> RetryWindow:
+        timings = self._timings
+
+        def sleep(seconds: float) -> None:
+            if self.should_abandon():  # a worker shutting down does not wait out an outage
+                raise RunAbandoned(f"generation {self.generation_id} left to a later run")
+            timings.sleep(seconds)
+
+        return RetryWindow(timings.retry_seconds, sleep=sleep, clock=timings.clock)
 
     def _open_socket(self) -> None:
         assert self.client is not None

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.providers.kinds import PROVIDER_KINDS
 
 MAX_TIMEOUT = 3600.0
 MAX_RETRIES = 10
@@ -58,9 +59,10 @@ def check_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for name, value in options.items():
         if name not in allowed:
+            label = PROVIDER_KINDS[kind].label if kind in PROVIDER_KINDS else kind
             takes = ", ".join(allowed) if allowed else "none"
             raise ValidationError(
-                f"Unknown option {name!r} for a {kind} profile; the options it takes: {takes}",
+                f"Unknown option {name!r} for {label} profiles; the options they take: {takes}",
                 field="options",
             )
         what, check = RULES[name]

@@ -12,7 +12,7 @@ from dataclasses import replace
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.profiles import Credentials, ProfileService
 from spoonfeeder.providers.base import ChatProvider
-from spoonfeeder.providers.options import check_options
+from spoonfeeder.providers.options import KIND_OPTIONS, check_options
 
 # provider kind -> "module:Class"; each class takes (url, api_key, options).
 CHAT_PROVIDERS = {
@@ -101,7 +101,7 @@ class ProviderRegistry:
         """
         lookup = self._profiles.cached_credentials if cached else self._profiles.credentials
         creds = lookup(provider, profile_id=profile_id or None)
-        if retries is not None:
+        if retries is not None and "max_retries" in KIND_OPTIONS[creds.provider]:
             creds = replace(creds, options={**(creds.options or {}), "max_retries": retries})
         fingerprint = hashlib.sha256(
             json.dumps([creds.url, creds.api_key, creds.options], sort_keys=True).encode()

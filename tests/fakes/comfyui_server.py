@@ -33,6 +33,11 @@ Knobs (plain attributes, change them between runs from the test thread):
 - ``drop_socket_after``: close the client's websocket after that many frames of the next
   run; the run itself goes on and reaches ``/history`` as usual.
 - ``refuse_websocket``: reject ``/ws`` handshakes (HTTP 403), as a proxy might.
+- ``proxy_errors``: statuses (502, 503, 504) the next HTTP requests get instead of an
+  answer, with nginx's HTML error page, as a reverse proxy answers while ComfyUI restarts;
+  websocket handshakes are refused meanwhile.
+- ``lose_answers``: the next N accepted ``POST /prompt`` are queued, but their answer is
+  lost (a proxy's 504 after it forwarded the request).
 - ``api_key``: require ``Authorization: Bearer <key>`` (HTTP 401 / handshake 403).
 - ``hold``: pause every run after its first ``progress`` frame until ``release()`` (or
   an interrupt). The "interrupt" scenario always pauses there until ``/interrupt``.
@@ -119,6 +124,8 @@ class FakeComfyUI:
         self.drop_socket_after: int | None = None
         self.hold = False
         self.refuse_websocket = False
+        self.proxy_errors: list[int] = []
+        self.lose_answers = 0
         self.api_key: str | None = None  # when set, every request needs "Bearer <key>"
         self.object_info: dict[str, Any] = load_fixture("object_info_all.json")
         self.system_stats_body: dict[str, Any] = load_fixture("system_stats.json")
@@ -188,6 +195,13 @@ class FakeComfyUI:
         """401 for HTTP requests without the key, as an authenticating proxy answers."""
 
         async def guarded(scope: Any, receive: Any, send: Any) -> None:
+            if self.proxy_errors and scope["type"] == "http":
+                response = _proxy_error(self.proxy_errors.pop(0))
+                await response(scope, receive, send)
+                return
+            if self.proxy_errors and scope["type"] == "websocket":
+                await WebSocket(scope, receive, send).close(code=1008)
+                return
             if scope["type"] == "http":
                 headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
                 if not self._authorized(headers):
@@ -219,7 +233,7 @@ class FakeComfyUI:
         self.raw_prompts.append(raw)
         run = Run(
             self._number,
-            str(uuid.uuid4()),
+            str(body.get("prompt_id") or uuid.uuid4()),  # 0.3.64 keeps a given prompt_id
             prompt,
             {**(body.get("extra_data") or {}), "client_id": body.get("client_id")},
             body.get("client_id"),
@@ -230,6 +244,9 @@ class FakeComfyUI:
         self._pending.append(run)
         if self._worker is None:  # one event loop thread: no race with the worker's end
             self._worker = asyncio.get_running_loop().create_task(self._execute_queue())
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return _proxy_error(504)
         return JSONResponse(
             {"prompt_id": run.prompt_id, "number": run.number, "node_errors": node_errors}
         )
@@ -724,6 +741,18 @@ def _is_link(value: Any) -> bool:
         and isinstance(value[0], str)
         and isinstance(value[1], int)
     )
+
+
+def _proxy_error(status: int) -> Response:
+    """nginx's error page, as a reverse proxy in front of ComfyUI sends it."""
+    reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
+    title = f"{status} {reason.get(status, 'Error')}"
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+    return Response(page, status_code=status, media_type="text/html")
 
 
 def _invalid(kind: str, message: str, details: str) -> Response:
