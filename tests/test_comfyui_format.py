@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from spoonfeeder.errors import ValidationError
-from ui.comfyui_format import FORM_KEYS, form_parameters, form_values, loras_from_rows
+from ui.comfyui_format import (
+    FORM_KEYS,
+    describe_server,
+    form_parameters,
+    form_values,
+    loras_from_rows,
+)
 
 
 def test_lora_rows_become_parameters_and_blank_rows_are_skipped() -> None:
@@ -42,3 +48,22 @@ def test_form_round_trip_keeps_every_value_and_drops_blanks() -> None:
     back = form_parameters(values)
     assert "negative_prompt" not in back  # blank: the workflow's own value stays
     assert back == {k: v for k, v in params.items() if k != "negative_prompt"}
+
+
+def test_what_a_run_ran_on_reads_in_one_line() -> None:
+    info = {
+        "comfyui_version": "0.3.64",
+        "models": {
+            "checkpoints": {"sd15.safetensors": {"size": 2_132_625_230, "modified": 1795480000.0}},
+            "loras": {"gone.safetensors": {"missing": True}},
+        },
+        "node_classes_sha256": "0de426cdf6282ae13b0a16c0",
+        "node_class_count": 478,
+        "input_images": [{"name": "sf_ab12.png", "sha256": "ab12cd34ef56ab12cd34"}],
+    }
+    assert describe_server(info) == (
+        "ComfyUI 0.3.64 · sd15.safetensors (2.1 GB, modified 2026-11-24 00:26 UTC) · "
+        "gone.safetensors (not on the server) · 478 node classes (sha256 0de426cdf628…) · "
+        "input sf_ab12.png (sha256 ab12cd34ef56…)"
+    )
+    assert describe_server({}) == ""

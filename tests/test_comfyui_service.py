@@ -895,3 +895,39 @@ def test_a_run_fails_with_a_clear_sentence_when_comfyui_stays_down(
     assert done.error.startswith(f"ComfyUI at {comfy_url} still failed after ")
     assert "HTTP 502" in done.error and "restarting" in done.error
     assert clock.now <= 120
+
+
+# ----- what a run ran on --------------------------------------------------------------------
+
+
+def test_a_run_records_the_files_and_nodes_it_ran_on(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    import hashlib
+
+    done = svc.run_generation(
+        one(svc, None, seed=21, loras=[{"name": LORAS[1], "strength_model": 0.5}]).id
+    )
+    assert done.status == "completed", done.error
+    info = done.server_info
+    assert info["comfyui_version"] == "0.3.64"
+    checkpoint = info["models"]["checkpoints"][CKPT]
+    assert checkpoint == {"size": 2_132_625_230, "modified": 1795480000.0}
+    assert info["models"]["loras"] == {LORAS[1]: {"size": 151_108_833, "modified": 1795480001.0}}
+    canonical = json.dumps(fake.object_info, sort_keys=True, separators=(",", ":"))
+    assert info["node_classes_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert info["node_class_count"] == len(fake.object_info)
+
+    fake.object_info["MyCustomNode"] = {"input": {}, "output": []}  # a custom node installed
+    svc.timings.facts_ttl = 0
+    later = svc.run_generation(one(svc, None, seed=22).id)
+    assert later.server_info["node_classes_sha256"] != info["node_classes_sha256"]
+
+
+def test_a_server_that_lists_no_model_files_is_recorded_as_such(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    fake.model_files = {}  # an older ComfyUI: /experiment/models/… answers 404
+    done = svc.run_generation(one(svc, None, seed=23).id)
+    assert done.status == "completed", done.error
+    assert done.server_info["models"] == {"checkpoints": {CKPT: None}}

@@ -4,11 +4,13 @@ descriptions and run summaries. Pure functions, no Gradio events."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from spoonfeeder.comfyui.params import PARAM_KEYS
 from spoonfeeder.comfyui.views import GenerationView, SessionView
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ollama_models import format_bytes
 from ui.common import format_time
 
 # The form shows every parameter but denoise (img2img workflows set it in their defaults).
@@ -100,6 +102,8 @@ def describe_generation(g: GenerationView) -> str:
     ]
     if g.prompt_id:
         lines.append(f"**ComfyUI prompt id:** `{g.prompt_id}`")
+    if ran_on := describe_server(g.server_info):
+        lines.append(f"**Ran on:** {ran_on}")
     if g.reproduced_from_id:
         lines.append(f"**Exact re-run of:** `{g.reproduced_from_id}`")
     if g.label:
@@ -107,6 +111,31 @@ def describe_generation(g: GenerationView) -> str:
     if g.error:
         lines.append(f"\n⚠️ **{g.error}**")
     return "\n\n".join(lines)
+
+
+def describe_server(info: dict[str, Any]) -> str:
+    """What a run ran on, in a line: version, model files, node classes, input images."""
+    if not info:
+        return ""
+    bits = [f"ComfyUI {info.get('comfyui_version') or '?'}"]
+    for files in (info.get("models") or {}).values():
+        for name, facts in files.items():
+            if facts is None:
+                bits.append(f"{name} (the server does not list its files)")
+            elif facts.get("missing"):
+                bits.append(f"{name} (not on the server)")
+            else:
+                when = datetime.fromtimestamp(float(facts.get("modified") or 0), UTC)
+                size = format_bytes(int(facts.get("size") or 0))
+                bits.append(f"{name} ({size}, modified {when:%Y-%m-%d %H:%M} UTC)")
+    if info.get("node_classes_sha256"):
+        digest = str(info["node_classes_sha256"])[:12]
+        bits.append(f"{info.get('node_class_count', '?')} node classes (sha256 {digest}…)")
+    for image in info.get("input_images") or []:
+        bits.append(f"input {image.get('name')} (sha256 {str(image.get('sha256'))[:12]}…)")
+    if info.get("cached"):
+        bits.append("served from ComfyUI's cache")
+    return " · ".join(bits)
 
 
 def session_choices(sessions: list[SessionView]) -> list[tuple[str, str]]:

@@ -393,6 +393,13 @@ class ComfyUIClient:
         """GET /object_info (every node) or /object_info/{class} (one, or {} if unknown)."""
         return self._get_json(f"/object_info/{node_class}" if node_class else "/object_info")
 
+    def model_files(self, folder: str) -> list[dict[str, Any]]:
+        """GET /experiment/models/{folder}: the files of a model folder ("checkpoints",
+        "loras"…), each {name, pathIndex, modified, created, size}. ProviderRequestError
+        (404) on a server without this listing."""
+        files = self._get_json(f"/experiment/models/{folder}")
+        return files if isinstance(files, list) else []
+
     def queue(self) -> dict[str, Any]:
         """GET /queue: `queue_running` and `queue_pending` items, [number, prompt_id, …]."""
         return self._get_json("/queue")

@@ -37,6 +37,7 @@ from spoonfeeder.comfyui.client import (
     ServerMessage,
     describe_rejection,
 )
+from spoonfeeder.comfyui.facts import ServerFacts
 from spoonfeeder.comfyui.records import snapshot_of
 from spoonfeeder.comfyui.views import (
     CANCELLED,
@@ -86,6 +87,8 @@ class RunnerTimings:
     # A server answering 5xx or unreachable (a proxy while ComfyUI restarts) is retried,
     # with backoff, for this long before the run fails. Injectable clock for tests.
     retry_seconds: float = 120.0
+    # Model file listings and the node classes' digest are re-read this often (seconds).
+    facts_ttl: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
@@ -109,6 +112,7 @@ class GenerationRunner:
         self._profiles = profiles
         self._media = media_root
         self.timings = timings or RunnerTimings()
+        self.facts = ServerFacts()
 
     def run(
         self,
@@ -131,6 +135,7 @@ class GenerationRunner:
                 row.id,
                 snapshot,
                 text,
+                list(row.input_images or []),
                 row.prompt_id,
                 row.profile_id,
                 dict(row.server_info or {}),
@@ -149,6 +154,7 @@ class _Run:
     generation_id: uuid.UUID
     snapshot: dict[str, Any]
     snapshot_text: str  # what is posted, byte for byte
+    input_images: list[dict[str, Any]]
     prompt_id: str | None
     profile_id: uuid.UUID | None
     server_info: dict[str, Any]
@@ -179,7 +185,9 @@ class _Run:
             credentials = self.runner._profiles.credentials("comfyui", self.profile_id)
             self.client = ComfyUIClient.for_credentials(credentials, self._retry_window())
             if not self.server_info:
-                self.server_info = _server_info(self.client)
+                self.server_info = self.runner.facts.read(
+                    self.client, self.snapshot, self.input_images, ttl=self._timings.facts_ttl
+                )
             resuming = self.prompt_id is not None
             self._open_socket()
             if not resuming:
@@ -588,15 +596,6 @@ class _Run:
 def _holds(items: list[Any], prompt_id: str | None) -> bool:
     """Whether a /queue list holds this prompt (its items are [number, prompt_id, …])."""
     return any(len(item) > 1 and item[1] == prompt_id for item in items)
-
-
-def _server_info(client: ComfyUIClient) -> dict[str, Any]:
-    stats = client.system_stats()
-    return {
-        "url": client.url,
-        "comfyui_version": (stats.get("system") or {}).get("comfyui_version"),
-        "system_stats": stats,
-    }
 
 
 def _run_seconds(entry: dict[str, Any]) -> float | None:

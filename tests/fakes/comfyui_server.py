@@ -21,7 +21,9 @@ What it does, as the real server (0.3.64) does in the transcripts:
   that queued it, with this prompt's id, then ``/history/{id}`` holds the entry.
 - ``/view`` serves ``files`` byte for byte; ``/queue`` (GET, POST delete), ``/interrupt``
   (optionally for one ``prompt_id``), ``/system_stats``, ``/object_info[/{class}]``,
-  ``/upload/image``, ``GET /prompt``.
+  ``/upload/image``, ``GET /prompt``, ``/experiment/models/{folder}`` (the files of
+  ``model_files``: by default what the checkpoint and LoRA combos offer, with a size and a
+  modified time; a folder left out answers 404, as an older ComfyUI does).
 
 Knobs (plain attributes, change them between runs from the test thread):
 - ``scenario``: "success" | "cached" | "execution_error" | "interrupt" for the next runs;
@@ -128,6 +130,13 @@ class FakeComfyUI:
         self.lose_answers = 0
         self.api_key: str | None = None  # when set, every request needs "Bearer <key>"
         self.object_info: dict[str, Any] = load_fixture("object_info_all.json")
+        # /experiment/models/{folder}: the files the combos offer, with a size and mtime
+        self.model_files: dict[str, Any] = {
+            "checkpoints": lambda: self._files(
+                "CheckpointLoaderSimple", "ckpt_name", 2_132_625_230
+            ),
+            "loras": lambda: self._files("LoraLoader", "lora_name", 151_108_832),
+        }
         self.system_stats_body: dict[str, Any] = load_fixture("system_stats.json")
         self.prompts: list[dict[str, Any]] = []
         self.raw_prompts: list[bytes] = []
@@ -159,6 +168,7 @@ class FakeComfyUI:
                 Route("/view", self._view, methods=["GET"]),
                 Route("/object_info", self._object_info_all, methods=["GET"]),
                 Route("/object_info/{node_class}", self._object_info_one, methods=["GET"]),
+                Route("/experiment/models/{folder}", self._model_files, methods=["GET"]),
                 Route("/system_stats", self._system_stats, methods=["GET"]),
                 Route("/queue", self._get_queue, methods=["GET"]),
                 Route("/queue", self._post_queue, methods=["POST"]),
@@ -174,6 +184,19 @@ class FakeComfyUI:
     def set_choices(self, class_type: str, input_name: str, values: list[str]) -> None:
         spec = self.object_info[class_type]["input"]["required"][input_name]
         spec[0] = list(values)
+
+    def _files(self, class_type: str, input_name: str, size: int) -> list[dict[str, Any]]:
+        names = self.object_info[class_type]["input"]["required"][input_name][0]
+        return [
+            {
+                "name": n,
+                "pathIndex": 0,
+                "modified": 1795480000.0 + i,
+                "created": 1795480000.0,
+                "size": size + i,
+            }
+            for i, n in enumerate(names)
+        ]
 
     def release(self) -> None:
         """Let held runs go on."""
@@ -279,6 +302,13 @@ class FakeComfyUI:
         name = request.path_params["node_class"]
         self.requests.append(("GET", f"/object_info/{name}"))
         return JSONResponse({name: self.object_info[name]} if name in self.object_info else {})
+
+    async def _model_files(self, request: Request) -> Response:
+        folder = request.path_params["folder"]
+        self.requests.append(("GET", f"/experiment/models/{folder}"))
+        if folder not in self.model_files:
+            return Response(status_code=404)
+        return JSONResponse(self.model_files[folder]())
 
     async def _system_stats(self, _request: Request) -> Response:
         return JSONResponse(self.system_stats_body)
