@@ -360,3 +360,16 @@ def test_without_a_retry_window_a_502_fails_at_once(fake_and_url: tuple[FakeComf
     assert caught.value.message == (
         f"ComfyUI at {url} failed on /system_stats (HTTP 502): a proxy's error page"
     )
+
+
+def test_the_fake_sends_event_4_previews_before_their_progress_as_the_real_server() -> None:
+    from tests.fakes.comfyui_server import _previews_first
+
+    real = [json.loads(line) for line in (FIXTURES / "ws_success_feature_flags.jsonl").open()]
+    plain = [json.loads(line) for line in (FIXTURES / "ws_success.jsonl").open()]
+
+    def order(frames: list[dict[str, Any]]) -> list[str]:
+        kinds = ("progress", "binary")
+        return [k for f in frames for k in kinds if f.get("type") == k or f.get(k) is True]
+
+    assert order(_previews_first(plain)) == order(real)

@@ -147,11 +147,28 @@ def test_a_cached_run_completes_with_the_earlier_outputs(
     session = svc.create_session("Cache")
     first = svc.run_generation(one(svc, session.id, seed=7).id)
     fake.scenario = "cached"
-    again = svc.run_generation(svc.rerun_exact(first.id).id)
+    reports: list[GenerationProgress] = []
+    again = svc.run_generation(svc.rerun_exact(first.id).id, report=reports.append)
     assert again.status == "completed", again.error
     assert [o.filename for o in again.outputs] == [o.filename for o in first.outputs]
     assert stored_bytes(svc, again) == stored_bytes(svc, first)
     assert again.generation_time_seconds is not None and again.generation_time_seconds < 1
+    # …and it says so: the same images again is not a fresh run
+    assert again.server_info["cached"] is True and first.server_info["cached"] is False
+    assert (
+        reports[-1].message
+        == "Done: 2 files · served from ComfyUI's cache (nothing was computed again)"
+    )
+
+
+def test_each_preview_is_labelled_with_its_own_step(svc: ComfyUIService) -> None:
+    """With preview metadata (event 4), a step's preview arrives before its `progress`."""
+    reports: list[GenerationProgress] = []
+    done = svc.run_generation(one(svc, None, seed=8).id, report=reports.append)
+    assert done.status == "completed", done.error
+    previews = [r for r in reports if r.preview is not None]
+    assert [(r.step, r.max_steps) for r in previews] == [(1, 3), (2, 3), (3, 3)]
+    assert [r.message for r in previews] == [f"Step {n}/3 · node 3 (KSampler)" for n in (1, 2, 3)]
 
 
 def test_an_execution_error_fails_with_the_nodes_message(
@@ -791,7 +808,26 @@ def test_a_slow_reader_gets_the_latest_state_with_the_latest_preview() -> None:
     ]
     assert _coalesce(batch, {a, b}) == [
         {"generation_id": a, "status": "running", "step": 2, "preview_path": "p1.jpg"},
+        {"generation_id": b, "status": "running", "step": 1, "preview_path": None},
         {"generation_id": b, "status": "completed", "step": 1, "preview_path": None},
+    ]
+
+
+def test_the_last_step_is_never_merged_into_the_news_after_it() -> None:
+    from spoonfeeder.comfyui.service import _coalesce
+
+    def event(message: str, step: int | None) -> dict[str, Any]:
+        return {"generation_id": "g", "status": "running", "message": message, "step": step}
+
+    batch = [
+        event("Step 19/20 · node 3 (KSampler)", 19),
+        event("Step 20/20 · node 3 (KSampler)", 20),
+        event("Running node 8 (VAEDecode)", None),
+        event("Running node 9 (SaveImage)", None),
+    ]
+    assert [e["message"] for e in _coalesce(batch, {"g"})] == [
+        "Step 20/20 · node 3 (KSampler)",
+        "Running node 9 (SaveImage)",
     ]
 
 

@@ -62,9 +62,13 @@ def follow(
 
 
 def coalesce(batch: list[dict[str, Any]], wanted: set[str]) -> list[dict[str, Any]]:
-    """Per generation, one event: the latest status and message, with the latest known
-    value of every other field (step, max, preview_path, …); an end is never merged away."""
+    """Per generation, the latest status and message, with the latest known value of every
+    other field (step, max, preview_path, …); an end is never merged away. Nor is the last
+    sampling step: when later news without a step follows it ("Step 20/20", then "Running
+    VAE decode"), that step's event comes first, so a reader always sees the last step."""
     latest: dict[str, dict[str, Any]] = {}
+    is_step: dict[str, bool] = {}  # the latest event was itself a step's
+    last_step: dict[str, dict[str, Any]] = {}  # a step event that later news followed
     for data in batch:
         key = data.get("generation_id")
         if key not in wanted:
@@ -72,11 +76,21 @@ def coalesce(batch: list[dict[str, Any]], wanted: set[str]) -> list[dict[str, An
         previous = latest.get(key)
         if previous is not None and previous.get("status") in TERMINAL:
             continue
+        step = data.get("step") is not None
         if previous is not None:
+            if is_step[key] and not step:
+                last_step[key] = previous
+            elif step:
+                last_step.pop(key, None)  # a newer step: the older one is old news
             known = {k: v for k, v in data.items() if v is not None}
             data = {**previous, **known}  # status and message are never None
-        latest[key] = data
-    return list(latest.values())
+        latest[key], is_step[key] = data, step
+    out: list[dict[str, Any]] = []
+    for key, data in latest.items():
+        if key in last_step:
+            out.append(last_step[key])
+        out.append(data)
+    return out
 
 
 def _ended(

@@ -72,6 +72,8 @@ class RunAbandoned(Exception):  # control flow, not an error
 
 
 OUTPUT_KEYS = ("images", "gifs", "video", "audio")
+ALL_CACHED = "Every node comes from ComfyUI's cache: this exact prompt ran before"
+SERVED_FROM_CACHE = "served from ComfyUI's cache (nothing was computed again)"
 CANCEL_GRACE = 30.0  # seconds to wait for ComfyUI to confirm an interrupt
 MAX_POLL_FAILURES = 10  # /history polls in a row that may fail before the run fails
 
@@ -170,6 +172,10 @@ class _Run:
     last_write: float = 0.0
     preview_count: int = 0
     last_step: tuple[int, int, float] | None = None  # (value, max, fraction) of the sampler
+    # The step progress_state announced as running: an event-4 preview belongs to it (it
+    # arrives before that step's `progress` message).
+    announced_step: tuple[int, int] | None = None
+    cached_nodes: frozenset[str] = frozenset()  # reported in execution_cached
     poll_failures: int = 0
 
     @property
@@ -296,8 +302,15 @@ class _Run:
         if message.type == "execution_start":
             self._say("Running", 0.0)
         elif message.type == "execution_cached" and data.get("nodes"):
-            count = len(data["nodes"])
-            self._say(f"{count} node{'s' if count != 1 else ''} reused from ComfyUI's cache", None)
+            self.cached_nodes = frozenset(str(n) for n in data["nodes"])
+            if self._fully_cached():
+                self._say(ALL_CACHED, None)
+            else:
+                count = len(self.cached_nodes)
+                plural = "s" if count != 1 else ""
+                self._say(f"{count} node{plural} reused from ComfyUI's cache", None)
+        elif message.type == "progress_state":
+            self.announced_step = _running_step(data)
         elif message.type == "executing":
             node = data.get("node")
             if node is None and message.prompt_id == self.prompt_id:
@@ -386,10 +399,15 @@ class _Run:
             self.interrupt_sent = True
             self.client.interrupt(self.prompt_id)
 
+    def _fully_cached(self) -> bool:
+        """Every node of the prompt came from ComfyUI's cache: nothing ran."""
+        return bool(self.cached_nodes) and set(self.snapshot) <= self.cached_nodes
+
     # ----- finishing ----------------------------------------------------------
 
     def _complete(self, entry: dict[str, Any]) -> str:
         assert self.client is not None
+        self.cached_nodes = self.cached_nodes or _cached_in_history(entry)
         self._say("Downloading outputs", 1.0)
         folder = media.generation_folder(self.runner._media, self.generation_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -424,9 +442,12 @@ class _Run:
             row.error = ("Not downloaded: " + "; ".join(missing)) if missing else None
             row.generation_time_seconds = seconds
             row.completed_at = utcnow()
-            row.server_info = self.server_info
+            row.server_info = {**self.server_info, "cached": self._fully_cached()}
         count = len(outputs)
-        self._say(f"Done: {count} file{'s' if count != 1 else ''}", 1.0, status=COMPLETED)
+        done = f"Done: {count} file{'s' if count != 1 else ''}"
+        if self._fully_cached():
+            done = f"{done} · {SERVED_FROM_CACHE}"
+        self._say(done, 1.0, status=COMPLETED)
         return COMPLETED
 
     def _download(self, node_id: str, key: str, item: dict[str, Any], index: int) -> dict[str, Any]:
@@ -552,9 +573,13 @@ class _Run:
         partial.write_bytes(preview.image)
         partial.replace(path)  # a reader never sees half an image
         media.prune_previews(self.runner._media, self._timings.preview_ttl)
-        # A preview belongs to the step just reported: same words, so a UI showing the
-        # latest message keeps saying "Step 2/3" while the image changes.
+        # Which step it shows: an event-4 preview (it names its prompt) comes before its
+        # step's `progress` message, right after progress_state announced that step; an
+        # event-1 preview comes after its step's `progress` message.
         value, maximum, fraction = self.last_step or (None, None, None)
+        if preview.prompt_id is not None and self.announced_step is not None:
+            value, maximum = self.announced_step
+            fraction = value / maximum if maximum else None
         words = f"Step {value}/{maximum}" if value is not None else "Preview"
         self._say(
             f"{words} · {self._node_label(self.node_id)}",
@@ -591,6 +616,28 @@ class _Run:
     def _interrupted_text(self, data: dict[str, Any]) -> str:
         node_id = str(data.get("node_id") or "") or None
         return f"Interrupted in {self._node_label(node_id, data.get('node_type'))}"
+
+
+def _running_step(data: dict[str, Any]) -> tuple[int, int] | None:
+    """The sampling step a progress_state message says is running (value, max), if any:
+    a running node with more than one step (other nodes report 0..1)."""
+    for state in (data.get("nodes") or {}).values():
+        if not isinstance(state, dict) or state.get("state") != "running":
+            continue
+        try:
+            value, maximum = int(state.get("value") or 0), int(state.get("max") or 0)
+        except (TypeError, ValueError):
+            continue
+        if maximum > 1:
+            return value, maximum
+    return None
+
+
+def _cached_in_history(entry: dict[str, Any]) -> frozenset[str]:
+    for kind, data in (entry.get("status") or {}).get("messages") or []:
+        if kind == "execution_cached" and isinstance(data, dict):
+            return frozenset(str(n) for n in data.get("nodes") or [])
+    return frozenset()
 
 
 def _holds(items: list[Any], prompt_id: str | None) -> bool:

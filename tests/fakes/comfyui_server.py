@@ -433,6 +433,9 @@ class FakeComfyUI:
 
     async def _execute(self, run: Run) -> None:
         sequence = self._sequences[run.scenario]
+        client = self._clients.get(run.client_id or "")
+        if client is not None and client.preview_metadata:
+            sequence = _previews_first(sequence)
         fixture_id = next(
             m["data"]["prompt_id"] for m in sequence if m.get("type") == "execution_start"
         )
@@ -771,6 +774,18 @@ def _is_link(value: Any) -> bool:
         and isinstance(value[0], str)
         and isinstance(value[1], int)
     )
+
+
+def _previews_first(sequence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The frames as a client that announced preview metadata gets them: each step's
+    preview (event 4) comes before its `progress` message, as in
+    ws_success_feature_flags.jsonl (ComfyUI sends it from update_progress, before the
+    "progress" hook message; the event-1 preview of other clients comes after it)."""
+    frames = list(sequence)
+    for index in range(len(frames) - 1):
+        if frames[index].get("type") == "progress" and frames[index + 1].get("binary"):
+            frames[index], frames[index + 1] = frames[index + 1], frames[index]
+    return frames
 
 
 def _proxy_error(status: int) -> Response:
