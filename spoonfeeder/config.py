@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     port: int = 7860
     spoonfeeder_auth: str | None = None
     worker_threads: int = Field(default=2, ge=0, le=64)
+    sweep_max_cells: int = Field(default=64, ge=1, le=10_000)
 
     @field_validator(
         "database_url",

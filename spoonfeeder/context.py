@@ -56,7 +56,9 @@ class AppContext:
         providers = ProviderRegistry(profiles)
         events = EventBus.for_engine(engine)
         chat = ChatService(sessions, providers, settings.media_path)
-        comfyui = ComfyUIService(sessions, profiles, settings.media_path)
+        comfyui = ComfyUIService(
+            sessions, profiles, settings.media_path, sweep_max_cells=settings.sweep_max_cells
+        )
         ctx = cls(
             settings=settings,
             engine=engine,

@@ -620,10 +620,12 @@ def test_output_paths_never_escape_the_media_folder(
 
 
 def test_builtin_and_imported_workflows(svc: ComfyUIService) -> None:
-    [builtin] = svc.list_workflows()
+    builtin, img2img = svc.list_workflows()
     assert builtin.is_default and builtin.name == "Default txt2img (built-in)"
     assert builtin.parameters["seed"] == -1 and builtin.parameters["width"] == 512
     assert {"prompt", "negative_prompt", "checkpoint", "seed", "loras"} <= set(builtin.extracted)
+    assert img2img.name == "Default img2img (built-in)" and not img2img.is_default
+    assert img2img.parameters["denoise"] == 0.6 and "width" not in img2img.extracted
     workflow = svc.import_workflow("Counted", load_fixture("workflow_txt2img_api.json"))
     session = svc.create_session("Count")
     svc.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id, batch_count=2)
@@ -967,3 +969,166 @@ def test_a_server_that_lists_no_model_files_is_recorded_as_such(
     done = svc.run_generation(one(svc, None, seed=23).id)
     assert done.status == "completed", done.error
     assert done.server_info["models"] == {"checkpoints": {CKPT: None}}
+
+
+# ----- img2img: input images, and parameters that belong to one workflow --------------------
+
+
+def _img2img(svc: ComfyUIService) -> Any:
+    return next(w for w in svc.list_workflows() if w.name == "Default img2img (built-in)")
+
+
+def _png(text: str) -> bytes:
+    return png_with_text(text)  # a valid PNG, distinct per text
+
+
+def test_an_input_image_is_uploaded_and_posted_by_its_name(
+    svc: ComfyUIService, fake: FakeComfyUI, tmp_path: Path
+) -> None:
+    import hashlib
+
+    source = tmp_path / "my photo.png"
+    source.write_bytes(_png("a photo"))
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    session = svc.create_session("Img2img")
+    pending = svc.generate(
+        session.id, {**BASE, "image": str(source)}, workflow_id=_img2img(svc).id
+    )[0]
+    name = f"spoonfeeder_{digest[:16]}.png"
+    snapshot = svc.snapshot(pending.id)
+    assert snapshot["10"]["inputs"]["image"] == name
+    [image] = svc.get_generation(pending.id).input_images
+    assert (image["sha256"], image["filename"], image["node_id"]) == (digest, "my_photo.png", "10")
+
+    done = svc.run_generation(pending.id)
+    assert done.status == "completed", done.error
+    assert fake.uploads == [(name, source.read_bytes())]  # uploaded before it was posted
+    assert done.server_info["input_images"] == [{"node_id": "10", "name": name, "sha256": digest}]
+
+    source.unlink()  # the user's copy is gone; ours is in the media folder
+    again = svc.run_generation(svc.rerun_exact(done.id).id)
+    assert again.status == "completed", again.error
+    assert fake.uploads[-1] == (name, fake.uploads[0][1])  # sent again, byte for byte
+    assert svc.snapshot_text(again.id) == svc.snapshot_text(done.id)
+
+
+def test_an_input_image_is_refused_where_it_cannot_go(svc: ComfyUIService, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(_png("p"))
+    session = svc.create_session("Refused")
+    with pytest.raises(ValidationError, match="no Load Image node"):
+        svc.generate(session.id, {**BASE, "image": str(photo)})  # the txt2img default
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all")
+    with pytest.raises(ValidationError, match=r"'notes\.png' is not an image ComfyUI can load"):
+        svc.generate(session.id, {**BASE, "image": str(text)}, workflow_id=_img2img(svc).id)
+    assert svc.list_generations(session.id) == []
+
+
+def test_denoise_set_for_one_workflow_never_reaches_another(svc: ComfyUIService) -> None:
+    session = svc.create_session("Both ways")
+    txt = svc.generate(session.id, BASE)[0]
+    assert svc.snapshot(txt.id)["3"]["inputs"]["denoise"] == 1.0
+    img = svc.generate(
+        session.id, {"prompt": "p", "checkpoint": CKPT}, workflow_id=_img2img(svc).id
+    )[0]
+    assert svc.snapshot(img.id)["3"]["inputs"]["denoise"] == 0.6  # not the txt2img 1.0
+    low = svc.generate(session.id, {"prompt": "p", "denoise": 0.3})[0]  # still img2img
+    assert svc.snapshot(low.id)["3"]["inputs"]["denoise"] == 0.3
+    txt2img = next(w for w in svc.list_workflows() if w.is_default)
+    back = svc.generate(session.id, {"prompt": "p", "checkpoint": CKPT}, workflow_id=txt2img.id)[0]
+    assert svc.snapshot(back.id)["3"]["inputs"]["denoise"] == 1.0  # not the img2img 0.3
+    assert svc.form_parameters(session.id, txt2img.id)["denoise"] == 1.0
+    assert svc.form_parameters(session.id, _img2img(svc).id)["denoise"] == 0.6
+
+
+def test_a_refused_generate_makes_no_session_and_an_accepted_one_names_it_uniquely(
+    svc: ComfyUIService,
+) -> None:
+    before = len(svc.list_sessions())
+    with pytest.raises(ValidationError, match="Width must be a multiple of 8"):
+        svc.generate(None, {**BASE, "width": 65}, new_session="a red fox")
+    with pytest.raises(ValidationError, match="has no checkpoint"):
+        svc.generate(None, {**BASE, "checkpoint": "nope.ckpt"}, new_session="a red fox")
+    with pytest.raises(ValidationError, match="combinations"):
+        svc.sweep(None, BASE, [("steps", list(range(1, 200)))], new_session="a red fox")
+    assert len(svc.list_sessions()) == before  # nothing was made by the refusals
+
+    first = svc.generate(None, BASE, new_session="a red fox")[0]
+    second = svc.sweep(None, BASE, [("cfg", [4, 6])], new_session="a red fox").generations[0]
+    names = {svc.get_session(g.session_id).name for g in (first, second)}
+    assert names == {"a red fox", "a red fox (2)"}
+
+
+def test_node_types_the_server_lacks_are_named(
+    svc: ComfyUIService, db_url: str, tmp_path: Path
+) -> None:
+    custom = load_fixture("workflow_txt2img_api.json")
+    custom["12"] = {"class_type": "ImpactWildcardProcessor", "inputs": {}}
+    custom["13"] = {"class_type": "Efficient Loader", "inputs": {}}
+    assert svc.missing_node_types(json.dumps(custom)) == [
+        "Efficient Loader",
+        "ImpactWildcardProcessor",
+    ]
+    assert svc.missing_node_types(load_fixture("workflow_txt2img_api.json")) == []
+    offline = make_app(db_url, tmp_path / "offline", closed_port_url())
+    try:
+        assert offline.comfyui.missing_node_types(json.dumps(custom)) is None
+    finally:
+        offline.close()
+
+
+def test_sweeps_are_capped_by_the_setting(db_url: str, tmp_path: Path, comfy_url: str) -> None:
+    ctx = AppContext.create(
+        make_settings(db_url, tmp_path / "capped", comfyui_url=comfy_url, sweep_max_cells=6)
+    )
+    try:
+        session = ctx.comfyui.create_session("Capped")
+        with pytest.raises(ValidationError) as caught:
+            ctx.comfyui.sweep(session.id, BASE, [("cfg", [4, 5, 6]), ("steps", [1, 2, 3])])
+        assert str(caught.value) == (
+            "That sweep has 9 combinations, more than the cap of 6 (SWEEP_MAX_CELLS); "
+            "use fewer values"
+        )
+        assert ctx.comfyui.list_generations(session.id) == []
+        made = ctx.comfyui.sweep(session.id, BASE, [("cfg", [4, 5]), ("steps", [1, 2, 3])])
+        assert len(made.generations) == 6
+    finally:
+        ctx.close()
+
+
+def test_a_sweep_is_saved_as_one_labelled_grid_image(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+
+    from PIL import Image
+
+    sweep = svc.sweep(None, {**BASE, "seed": 9}, [("cfg", [4, 8]), ("steps", [2, 3, 4])])
+    for generation in sweep.generations[:5]:
+        assert svc.run_generation(generation.id).status == "completed"
+    svc.cancel(sweep.generations[5].id)  # one cell without a picture
+    grid = Image.open(svc.sweep_image(sweep.id))
+    width, height = grid.size
+    assert width > 3 * 64 and height > 2 * 64  # three columns, two rows, labels around them
+    # each cell holds its own generation's first image, pixel for pixel
+    first = svc.get_generation(sweep.generations[0].id)
+    source = Image.open(svc.media_file(first.outputs[0].path)).convert("RGB")
+    assert source.size == (64, 64)
+    found = _find(grid.convert("RGB"), source)
+    assert found is not None, "the first cell's image is not in the grid"
+    # the sixth cell is a grey tile saying why it has no image
+    colors = dict((color, count) for count, color in grid.convert("RGB").getcolors(1 << 24))
+    assert colors[(200, 200, 200)] > 64 * 64 // 2
+
+
+def _find(grid: Any, tile: Any) -> tuple[int, int] | None:
+    """Where `tile` sits in `grid`, pixel-exact (searched on the grid's 12-px gaps)."""
+    wanted = tile.tobytes()
+    width, height = tile.size
+    for y in range(0, grid.size[1] - height + 1):
+        for x in range(0, grid.size[0] - width + 1):
+            if grid.getpixel((x, y)) == tile.getpixel((0, 0)) and (
+                grid.crop((x, y, x + width, y + height)).tobytes() == wanted
+            ):
+                return x, y
+    return None

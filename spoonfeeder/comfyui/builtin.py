@@ -1,4 +1,5 @@
-"""The workflow every install starts with: ComfyUI's own default txt2img graph."""
+"""The workflows every install starts with: ComfyUI's own default txt2img graph, and the
+same graph starting from an input image (img2img)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,28 @@ _WORKFLOW: dict[str, Any] = {
 
 def workflow() -> dict[str, Any]:
     return copy.deepcopy(_WORKFLOW)
+
+
+IMG2IMG_NAME = "Default img2img (built-in)"
+IMG2IMG_DESCRIPTION = (
+    "The txt2img graph starting from an input image: load image → VAE encode → KSampler "
+    "(denoise 0.6: how far to move away from the image) → VAE decode → save."
+)
+IMG2IMG_DEFAULTS: dict[str, Any] = {"seed": -1}
+
+
+def img2img_workflow() -> dict[str, Any]:
+    graph = workflow()
+    del graph["5"]  # no empty latent: the latent comes from the image
+    graph["10"] = {
+        "class_type": "LoadImage",
+        "inputs": {"image": "example.png"},
+        "_meta": {"title": "Load Image"},
+    }
+    graph["11"] = {
+        "class_type": "VAEEncode",
+        "inputs": {"pixels": ["10", 0], "vae": ["4", 2]},
+        "_meta": {"title": "VAE Encode"},
+    }
+    graph["3"]["inputs"].update(denoise=0.6, latent_image=["11", 0])
+    return graph

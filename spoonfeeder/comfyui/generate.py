@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from spoonfeeder.comfyui import params, planning
+from spoonfeeder.comfyui import inputs, params, planning
 from spoonfeeder.comfyui.planning import Plan
 from spoonfeeder.comfyui.queueing import QueueHooks, enqueue_all
 from spoonfeeder.comfyui.records import (
     as_float,
     as_int,
+    clean_name,
     generation_view,
     get_row,
     posted_loras,
@@ -29,15 +32,27 @@ from spoonfeeder.comfyui.workflow import apply_params, read_params, resolve_seed
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration, ComfyUISession, ComfyUIWorkflow
 from spoonfeeder.db.types import utcnow
+from spoonfeeder.errors import ValidationError
 
 # One generation to create: its values, what else to record in `parameters`, its index.
 Item = tuple[dict[str, Any], dict[str, Any], int]
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A session to make together with the generations, in their transaction: a request
+    that is refused makes none. Its name is made unique ("a fox (2)")."""
+
+    name: str
+    profile_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = None
 
 
 def batch(
     sessions: sessionmaker[Session],
     options: OptionsCache,
     hooks: QueueHooks,
+    media_root: Path,
     session_id: uuid.UUID | str | None,
     parameters: Mapping[str, Any],
     *,
@@ -45,17 +60,24 @@ def batch(
     batch_count: int = 1,
     owner_id: uuid.UUID | None = None,
     check_server: bool = True,
+    new_session: NewSession | None = None,
 ) -> list[GenerationView]:
     """`batch_count` pending generations, seeds counting up from the resolved seed."""
     count = params.batch_count(batch_count)
-    plan = planning.make(sessions, options, session_id, parameters, workflow_id, check_server)
+    parameters, stored = inputs.prepare(media_root, parameters)
+    profile = new_session.profile_id if new_session else None
+    plan = planning.make(
+        sessions, options, session_id, parameters, workflow_id, check_server, profile
+    )
+    images = _input_images(media_root, plan, stored)
     requested = plan.values.get("seed", -1)
     seeds = params.batch_seeds(resolve_seed(requested), count)
     items = [
         ({**plan.values, "seed": seed}, {"batch_count": count, "requested_seed": requested}, i)
         for i, seed in enumerate(seeds)
     ]
-    views = _create(sessions, plan, items, owner_id, last={**plan.values, "batch_count": count})
+    last = {**plan.values, "batch_count": count}
+    views = _create(sessions, plan, items, owner_id, last=last, images=images, new=new_session)
     return enqueue_all(sessions, hooks, views)
 
 
@@ -63,6 +85,7 @@ def sweep(
     sessions: sessionmaker[Session],
     options: OptionsCache,
     hooks: QueueHooks,
+    media_root: Path,
     session_id: uuid.UUID | str | None,
     parameters: Mapping[str, Any],
     axes: Sequence[tuple[str, Sequence[Any] | str]],
@@ -70,12 +93,17 @@ def sweep(
     workflow_id: uuid.UUID | str | None = None,
     owner_id: uuid.UUID | None = None,
     check_server: bool = True,
+    new_session: NewSession | None = None,
+    max_cells: int = params.DEFAULT_SWEEP_CELLS,
 ) -> SweepView:
     """One generation per combination of the axes' values, all on the same (resolved)
     seed so only the swept parameters differ. Each is labelled."""
     parsed = [(name, params.parse_values(values)) for name, values in axes]
-    cells = params.sweep_cells(parsed)
-    plan = planning.make(sessions, options, session_id, parameters, workflow_id, False)
+    cells = params.sweep_cells(parsed, max_cells)
+    parameters, stored = inputs.prepare(media_root, parameters)
+    profile = new_session.profile_id if new_session else None
+    plan = planning.make(sessions, options, session_id, parameters, workflow_id, False, profile)
+    images = _input_images(media_root, plan, stored)
     seed = resolve_seed(plan.values.get("seed", -1))
     sweep_id = uuid.uuid4().hex
     cleaned_axes: list[tuple[str, list[Any]]] = []
@@ -97,7 +125,9 @@ def sweep(
             }
         }
         items.append((values, meta, index))
-    views = _create(sessions, plan, items, owner_id, last=plan.values)
+    views = _create(
+        sessions, plan, items, owner_id, last=plan.values, images=images, new=new_session
+    )
     return SweepView(sweep_id, cleaned_axes, enqueue_all(sessions, hooks, views))
 
 
@@ -145,6 +175,22 @@ def rerun_exact(
     return enqueue_all(sessions, hooks, [view])[0]
 
 
+def _input_images(
+    media_root: Path, plan: Plan, stored: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The input images the generations will upload before they run."""
+    target = plan.mapping.targets.get("image")
+    if target is None:
+        if stored is not None:
+            raise ValidationError(
+                "This workflow has no Load Image node to take an input image; choose an "
+                "img2img workflow or leave the image out",
+                "image",
+            )
+        return []
+    return inputs.for_run(media_root, plan.values.get("image"), target[0], stored)
+
+
 def _create(
     sessions: sessionmaker[Session],
     plan: Plan,
@@ -152,9 +198,20 @@ def _create(
     owner_id: uuid.UUID | None,
     *,
     last: Mapping[str, Any],
+    images: list[dict[str, Any]],
+    new: NewSession | None = None,
 ) -> list[GenerationView]:
     views: list[GenerationView] = []
     with transaction(sessions) as session:
+        if new is not None and plan.session_id is None:
+            made = ComfyUISession(
+                name=unique_session_name(session, new.name),
+                profile_id=new.profile_id,
+                owner_id=new.owner_id,
+            )
+            session.add(made)
+            session.flush()
+            plan.session_id, plan.profile_id = made.id, made.profile_id
         for values, meta, index in items:
             snapshot = apply_params(plan.workflow, plan.mapping, values)
             posted = read_params(snapshot, plan.mapping)
@@ -178,6 +235,7 @@ def _create(
                 batch_size=as_int(posted.get("batch_size")),
                 checkpoint_name=posted.get("checkpoint"),
                 loras_used=posted_loras(snapshot, plan.mapping, values),
+                input_images=images,
                 status=PENDING,
                 batch_index=index,
             )
@@ -196,6 +254,20 @@ def _create(
                 last_parameters={**last, "workflow_id": str(plan.workflow_id)},
             )
     return views
+
+
+def unique_session_name(session: Session, wanted: str) -> str:
+    """`wanted`, cleaned, or "wanted (2)", "(3)"… when a session already has that name."""
+    base = clean_name(" ".join(wanted.split())[:40] or "Untitled", "session")
+    taken = set(
+        session.scalars(
+            select(ComfyUISession.name).where(ComfyUISession.name.startswith(base, autoescape=True))
+        )
+    )
+    name, number = base, 2
+    while name in taken:
+        name, number = f"{base} ({number})", number + 1
+    return name
 
 
 def _touch_session(session: Session, session_id: uuid.UUID, **values: Any) -> None:

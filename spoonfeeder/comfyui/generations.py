@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from spoonfeeder.comfyui import media, params
+from spoonfeeder.comfyui import grid, media, params
 from spoonfeeder.comfyui.records import generation_view, get_row, parse_id, snapshot_of
 from spoonfeeder.comfyui.views import GenerationView, SweepView
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration
-from spoonfeeder.errors import NotFoundError
+from spoonfeeder.errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from spoonfeeder.comfyui.cancelling import CancelRequests
@@ -69,6 +69,40 @@ def sweep_grid(sessions: sessionmaker[Session], sweep_id: str) -> SweepView:
         raise NotFoundError(f"No sweep with id {sweep_id!r}")
     axes = [(name, list(values)) for name, values in views[0].parameters["sweep"].get("axes", [])]
     return SweepView(sweep_id, axes, sorted(views, key=lambda v: v.batch_index))
+
+
+def sweep_image(sessions: sessionmaker[Session], media_root: Path, sweep_id: str) -> Path:
+    """The sweep as one labelled PNG under the media folder (made again each time: cells
+    finish, fail or are deleted meanwhile)."""
+    view = sweep_grid(sessions, sweep_id)
+    names = [name for name, _ in view.axes]
+    if len(view.axes) == 2:
+        rows = [f"{params.label(names[0])} {value}" for value in view.axes[0][1]]
+    else:
+        rows = [""]
+    columns = [f"{params.label(names[-1])} {value}" for value in view.axes[-1][1]]
+    cells = [_cell(media_root, g) for g in view.generations]
+    first = view.generations[0]
+    # The default font has no "×": plain words.
+    axes = f"{params.label(names[0])} (rows), {params.label(names[1])} (columns)"
+    title = (axes if len(names) == 2 else params.label(names[0])) + f" · seed {first.seed}"
+    if first.prompt:
+        title += f" · {' '.join(first.prompt.split())[:80]}"
+    png = grid.labelled_grid(title, rows, columns, cells)
+    path = media.inside(media_root, media_root / media.FOLDER / "sweeps" / f"{sweep_id}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    return path
+
+
+def _cell(media_root: Path, generation: GenerationView) -> grid.Cell:
+    image = next((o for o in generation.outputs if o.kind == "image"), None)
+    if image is None:
+        return grid.Cell(None, generation.status)
+    try:
+        return grid.Cell(media.media_file(media_root, image.path).read_bytes())
+    except (NotFoundError, ValidationError):  # its file was removed by hand
+        return grid.Cell(None, "file missing")
 
 
 def reuse_parameters(

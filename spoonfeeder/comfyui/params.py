@@ -1,8 +1,9 @@
 """Generation parameters as data: merge, clean, check against a server, sweep. No I/O.
 
 Parameters are the form's values: prompt, negative_prompt, width, height, steps, cfg,
-sampler_name, scheduler, seed (-1 = random), denoise, checkpoint, batch_size and loras
-(a list of {name, strength_model, strength_clip}). Each error names its field.
+sampler_name, scheduler, seed (-1 = random), denoise, checkpoint, batch_size, loras (a
+list of {name, strength_model, strength_clip}) and image (the input image's name on the
+server, for a LoadImage node). Each error names its field.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ PARAM_KEYS = (
     "checkpoint",
     "batch_size",
     "loras",
+    "image",
 )
-SWEEPABLE = tuple(k for k in PARAM_KEYS if k not in ("loras",))
+SWEEPABLE = tuple(k for k in PARAM_KEYS if k not in ("loras", "image"))
 MAX_BATCH_COUNT = 100
-MAX_SWEEP_CELLS = 100
+DEFAULT_SWEEP_CELLS = 64  # SWEEP_MAX_CELLS; each cell is a whole run on one GPU
 MAX_PROMPT = 100_000
 LABELS = {
+    "image": "Input image",
     "cfg": "CFG",
     "sampler_name": "Sampler",
     "negative_prompt": "Negative prompt",
@@ -147,7 +150,7 @@ def clean(values: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = _number(key, value, 0, 100)
         elif key == "denoise":
             out[key] = _number(key, value, 0, 1)
-        elif key in ("sampler_name", "scheduler", "checkpoint"):
+        elif key in ("sampler_name", "scheduler", "checkpoint", "image"):
             out[key] = _text(key, value, required=True)
         elif key == "loras":
             out[key] = _loras(value)
@@ -197,9 +200,10 @@ def batch_seeds(seed: int, count: int) -> list[int]:
 
 
 def sweep_cells(
-    axes: Sequence[tuple[str, Sequence[Any]]],
+    axes: Sequence[tuple[str, Sequence[Any]]], max_cells: int = DEFAULT_SWEEP_CELLS
 ) -> list[dict[str, Any]]:
-    """Every combination of one or two axes' values, first axis varying slowest."""
+    """Every combination of one or two axes' values, first axis varying slowest; at most
+    `max_cells` of them."""
     if not 1 <= len(axes) <= 2:
         raise ValidationError("A sweep varies one or two parameters", "sweep")
     names = [name for name, _ in axes]
@@ -215,9 +219,11 @@ def sweep_cells(
     cells = [
         dict(zip(names, combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))
     ]
-    if len(cells) > MAX_SWEEP_CELLS:
+    if len(cells) > max_cells:
         raise ValidationError(
-            f"That sweep has {len(cells)} combinations; at most {MAX_SWEEP_CELLS}", "sweep"
+            f"That sweep has {len(cells)} combinations, more than the cap of {max_cells} "
+            "(SWEEP_MAX_CELLS); use fewer values",
+            "sweep",
         )
     return cells
 

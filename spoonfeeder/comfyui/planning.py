@@ -39,7 +39,10 @@ def make(
     parameters: Mapping[str, Any],
     workflow_id: uuid.UUID | str | None,
     check_server: bool,
+    profile_id: uuid.UUID | None = None,
 ) -> Plan:
+    """`profile_id` is the server when there is no session yet (one made with the
+    generations); a session's own server wins."""
     unknown = params.unknown_keys({k: v for k, v in parameters.items() if k not in FORM_EXTRAS})
     if unknown:
         raise ValidationError(
@@ -48,7 +51,7 @@ def make(
         )
     with sessions() as session:
         last: dict[str, Any] = {}
-        session_key = profile_id = None
+        session_key = None
         if session_id is not None:
             srow = get_row(session, ComfyUISession, session_id, "session")
             session_key, profile_id, last = (
@@ -59,7 +62,9 @@ def make(
         wrow = workflows.chosen_row(
             sessions, session, workflow_id or parameters.get("workflow_id"), last.get("workflow_id")
         )
-        values = params.clean(params.merge(effective_defaults(wrow), last, parameters))
+        values = params.clean(
+            params.merge(effective_defaults(wrow), last_for(last, wrow.id), parameters)
+        )
         plan = Plan(
             session_key,
             profile_id,
@@ -76,6 +81,13 @@ def make(
     if check_server:
         check_names(options, values, plan)
     return plan
+
+
+def last_for(last: Mapping[str, Any], workflow_id: uuid.UUID) -> Mapping[str, Any]:
+    """A session's last parameters, if they were this workflow's: values set for another
+    workflow never apply (an img2img denoise of 0.55 must not reach a txt2img run, nor
+    the reverse)."""
+    return last if str(last.get("workflow_id")) == str(workflow_id) else {}
 
 
 def check_names(options: OptionsCache, values: Mapping[str, Any], plan: Plan) -> None:

@@ -180,6 +180,7 @@ def generation_view(row: ComfyUIGeneration) -> GenerationView:
         row.created_at,
         row.started_at,
         row.completed_at,
+        list(row.input_images or []),
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from spoonfeeder.comfyui import media
+from spoonfeeder.comfyui import inputs, media
 from spoonfeeder.comfyui.client import (
     ComfyUIClient,
     ComfyUISocket,
@@ -56,7 +56,9 @@ from spoonfeeder.errors import (
     NotFoundError,
     ProviderError,
     ProviderRequestError,
+    ProviderServerError,
     ProviderUnavailable,
+    ValidationError,
 )
 from spoonfeeder.profiles import ProfileService
 
@@ -199,6 +201,7 @@ class _Run:
             if not resuming:
                 if not self._mark_running():
                     return self._current_status()
+                self._upload_inputs()
                 queued = self.client.queue_prompt(self.snapshot_text, str(self.generation_id))
                 self.prompt_id = queued.prompt_id
                 self._store(prompt_id=queued.prompt_id)
@@ -214,7 +217,7 @@ class _Run:
             return self._finish(outcome)
         except ComfyUIPromptRejected as exc:
             return self._finish(_Outcome(FAILED, error=exc.message))
-        except ProviderError as exc:
+        except (ProviderError, ValidationError) as exc:
             return self._finish(_Outcome(FAILED, error=exc.message))
         finally:
             if self.socket is not None:
@@ -222,6 +225,26 @@ class _Run:
                     self.socket.close()
             if self.client is not None:
                 self.client.close()
+
+    def _upload_inputs(self) -> None:
+        """Send the input images to ComfyUI under the names the snapshot posts (before
+        every run: the server may have been restarted, or be another one)."""
+        assert self.client is not None
+        for image in self.input_images:
+            data = inputs.stored_bytes(self.runner._media, image)
+            self._say(f"Uploading the input image {image.get('filename') or image['name']}", 0.0)
+            answer = self.client.upload_image(data, image["name"], overwrite=True)
+            kept = (
+                f"{answer.get('subfolder')}/{answer['name']}"
+                if answer.get("subfolder")
+                else answer.get("name")
+            )
+            if kept != image["name"]:
+                raise ProviderServerError(
+                    f"ComfyUI at {self.client.url} stored the input image as {kept!r}, not "
+                    f"{image['name']!r}: the workflow would not find it",
+                    provider="comfyui",
+                )
 
     def _retry_window(self) -> RetryWindow:
         timings = self._timings

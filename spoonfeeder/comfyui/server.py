@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from spoonfeeder.comfyui import media
 from spoonfeeder.comfyui.client import ComfyUIClient
 from spoonfeeder.comfyui.records import combo_choices
 from spoonfeeder.comfyui.views import ServerOptions
 from spoonfeeder.db.types import utcnow
+from spoonfeeder.errors import ProviderError
 from spoonfeeder.profiles import ProfileService
 
 
@@ -50,6 +53,21 @@ class OptionsCache:
         with self._lock:
             self._found[(url, credentials.profile_id)] = found
         return found
+
+
+def missing_node_types(
+    profiles: ProfileService, workflow: Mapping[str, Any], profile_id: uuid.UUID | str | None
+) -> list[str] | None:
+    """The node types a workflow uses that the server does not have (custom nodes to
+    install), sorted; None when the server cannot be asked right now."""
+    credentials = profiles.credentials("comfyui", profile_id)
+    try:
+        with ComfyUIClient.for_credentials(credentials) as client:
+            known = set(client.object_info())
+    except ProviderError:
+        return None
+    used = {str(node.get("class_type")) for node in workflow.values() if isinstance(node, dict)}
+    return sorted(used - known)
 
 
 def upload_image(

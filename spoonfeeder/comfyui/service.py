@@ -30,6 +30,7 @@ from spoonfeeder.comfyui import (
     generate,
     generations,
     media,
+    params,
     progress,
     queueing,
     recovery,
@@ -65,8 +66,10 @@ class ComfyUIService:
         media_root: Path,
         *,
         timings: RunnerTimings | None = None,
+        sweep_max_cells: int = params.DEFAULT_SWEEP_CELLS,
     ) -> None:
         self._sessions = sessions
+        self.sweep_max_cells = sweep_max_cells
         self._profiles = profiles
         self._media = media_root
         self._runner = GenerationRunner(sessions, profiles, media_root, timings)
@@ -166,6 +169,21 @@ class ComfyUIService:
         """Samplers, schedulers, checkpoints and LoRAs of a server, cached until `refresh`."""
         return self._options.get(profile_id, refresh=refresh)
 
+    def missing_node_types(
+        self,
+        source: str | bytes | Mapping[str, Any] | uuid.UUID,
+        profile_id: uuid.UUID | str | None = None,
+    ) -> list[str] | None:
+        """The node types a workflow (JSON, or a stored workflow's id) uses that the
+        server lacks — custom nodes to install before it can run; None if the server
+        cannot be reached to ask."""
+        workflow = (
+            self.get_workflow(source).workflow
+            if isinstance(source, uuid.UUID)
+            else workflows.parse(source)
+        )
+        return server.missing_node_types(self._profiles, workflow, profile_id)
+
     def upload_image(
         self, data: bytes, filename: str, *, profile_id: uuid.UUID | str | None = None
     ) -> str:
@@ -240,23 +258,42 @@ class ComfyUIService:
         batch_count: int = 1,
         owner_id: uuid.UUID | None = None,
         check_server: bool = True,
+        new_session: str | None = None,
+        profile_id: uuid.UUID | str | None = None,
     ) -> list[GenerationView]:
         """Create `batch_count` pending generations (seeds counting up from the resolved
         seed) and enqueue them. Parameters merge as workflow defaults ← the session's
-        last parameters ← `parameters`; a bad value raises ValidationError naming it.
-        With `check_server`, names (sampler, scheduler, checkpoint, LoRAs) are checked
-        against the server's /object_info (ProviderUnavailable if it cannot be reached)."""
+        last parameters for this workflow ← `parameters`; a bad value raises
+        ValidationError naming it. With `check_server`, names (sampler, scheduler,
+        checkpoint, LoRAs) are checked against the server's /object_info
+        (ProviderUnavailable if it cannot be reached). Without a session, `new_session`
+        names one to make with them (on server `profile_id`) — only if nothing is refused.
+        An input image (`image`) may be a file path or bytes: it is kept and uploaded."""
         return generate.batch(
             self._sessions,
             self._options,
             self._queue,
+            self._media,
             session_id,
             parameters,
             workflow_id=workflow_id,
             batch_count=batch_count,
             owner_id=owner_id,
             check_server=check_server,
+            new_session=self._new_session(session_id, new_session, profile_id, owner_id),
         )
+
+    def _new_session(
+        self,
+        session_id: uuid.UUID | str | None,
+        name: str | None,
+        profile_id: uuid.UUID | str | None,
+        owner_id: uuid.UUID | None,
+    ) -> generate.NewSession | None:
+        if session_id is not None or name is None:
+            return None
+        profile = sessions.comfyui_profile(self._profiles, profile_id)
+        return generate.NewSession(name, profile, owner_id)
 
     def sweep(
         self,
@@ -267,25 +304,36 @@ class ComfyUIService:
         workflow_id: uuid.UUID | str | None = None,
         owner_id: uuid.UUID | None = None,
         check_server: bool = True,
+        new_session: str | None = None,
+        profile_id: uuid.UUID | str | None = None,
     ) -> SweepView:
         """One generation per combination of one or two parameters' values, e.g.
         `[("cfg", [4, 6, 8]), ("steps", "20, 30")]` → 6 generations, all on the same
-        (resolved) seed so only the swept parameters differ. Each is labelled."""
+        (resolved) seed so only the swept parameters differ. Each is labelled.
+        `new_session` and `profile_id` as for `generate`."""
         return generate.sweep(
             self._sessions,
             self._options,
             self._queue,
+            self._media,
             session_id,
             parameters,
             axes,
             workflow_id=workflow_id,
             owner_id=owner_id,
             check_server=check_server,
+            new_session=self._new_session(session_id, new_session, profile_id, owner_id),
+            max_cells=self.sweep_max_cells,
         )
 
     def sweep_grid(self, sweep_id: str) -> SweepView:
         """A sweep again, with its generations' current state (for the labelled grid)."""
         return generations.sweep_grid(self._sessions, sweep_id)
+
+    def sweep_image(self, sweep_id: str) -> Path:
+        """The sweep as one labelled image (first axis down, second across), saved under
+        the media folder; cells without an image say why (failed, cancelled…)."""
+        return generations.sweep_image(self._sessions, self._media, sweep_id)
 
     def reuse_parameters(self, generation_id: uuid.UUID | str) -> dict[str, Any]:
         """A generation's parameters as form values (its actual seed, not -1), with

@@ -11,7 +11,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from spoonfeeder.comfyui import generations, params, workflows
+from spoonfeeder.comfyui import generations, params, planning, workflows
 from spoonfeeder.comfyui.cancelling import CancelRequests
 from spoonfeeder.comfyui.records import (
     clean_name,
@@ -130,11 +130,12 @@ def form_parameters(
                 get_row(session, ComfyUISession, session_id, "session").last_parameters or {}
             )
         row = workflows.chosen_row(sessions, session, workflow_id, last.get("workflow_id"))
-        values = params.merge(effective_defaults(row), last)
+        remembered = planning.last_for(last, row.id)
+        values = params.merge(effective_defaults(row), remembered)
         return {
             **values,
             "workflow_id": str(row.id),
-            "batch_count": int(last.get("batch_count") or 1),
+            "batch_count": int(remembered.get("batch_count") or 1),
         }
 
 

@@ -121,6 +121,8 @@ class GenerationView:
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    # Uploaded before each run: [{node_id, name, path (media), sha256, filename, mime, size}]
+    input_images: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def label(self) -> str:

@@ -31,6 +31,7 @@ SAMPLER_INPUTS = {
 }
 LATENT_INPUTS = ("width", "height", "batch_size")
 LORA_LOADERS = {"LoraLoader", "LoraLoaderModelOnly"}
+IMAGE_LOADERS = {"LoadImage"}
 MAX_SEED = 2**53 - 1  # exact in JSON numbers, browsers and BIGINT alike
 UI_FORMAT_HELP = (
     "This is a UI-format workflow (the graph the ComfyUI editor saves, with 'nodes' and "
@@ -168,6 +169,19 @@ def _is_empty_latent(workflow: Workflow, node_id: str) -> bool:
     return "Latent" in node["class_type"] and "width" in inputs and "height" in inputs
 
 
+def _input_image(workflow: Workflow, latent: Any) -> str | None:
+    """The LoadImage node the main sampler starts from (LoadImage → VAEEncode → latent),
+    else the first LoadImage of the workflow (an image used another way, e.g. ControlNet)."""
+    feeding = _upstream(workflow, latent, accept=IMAGE_LOADERS)
+    if feeding is not None:
+        return feeding
+    loaders = sorted(
+        (nid for nid, n in workflow.items() if n["class_type"] in IMAGE_LOADERS),
+        key=_node_sort_key,
+    )
+    return loaders[0] if loaders else None
+
+
 def _lora_chain(workflow: Workflow, sampler_id: str) -> tuple[list[str], str | None]:
     """LoRA loader ids from the checkpoint towards the sampler, and the checkpoint node."""
     chain: list[str] = []
@@ -208,6 +222,9 @@ def extract_params(workflow: Workflow) -> ParamMap:
     chain, checkpoint = _lora_chain(workflow, sampler)
     if checkpoint is not None:
         targets["checkpoint"] = (checkpoint, "ckpt_name")
+    image = _input_image(workflow, inputs.get("latent_image"))
+    if image is not None:
+        targets["image"] = (image, "image")
     loras = tuple(
         LoraSlot(
             node_id,

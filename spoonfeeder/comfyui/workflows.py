@@ -109,11 +109,12 @@ def add(
 
 
 def seed_builtin(sessions: sessionmaker[Session]) -> WorkflowView | None:
-    """Seed the default txt2img workflow when there is no workflow at all (first start)."""
+    """Seed the built-in workflows when there is no workflow at all (first start): txt2img,
+    the default, and img2img. Returns the default."""
     with sessions() as session:
         if session.scalar(select(func.count()).select_from(ComfyUIWorkflow)):
             return None
-    return add(
+    txt2img = add(
         sessions,
         builtin.NAME,
         builtin.workflow(),
@@ -121,6 +122,14 @@ def seed_builtin(sessions: sessionmaker[Session]) -> WorkflowView | None:
         defaults=builtin.DEFAULTS,
         make_default=True,
     )
+    add(
+        sessions,
+        builtin.IMG2IMG_NAME,
+        builtin.img2img_workflow(),
+        description=builtin.IMG2IMG_DESCRIPTION,
+        defaults=builtin.IMG2IMG_DEFAULTS,
+    )
+    return txt2img
 
 
 def list_all(

@@ -346,13 +346,24 @@ class FakeComfyUI:
         return Response(status_code=200)
 
     async def _upload_image(self, request: Request) -> Response:
+        """As server.py's image_upload: without overwrite, a name taken by other bytes
+        becomes "name (1).png" (the same bytes keep the name); then LoadImage lists it."""
         form = await request.form()
         upload = form["image"]
         data = await upload.read()  # type: ignore[union-attr]
         name = str(upload.filename)  # type: ignore[union-attr]
         subfolder = str(form.get("subfolder") or "")
+        if str(form.get("overwrite") or "") not in ("true", "1"):
+            stem, dot, ext = name.rpartition(".")
+            number = 1
+            while self.files.get(("input", subfolder, name), data) != data:
+                name = f"{stem} ({number}){dot}{ext}"
+                number += 1
         self.uploads.append((name, data))
         self.files[("input", subfolder, name)] = data
+        listed = self.object_info["LoadImage"]["input"]["required"]["image"][0]
+        if (f"{subfolder}/{name}" if subfolder else name) not in listed:
+            listed.append(f"{subfolder}/{name}" if subfolder else name)
         return JSONResponse({"name": name, "subfolder": subfolder, "type": "input"})
 
     # ----- websocket ---------------------------------------------------------
