@@ -120,12 +120,14 @@ def test_sweep_shows_a_labelled_grid(app) -> None:
             "", "", "", "cfg", "4, 6", "steps", "2, 3", *form()[:-1], api_name="/comfyui_sweep"
         )
     )
-    update = outputs[-1][-1]  # the grid, laid out one row per value of the first axis
+    update = outputs[-1][-2]  # the grid, laid out one row per value of the first axis
     assert update["columns"] == 2
     grid = update["value"]
     assert sorted(item["caption"] for item in grid) == sorted(
         ["cfg=4.0 · steps=2", "cfg=4.0 · steps=3", "cfg=6.0 · steps=2", "cfg=6.0 · steps=3"]
     )
+    picture = outputs[-1][-1]  # …and the same grid as one labelled image
+    assert Path(picture).read_bytes().startswith(b"\x89PNG")
 
 
 def test_bad_parameters_and_workflows_give_clear_errors(app) -> None:

@@ -1132,3 +1132,21 @@ def _find(grid: Any, tile: Any) -> tuple[int, int] | None:
             ):
                 return x, y
     return None
+
+
+def test_the_gallery_pages_through_completed_work_whatever_else_the_session_holds(
+    svc: ComfyUIService,
+) -> None:
+    session = svc.create_session("Busy")
+    done = [svc.run_generation(one(svc, session.id, seed=s).id) for s in range(3)]
+    sweep = svc.sweep(session.id, BASE, [("cfg", list(range(1, 11)))])  # 10 cells…
+    for cell in sweep.generations:
+        svc.cancel(cell.id)  # …all cancelled, and newer than the completed work
+    first = svc.gallery_page(session.id, 0, per_page=2)
+    assert [g.id for g in first.generations] == [done[2].id, done[1].id]
+    assert (first.page, first.pages, first.total) == (0, 2, 3)
+    last = svc.gallery_page(session.id, 5, per_page=2)  # past the end: the last page
+    assert [g.id for g in last.generations] == [done[0].id] and last.page == 1
+    assert svc.unfinished_generations(session.id) == []
+    waiting = one(svc, session.id)
+    assert svc.unfinished_generations(session.id) == [waiting.id]

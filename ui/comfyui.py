@@ -1,66 +1,76 @@
-"""ComfyUI tab: sessions, workflows, generation with live progress, reproduction, sweeps."""
+"""ComfyUI tab: sessions, workflows, generation with live progress, reproduction, sweeps.
+
+A page follows one session at a time: whatever starts work (Generate, a sweep, a re-run)
+or shows a session (opening it, a page load, opening the tab) follows that session's
+queued and running generations to their end — so a reloaded page picks up the runs it
+left. The newest follower of a browser session wins; older ones stop at their next yield.
+Updates are dicts ({component: value}): each callback says only what it changes.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
 from spoonfeeder.comfyui.params import SWEEPABLE
-from spoonfeeder.comfyui.views import GenerationView, SweepView
+from spoonfeeder.comfyui.views import TERMINAL, GenerationView, SweepView
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.serialize import jsonable
 from ui.comfyui_format import (
+    FORM_KEYS,
     GENERATION_COLUMNS,
     LORA_HEADERS,
     describe_generation,
     form_parameters,
     form_values,
+    gallery_summary,
     generation_row,
     placeholder,
     run_summary,
     session_choices,
 )
-from ui.common import Refresh, selected_row_id, shows_errors
+from ui.common import NewestView, Refresh, selected_row_id, shows_errors
 
 DEFAULT_SERVER = ""  # the ComfyUI provider setting; otherwise a profile id
-# A run's live view gives up after this long (the runs go on; the session shows them).
+# A page's follower gives up after this long without the runs ending (they go on).
 QUIET_LIMIT_SECONDS = 30 * 60
-# The gallery shows the outputs of this many of a session's newest generations.
-GALLERY_GENERATIONS = 60
-
-
-# ----- the tab -------------------------------------------------------------------------------
+GALLERY_PAGE = 24  # completed generations per gallery page
+# Form fields only some workflows have: shown when the chosen workflow takes them.
+WORKFLOW_FIELDS = ("width", "height", "batch_size", "denoise", "image")
 
 
 def build(ctx: AppContext) -> Refresh:
     service = ctx.comfyui
+    followers = NewestView()
 
     def media_path(relative: str) -> str:
         return str(service.media_file(relative))
 
-    def outputs_of(generations: list[GenerationView]) -> tuple[list, str | None, str | None]:
-        """Gallery items (images), and the newest video and audio file."""
-        images, video, audio = [], None, None
+    def outputs_of(generations: list[GenerationView]) -> tuple[list, list, str | None, str | None]:
+        """Gallery items (images) with the generation behind each, and the newest video
+        and audio file."""
+        images, ids, video, audio = [], [], None, None
         for g in generations:
             for out in g.outputs:
                 try:
                     path = media_path(out.path)
                 except Exception:  # a file removed by hand: show the rest
                     continue
-                caption = g.label or f"seed {g.seed}"
                 if out.kind == "image":
-                    images.append((path, caption))
+                    images.append((path, g.label or f"seed {g.seed}"))
+                    ids.append(str(g.id))
                 elif out.kind == "video" and video is None:
                     video = path
                 elif out.kind == "audio" and audio is None:
                     audio = path
-        return images, video, audio
+        return images, ids, video, audio
 
     def server_choices() -> list[tuple[str, str]]:
         return [("Default ComfyUI server (Settings)", DEFAULT_SERVER)] + [
@@ -104,6 +114,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         confirm_btn = gr.Button("Yes, delete the session", variant="stop", elem_id="cf-confirm")
         keep_btn = gr.Button("Keep it")
+    notice = gr.Markdown(elem_id="cf-notice")
 
     with gr.Row():
         with gr.Column(scale=2):
@@ -115,12 +126,28 @@ def build(ctx: AppContext) -> Refresh:
             )
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="cf-prompt")
             negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="cf-negative")
+            input_image = gr.Image(
+                label="Input image",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                height=220,
+                visible=False,
+                elem_id="cf-image",
+            )
             with gr.Row():
                 width = gr.Number(label="Width", precision=0, step=8, elem_id="cf-width")
                 height = gr.Number(label="Height", precision=0, step=8, elem_id="cf-height")
             with gr.Row():
                 steps = gr.Number(label="Steps", precision=0, elem_id="cf-steps")
                 cfg = gr.Number(label="CFG", step=0.5, elem_id="cf-cfg")
+                denoise = gr.Number(
+                    label="Denoise (how far from the input image, 0–1)",
+                    minimum=0,
+                    maximum=1,
+                    step=0.05,
+                    visible=False,
+                    elem_id="cf-denoise",
+                )
             with gr.Row():
                 sampler = gr.Dropdown(
                     [], label="Sampler", allow_custom_value=True, elem_id="cf-sampler"
@@ -169,8 +196,16 @@ def build(ctx: AppContext) -> Refresh:
             progress = gr.Markdown(elem_id="cf-progress")
             preview = gr.Image(label="Preview", height=256, interactive=False, elem_id="cf-preview")
             gallery = gr.Gallery(
-                label="Results", columns=4, height="auto", elem_id="cf-gallery", interactive=False
+                label="Results (click one to select it)",
+                columns=4,
+                height="auto",
+                elem_id="cf-gallery",
+                interactive=False,
             )
+            with gr.Row():
+                newer_btn = gr.Button("‹ Newer", size="sm", scale=1, elem_id="cf-newer")
+                gallery_info = gr.Markdown(elem_id="cf-gallery-info")
+                older_btn = gr.Button("Older ›", size="sm", scale=1, elem_id="cf-older")
             with gr.Row():
                 video = gr.Video(label="Video", interactive=False, elem_id="cf-video")
                 audio = gr.Audio(label="Audio", interactive=False, elem_id="cf-audio")
@@ -188,6 +223,12 @@ def build(ctx: AppContext) -> Refresh:
                 snapshot_btn = gr.Button("Download workflow", scale=1, elem_id="cf-snapshot")
             sweep_grid = gr.Gallery(
                 label="Sweep grid", columns=3, elem_id="cf-sweep-grid", interactive=False
+            )
+            sweep_picture = gr.Image(
+                label="Sweep grid as one image",
+                type="filepath",
+                interactive=False,
+                elem_id="cf-sweep-image",
             )
             details = gr.Markdown(elem_id="cf-details")
             snapshot_file = gr.File(label="Workflow snapshot (API format)", elem_id="cf-file")
@@ -213,7 +254,15 @@ def build(ctx: AppContext) -> Refresh:
             inspect_btn = gr.Button("Show parameters", elem_id="cf-wf-inspect")
             import_btn = gr.Button("Import workflow", variant="primary", elem_id="cf-wf-import")
             default_btn = gr.Button("Make the selected workflow default", elem_id="cf-wf-default")
-            wf_delete_btn = gr.Button("Delete the selected workflow", variant="stop")
+            wf_delete_btn = gr.Button(
+                "Delete the selected workflow…", variant="stop", elem_id="cf-wf-delete"
+            )
+        with gr.Row(visible=False) as wf_confirm_row:
+            wf_confirm_text = gr.Markdown()
+            wf_confirm_btn = gr.Button(
+                "Yes, delete the workflow", variant="stop", elem_id="cf-wf-confirm"
+            )
+            wf_keep_btn = gr.Button("Keep it")
         wf_info = gr.JSON(label="Parameters found", elem_id="cf-wf-info")
         wf_defaults = gr.Code(
             label="Default parameters of the selected workflow (JSON; edit and save)",
@@ -223,70 +272,209 @@ def build(ctx: AppContext) -> Refresh:
         )
         save_defaults_btn = gr.Button("Save defaults", elem_id="cf-wf-save")
 
+    running = gr.State([])  # the generations this page follows
+    page = gr.State(lambda: uuid.uuid4().hex)  # this page, for "the newest follower wins"
+    gallery_page = gr.State(0)
+    gallery_ids = gr.State([])  # the generation behind each gallery image
     form = [prompt, negative, width, height, steps, cfg, sampler, scheduler, seed]
     form += [checkpoint, batch_size, loras]
-    results = [progress, preview, gallery, video, audio, generations]
+    by_key = dict(zip(FORM_KEYS, form, strict=True)) | {"denoise": denoise, "image": input_image}
+    results = [progress, preview, gallery, video, audio, generations, gallery_info]
+    option_outputs = [sampler, scheduler, checkpoint, lora_names]
+    form_outputs = [workflow, *form, batch_count, denoise, input_image]
+    shown = [*results, gallery_page, gallery_ids, details, notice]
+    everything = [session, server, session_name, *form_outputs, *shown, *option_outputs, running]
 
     # ----- reading ---------------------------------------------------------------------------
 
-    def session_results(session_id: str | None) -> tuple[list, str | None, str | None, list]:
-        """A session's gallery images, newest video and audio, and its table: one read."""
-        gens = service.list_generations(session_id, limit=200) if session_id else []
-        images, video_path, audio_path = outputs_of(gens[:GALLERY_GENERATIONS])
-        return images, video_path, audio_path, [generation_row(g) for g in gens]
+    def session_results(session_id: str | None, page: int = 0) -> dict:
+        """A session's gallery page (completed work, newest first), its newest video and
+        audio, and its table of generations: what the database says now."""
+        if not session_id:
+            return {
+                gallery: [],
+                gallery_ids: [],
+                gallery_page: 0,
+                gallery_info: "",
+                video: None,
+                audio: None,
+                generations: [],
+            }
+        found = service.gallery_page(session_id, page, GALLERY_PAGE)
+        images, ids, video_path, audio_path = outputs_of(found.generations)
+        return {
+            gallery: images,
+            gallery_ids: ids,
+            gallery_page: found.page,
+            gallery_info: gallery_summary(found),
+            video: video_path,
+            audio: audio_path,
+            generations: table_of(session_id),
+        }
 
-    def options_updates(server_id: str, refresh: bool):
+    def table_of(session_id: str) -> list[list[Any]]:
+        return [generation_row(g) for g in service.list_generations(session_id, limit=200)]
+
+    def options_updates(server_id: str, refresh: bool, current: str | None = None) -> dict:
+        """The server's samplers, schedulers, checkpoints and LoRAs. A checkpoint the
+        server does not have (the built-in workflow's, on a fresh install) gives way to
+        one it has, and the notice says so."""
         opts = service.options(server_id or None, refresh=refresh)
-        return (
-            gr.Dropdown(choices=opts.samplers),
-            gr.Dropdown(choices=opts.schedulers),
-            gr.Dropdown(choices=opts.checkpoints),
-            "Available LoRAs: " + (", ".join(opts.loras) if opts.loras else "none"),
+        update = {
+            sampler: gr.Dropdown(choices=opts.samplers),
+            scheduler: gr.Dropdown(choices=opts.schedulers),
+            checkpoint: gr.Dropdown(choices=opts.checkpoints),
+            lora_names: "Available LoRAs: " + (", ".join(opts.loras) if opts.loras else "none"),
+        }
+        if current and opts.checkpoints and current not in opts.checkpoints:
+            update[checkpoint] = gr.Dropdown(choices=opts.checkpoints, value=opts.checkpoints[0])
+            update[notice] = (
+                f"ℹ️ The checkpoint {current!r} is not on this ComfyUI server; "
+                f"**{opts.checkpoints[0]}** is chosen instead."
+            )
+        return update
+
+    def fill_form(values: dict[str, Any]) -> dict:
+        """The form from parameters: each field's value, and the fields this workflow
+        takes shown (denoise and an input image only where it has them)."""
+        takes = set(service.get_workflow(values["workflow_id"]).extracted)
+        update: dict[Any, Any] = {workflow: values["workflow_id"]}
+        update |= dict(zip(form, form_values(values), strict=True))
+        update[batch_count] = values.get("batch_count") or 1
+        update[denoise] = values.get("denoise")
+        for key in WORKFLOW_FIELDS[:3]:
+            update[by_key[key]] = gr.Number(value=values.get(key), visible=key in takes)
+        update[denoise] = gr.Number(value=values.get("denoise"), visible="denoise" in takes)
+        image_name = values.get("image")
+        image_file = service.input_image_file(image_name)
+        label = "Input image"
+        if image_name and image_file is None:
+            label = f"Input image — none chosen: the server's {image_name!r} is used"
+        update[input_image] = gr.Image(
+            value=str(image_file) if image_file else None, visible="image" in takes, label=label
         )
+        return update
 
-    def fill_form(values: dict[str, Any]) -> list[Any]:
-        return [values.get("workflow_id"), *form_values(values), values.get("batch_count") or 1]
+    def request_parameters(
+        workflow_id: str, form_vals: list[Any], denoise_value: Any, image: str | None
+    ) -> dict[str, Any]:
+        """What the form asks for. An empty image field means the workflow's own image,
+        not one remembered from an earlier run."""
+        parameters = form_parameters(form_vals)
+        if denoise_value is not None:
+            parameters["denoise"] = denoise_value
+        chosen = service.get_workflow(workflow_id) if workflow_id else service.default_workflow()
+        if image:
+            parameters["image"] = image
+        elif "image" in chosen.extracted:
+            parameters["image"] = service.get_workflow(chosen.id).parameters.get("image")
+        return parameters
 
-    def workflow_rows() -> list[list[Any]]:
-        return [
-            [w.name, "★" if w.is_default else "", ", ".join(w.extracted), w.generation_count]
-            for w in service.list_workflows()
-        ]
+    def session_update(session_id: str | None) -> gr.Dropdown:
+        return gr.Dropdown(choices=session_choices(service.list_sessions()), value=session_id)
+
+    # ----- following a session's runs ---------------------------------------------------------
+
+    def follow_session(session_id: str | None, key: str) -> Iterator[dict]:
+        """Live progress of the session's queued and running generations until all have
+        ended, refreshing the gallery and table as each ends; stops early when a newer
+        follower of this page (`key`) starts, or the page goes away."""
+        ids = [str(g) for g in service.unfinished_generations(session_id)] if session_id else []
+        if not ids:
+            yield {running: []}
+            return
+        ticket = followers.start(key)
+        try:
+            yield from _follow(session_id or "", ids, key, ticket)
+        finally:
+            followers.end(key, ticket)
+
+    def _follow(session_id: str, ids: list[str], key: str, ticket: int) -> Iterator[dict]:
+        done: set[str] = set()
+        started: set[str] = set()
+        yield {progress: f"Following {len(ids)} generation(s)…", running: ids}
+        events = service.follow(ids, timeout=QUIET_LIMIT_SECONDS, heartbeat=True)
+        for event in events:
+            if not followers.is_newest(key, ticket):
+                return  # a newer follower has taken over
+            if event is None:
+                yield {}  # nothing new: hand control back, so Gradio can stop us
+                continue
+            gid = event["generation_id"]
+            update: dict[Any, Any] = {
+                progress: f"**{min(len(done) + 1, len(ids))} of {len(ids)}** · "
+                f"{event.get('message', '')}",
+            }
+            if event.get("preview_path"):
+                # A preview already pruned is skipped: the next one comes.
+                with contextlib.suppress(Exception):
+                    update[preview] = media_path(event["preview_path"])
+            if event.get("status") in TERMINAL:
+                done.add(gid)
+                update |= session_results(session_id)
+            elif gid not in started:  # it started: its row says so at once
+                started.add(gid)
+                update[generations] = table_of(session_id)
+            yield update
+        finished = [service.get_generation(gid) for gid in ids]
+        yield {progress: run_summary(finished), running: [], **session_results(session_id)}
 
     # ----- callbacks -------------------------------------------------------------------------
 
     @shows_errors
-    def refresh_options(server_id: str):
-        return options_updates(server_id, refresh=True)
+    def refresh_options(server_id: str, current: str | None):
+        return options_updates(server_id, refresh=True, current=current)
+
+    def show_session(session_id: str | None, keep_form: bool, key: str) -> Iterator[dict]:
+        """A session on the page — its server, last parameters (unless the form is being
+        filled in), results — then its runs followed to their end."""
+        sessions = service.list_sessions()
+        view = service.get_session(session_id) if session_id else None
+        values = service.form_parameters(view.id if view else None)
+        server_id = str(view.profile_id) if view and view.profile_id else DEFAULT_SERVER
+        update: dict[Any, Any] = {
+            session: gr.Dropdown(choices=session_choices(sessions), value=session_id or None),
+            server: gr.Dropdown(choices=server_choices(), value=server_id),
+            notice: "",
+            details: "",
+            running: [],
+            **session_results(session_id),
+        }
+        if not keep_form:
+            update |= fill_form(values)
+            update[session_name] = view.name if view else ""
+        try:
+            current = None if keep_form else values.get("checkpoint")
+            update |= options_updates(server_id, refresh=False, current=current)
+        except Exception:  # ComfyUI may be off: the form still works, lists stay empty
+            update[lora_names] = "ComfyUI is not reachable right now."
+        yield update
+        yield from follow_session(session_id, key)
 
     @shows_errors
-    def open_session(session_id: str):
+    def open_session(session_id: str, key: str):
         """Restore a session: its server, last parameters and generations."""
-        if not session_id:
-            values = service.form_parameters()
-            return (DEFAULT_SERVER, *fill_form(values), "", [], [], None, None)
-        view = service.get_session(session_id)
-        values = service.form_parameters(view.id)
-        images, video_path, audio_path, table = session_results(session_id)
-        return (
-            str(view.profile_id) if view.profile_id else DEFAULT_SERVER,
-            *fill_form(values),
-            view.name,
-            table,
-            images,
-            video_path,
-            audio_path,
-        )
+        yield from show_session(session_id or None, keep_form=False, key=key)
 
     @shows_errors
     def create_session(name: str, server_id: str):
         view = service.create_session(name, profile_id=server_id or None)
-        return gr.Dropdown(choices=session_choices(service.list_sessions()), value=str(view.id))
+        return {
+            session: session_update(str(view.id)),
+            progress: "",
+            preview: None,
+            details: "",
+            notice: "",
+            sweep_grid: [],
+            sweep_picture: None,
+            selected: "",
+            **session_results(str(view.id)),
+        }
 
     @shows_errors
     def rename_session(session_id: str, name: str):
         view = service.rename_session(_need(session_id, "session"), name)
-        return gr.Dropdown(choices=session_choices(service.list_sessions()), value=str(view.id))
+        return session_update(str(view.id))
 
     @shows_errors
     def ask_delete(session_id: str):
@@ -299,94 +487,132 @@ def build(ctx: AppContext) -> Refresh:
             _need(session_id, "session"), delete_generations=with_generations
         )
         gr.Info(f"Session deleted ({removed} generations deleted with it)")
-        return (
-            gr.Dropdown(choices=session_choices(service.list_sessions()), value=None),
-            gr.Row(visible=False),
-        )
+        return session_update(None), gr.Row(visible=False)
 
     @shows_errors
-    def change_server(session_id: str, server_id: str):
+    def change_server(session_id: str, server_id: str, current: str | None):
         if session_id:
             service.set_session_profile(session_id, server_id or None)
-        return options_updates(server_id, refresh=False)
-
-    def watch(ids: list[str], session_id: str | None) -> Iterator[tuple]:
-        """Live progress of these generations until all are done (events, and the database
-        for ends the events did not bring)."""
-        done: set[str] = set()
-        yield (f"Queued {len(ids)} generation(s)…", *[gr.skip()] * 5, ids)
-        for event in service.follow(ids, timeout=QUIET_LIMIT_SECONDS):
-            shown = gr.skip()
-            if event.get("preview_path"):
-                # A preview already replaced is skipped: the next one comes.
-                with contextlib.suppress(Exception):
-                    shown = media_path(event["preview_path"])
-            text = f"**{min(len(done) + 1, len(ids))} of {len(ids)}** · {event.get('message', '')}"
-            if event.get("status") in ("completed", "failed", "cancelled"):
-                done.add(event["generation_id"])
-                images, video_path, audio_path, table = session_results(session_id)
-                yield (text, shown, images, video_path, audio_path, table, ids)
-            else:
-                yield (text, shown, *[gr.skip()] * 4, ids)
-        finished = [service.get_generation(gid) for gid in ids]
-        images, video_path, audio_path, table = session_results(session_id)
-        yield (run_summary(finished), gr.skip(), images, video_path, audio_path, table, [])
+        return options_updates(server_id, refresh=False, current=current)
 
     @shows_errors
-    def generate(session_id, server_id, workflow_id, *values):
-        *form_vals, count = values
-        session_id = session_id or _new_session_for(form_vals[0], server_id)
-        gens = service.generate(
-            session_id,
-            form_parameters(form_vals),
+    def change_workflow(session_id: str, workflow_id: str, prompt_text: str, negative_text: str):
+        """Another workflow: its own defaults (denoise, size…) — the prompts typed stay."""
+        if not workflow_id:
+            return {}
+        values = service.form_parameters(session_id or None, workflow_id)
+        update = fill_form(values)
+        if (prompt_text or "").strip():
+            update[prompt] = prompt_text
+        if (negative_text or "").strip():
+            update[negative] = negative_text
+        return update
+
+    @shows_errors
+    def generate(
+        session_id: str,
+        server_id: str,
+        workflow_id: str,
+        prompt_text: str,
+        negative_prompt: str,
+        width_: float | None,
+        height_: float | None,
+        steps_: float | None,
+        cfg_: float | None,
+        sampler_name: str | None,
+        scheduler_: str | None,
+        seed_: float | None,
+        checkpoint_: str | None,
+        batch_size_: float | None,
+        loras_: Any,
+        count: float | None = 1,
+        denoise_value: float | None = None,
+        image: str | None = None,
+        key: str = "",
+    ):
+        """Generate: `count` generations of the form (seeds counting up); `image` is an
+        input image for a workflow with Load Image; then follow them to their end. Without
+        a session, one named after the prompt is made — only if nothing is refused."""
+        form_vals = [prompt_text, negative_prompt, width_, height_, steps_, cfg_, sampler_name]
+        form_vals += [scheduler_, seed_, checkpoint_, batch_size_, loras_]
+        made = service.generate(
+            session_id or None,
+            request_parameters(workflow_id, form_vals, denoise_value, image),
             workflow_id=workflow_id or None,
             batch_count=int(count or 1),
+            new_session=None if session_id else (form_vals[0] or ""),  # only if accepted
+            profile_id=server_id or None,
         )
-        yield (_session_update(session_id), *[gr.skip()] * 7)
-        yield from ((gr.skip(), *out) for out in watch([str(g.id) for g in gens], session_id))
-        yield (_session_update(session_id), *[gr.skip()] * 7)  # its counts changed
+        target = str(made[0].session_id)
+        yield {session: session_update(target), notice: "", **session_results(target)}
+        yield from follow_session(target, key)
+        yield {session: session_update(target)}  # its counts changed
 
     @shows_errors
-    def run_sweep(session_id, server_id, workflow_id, a1, v1, a2, v2, *form_vals):
-        session_id = session_id or _new_session_for(form_vals[0], server_id)
+    def run_sweep(
+        session_id: str,
+        server_id: str,
+        workflow_id: str,
+        a1: str,
+        v1: str,
+        a2: str,
+        v2: str,
+        prompt_text: str,
+        negative_prompt: str,
+        width_: float | None,
+        height_: float | None,
+        steps_: float | None,
+        cfg_: float | None,
+        sampler_name: str | None,
+        scheduler_: str | None,
+        seed_: float | None,
+        checkpoint_: str | None,
+        batch_size_: float | None,
+        loras_: Any,
+        denoise_value: float | None = None,
+        image: str | None = None,
+        key: str = "",
+    ):
+        """Sweep one or two parameters (`a1` over `v1`, `a2` over `v2`) on one seed; then
+        follow the cells and show the labelled grid, as a gallery and as one image."""
+        form_vals = [prompt_text, negative_prompt, width_, height_, steps_, cfg_, sampler_name]
+        form_vals += [scheduler_, seed_, checkpoint_, batch_size_, loras_]
         axes = [(a1, v1)] + ([(a2, v2)] if a2 else [])
         sweep = service.sweep(
-            session_id, form_parameters(form_vals), axes, workflow_id=workflow_id or None
+            session_id or None,
+            request_parameters(workflow_id, form_vals, denoise_value, image),
+            axes,
+            workflow_id=workflow_id or None,
+            new_session=None if session_id else (form_vals[0] or ""),
+            profile_id=server_id or None,
         )
-        yield (_session_update(session_id), *[gr.skip()] * 8)
-        for out in watch([str(g.id) for g in sweep.generations], session_id):
-            yield (gr.skip(), *out, gr.skip())
-        grid = sweep_gallery(service.sweep_grid(sweep.id))
-        yield (_session_update(session_id), *[gr.skip()] * 7, grid)
+        target = str(sweep.generations[0].session_id)
+        yield {session: session_update(target), notice: ""}
+        yield from follow_session(target, key)
+        finished = service.sweep_grid(sweep.id)
+        yield {
+            session: session_update(target),
+            sweep_grid: sweep_gallery(finished),
+            sweep_picture: str(service.sweep_image(sweep.id)),
+        }
 
     def sweep_gallery(sweep: SweepView) -> gr.Gallery:
         """One image per cell, in rows of the last axis's values: a labelled grid."""
         items = []
         for g in sweep.generations:
-            images, _, _ = outputs_of([g])
+            images, _, _, _ = outputs_of([g])
             if images:
                 items.append((images[0][0], g.label))
             else:  # failed or cancelled: the cell stays, saying so
                 items.append((placeholder(), f"{g.label} — {g.status}"))
         return gr.Gallery(value=items, columns=len(sweep.axes[-1][1]))
 
-    def _session_update(session_id: str):
-        return gr.Dropdown(choices=session_choices(service.list_sessions()), value=session_id)
-
-    def _new_session_for(prompt_text: str, server_id: str) -> str:
-        title = " ".join((prompt_text or "").split())[:40] or "Untitled"
-        existing = {s.name for s in service.list_sessions()}
-        name, n = title, 2
-        while name in existing:
-            name, n = f"{title} ({n})", n + 1
-        return str(service.create_session(name, profile_id=server_id or None).id)
-
     @shows_errors
-    def interrupt(running: list[str] | None):
-        running = running or []
-        if not running:
+    def interrupt(following: list[str] | None):
+        following = following or []
+        if not following:
             raise ValidationError("Nothing is running from this page")
-        for gid in running:
+        for gid in following:
             if not service.get_generation(gid).done:
                 service.cancel(gid)
         return "Interrupting…"
@@ -394,8 +620,16 @@ def build(ctx: AppContext) -> Refresh:
     @shows_errors
     def show_generation(generation_id: str):
         g = service.get_generation(_need(generation_id, "generation"))
-        images, video_path, audio_path = outputs_of([g])
-        return describe_generation(g), images, video_path, audio_path
+        return describe_generation(g)
+
+    @shows_errors
+    def pick_from_gallery(ids: list[str], evt: gr.SelectData):
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return ids[index] if 0 <= index < len(ids) else gr.skip()
+
+    @shows_errors
+    def turn_page(session_id: str, page: int, step: int):
+        return session_results(session_id or None, int(page or 0) + step)
 
     @shows_errors
     def reuse_parameters(generation_id: str):
@@ -403,11 +637,12 @@ def build(ctx: AppContext) -> Refresh:
         return fill_form(values)
 
     @shows_errors
-    def rerun_exactly(generation_id: str, session_id: str):
+    def rerun_exactly(generation_id: str, session_id: str, key: str):
         g = service.rerun_exact(_need(generation_id, "generation"))
-        target_session = str(g.session_id) if g.session_id else session_id
-        yield from ((*out, gr.skip()) for out in watch([str(g.id)], target_session))
-        yield (*[gr.skip()] * 7, _session_update(target_session))  # its counts changed
+        target = str(g.session_id) if g.session_id else session_id
+        yield {session: session_update(target), **session_results(target)}
+        yield from follow_session(target, key)
+        yield {session: session_update(target)}  # its counts changed
 
     @shows_errors
     def download_snapshot(generation_id: str) -> str:
@@ -418,9 +653,17 @@ def build(ctx: AppContext) -> Refresh:
         return service.inspect_workflow(_workflow_source(file_bytes, text))
 
     @shows_errors
-    def import_workflow(name: str, file_bytes: bytes | None, text: str):
-        view = service.import_workflow(name, _workflow_source(file_bytes, text))
+    def import_workflow(name: str, file_bytes: bytes | None, text: str, server_id: str):
+        source = _workflow_source(file_bytes, text)
+        view = service.import_workflow(name, source)
         gr.Info(f"Imported “{view.name}”: {', '.join(view.extracted) or 'no parameters found'}")
+        missing = service.missing_node_types(view.id, server_id or None)
+        if missing:
+            gr.Warning(
+                f"The ComfyUI server lacks node types this workflow uses: {', '.join(missing)}. "
+                "Install those custom nodes (e.g. with ComfyUI-Manager) before generating.",
+                duration=None,
+            )
         return gr.Dropdown(choices=workflow_choices(), value=str(view.id)), workflow_rows()
 
     @shows_errors
@@ -429,10 +672,23 @@ def build(ctx: AppContext) -> Refresh:
         return gr.Dropdown(choices=workflow_choices(), value=workflow_id), workflow_rows()
 
     @shows_errors
+    def ask_delete_workflow(workflow_id: str):
+        view = service.get_workflow(_need(workflow_id, "workflow"))
+        text = (
+            f"Delete the workflow **{view.name}**? Its {view.generation_count} generations "
+            "keep their snapshots (and can still be re-run exactly)."
+        )
+        return gr.Row(visible=True), text
+
+    @shows_errors
     def delete_workflow(workflow_id: str):
         name = service.delete_workflow(_need(workflow_id, "workflow"))
         gr.Info(f"Deleted workflow “{name}”; its generations keep their snapshots")
-        return gr.Dropdown(choices=workflow_choices(), value=None), workflow_rows()
+        return (
+            gr.Dropdown(choices=workflow_choices(), value=None),
+            workflow_rows(),
+            gr.Row(visible=False),
+        )
 
     @shows_errors
     def show_defaults(workflow_id: str):
@@ -452,21 +708,36 @@ def build(ctx: AppContext) -> Refresh:
         gr.Info("Defaults saved")
         return workflow_rows()
 
+    def workflow_rows() -> list[list[Any]]:
+        return [
+            [w.name, "★" if w.is_default else "", ", ".join(w.extracted), w.generation_count]
+            for w in service.list_workflows()
+        ]
+
     # ----- wiring ----------------------------------------------------------------------------
 
-    running = gr.State([])
-    option_outputs = [sampler, scheduler, checkpoint, lora_names]
+    live = {"show_progress": "hidden", "trigger_mode": "multiple"}  # followers run long
     refresh_options_btn.click(
-        refresh_options, server, option_outputs, api_name="refresh_comfyui_options"
+        refresh_options,
+        [server, checkpoint],
+        [*option_outputs, notice],
+        api_name="refresh_comfyui_options",
     )
-    server.input(change_server, [session, server], option_outputs, api_name="set_comfyui_server")
+    server.input(
+        change_server,
+        [session, server, checkpoint],
+        [*option_outputs, notice],
+        api_name="set_comfyui_server",
+    )
     session.input(
-        open_session,
-        session,
-        [server, workflow, *form, batch_count, session_name, generations, gallery, video, audio],
-        api_name="open_comfyui_session",
+        open_session, [session, page], everything, api_name="open_comfyui_session", **live
     )
-    new_btn.click(create_session, [session_name, server], session, api_name="create_session")
+    new_btn.click(
+        create_session,
+        [session_name, server],
+        [session, *shown, sweep_grid, sweep_picture, selected],
+        api_name="create_session",
+    )
     rename_btn.click(rename_session, [session, session_name], session, api_name="rename_session")
     delete_btn.click(ask_delete, session, confirm_row, api_name="confirm_delete_session")
     keep_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
@@ -475,50 +746,60 @@ def build(ctx: AppContext) -> Refresh:
         [session, also_generations],
         [session, confirm_row],
         api_name="delete_session",
-    ).then(
-        open_session,
-        session,
-        [server, workflow, *form, batch_count, session_name, generations, gallery, video, audio],
+    ).then(open_session, [session, page], everything, api_visibility="private", **live)
+    workflow.input(
+        change_workflow,
+        [session, workflow, prompt, negative],
+        form_outputs,
         api_visibility="private",
+        show_progress="hidden",
     )
     generate_btn.click(
         generate,
-        [session, server, workflow, *form, batch_count],
-        [session, *results, running],
+        [session, server, workflow, *form, batch_count, denoise, input_image, page],
+        [session, *results, running, gallery_page, gallery_ids, notice],
         api_name="comfyui_generate",
-        show_progress="hidden",
+        **live,
     )
+    sweep_inputs = [session, server, workflow, axis1, values1, axis2, values2, *form]
     sweep_btn.click(
         run_sweep,
-        [session, server, workflow, axis1, values1, axis2, values2, *form],
-        [session, *results, running, sweep_grid],
+        [*sweep_inputs, denoise, input_image, page],
+        [session, *results, running, gallery_page, gallery_ids, notice, sweep_grid, sweep_picture],
         api_name="comfyui_sweep",
-        show_progress="hidden",
+        **live,
     )
     interrupt_btn.click(interrupt, running, progress, api_name="comfyui_interrupt")
     generations.select(selected_row_id, generations, selected, api_visibility="private")
+    gallery.select(pick_from_gallery, gallery_ids, selected, api_visibility="private")
+    newer_btn.click(
+        lambda sid, page: turn_page(sid, page, -1),
+        [session, gallery_page],
+        [gallery, gallery_ids, gallery_page, gallery_info, video, audio, generations],
+        api_visibility="private",
+    )
+    older_btn.click(
+        lambda sid, page: turn_page(sid, page, +1),
+        [session, gallery_page],
+        [gallery, gallery_ids, gallery_page, gallery_info, video, audio, generations],
+        api_visibility="private",
+    )
     selected.change(
-        show_generation,
-        selected,
-        [details, gallery, video, audio],
-        api_name="show_generation",
-        show_progress="hidden",
+        show_generation, selected, details, api_name="show_generation", show_progress="hidden"
     )
-    reuse_btn.click(
-        reuse_parameters, selected, [workflow, *form, batch_count], api_name="reuse_parameters"
-    )
+    reuse_btn.click(reuse_parameters, selected, form_outputs, api_name="reuse_parameters")
     rerun_btn.click(
         rerun_exactly,
-        [selected, session],
-        [*results, running, session],
+        [selected, session, page],
+        [*results, running, gallery_page, gallery_ids, session],
         api_name="rerun_exactly",
-        show_progress="hidden",
+        **live,
     )
     snapshot_btn.click(download_snapshot, selected, snapshot_file, api_name="download_snapshot")
     inspect_btn.click(inspect, [wf_file, wf_text], wf_info, api_name="inspect_workflow")
     import_btn.click(
         import_workflow,
-        [wf_name, wf_file, wf_text],
+        [wf_name, wf_file, wf_text, server],
         [workflow, workflows_table],
         api_name="import_workflow",
     )
@@ -526,7 +807,17 @@ def build(ctx: AppContext) -> Refresh:
         make_default, workflow, [workflow, workflows_table], api_name="set_default_workflow"
     )
     wf_delete_btn.click(
-        delete_workflow, workflow, [workflow, workflows_table], api_name="delete_workflow"
+        ask_delete_workflow,
+        workflow,
+        [wf_confirm_row, wf_confirm_text],
+        api_name="confirm_delete_workflow",
+    )
+    wf_keep_btn.click(lambda: gr.Row(visible=False), None, wf_confirm_row, api_visibility="private")
+    wf_confirm_btn.click(
+        delete_workflow,
+        workflow,
+        [workflow, workflows_table, wf_confirm_row],
+        api_name="delete_workflow",
     )
     workflow.change(show_defaults, workflow, wf_defaults, api_visibility="private")
     save_defaults_btn.click(
@@ -540,48 +831,18 @@ def build(ctx: AppContext) -> Refresh:
     gr.api(comfyui_generation, api_name="comfyui_generation")
 
     @shows_errors
-    def restore(session_id: str | None, prompt_text: str | None):
-        """On page load and tab open: reopen the session (the newest if none is chosen)
-        and re-read its results — but never overwrite a form the user is filling in."""
-        sessions = service.list_sessions()
-        if not session_id and sessions:
-            session_id = str(sessions[0].id)
-        opened = open_session(session_id or "")
-        server_id = opened[0]
-        try:
-            opts = options_updates(server_id, refresh=False)
-        except Exception:  # ComfyUI may be off: the form still works, lists stay empty
-            opts = (gr.skip(), gr.skip(), gr.skip(), "ComfyUI is not reachable right now.")
+    def restore(session_id: str | None, prompt_text: str | None, key: str):
+        """Page load and tab open: reopen the session (the newest if none is chosen) and
+        re-read its results — never overwriting a form being filled in — then follow its
+        runs (a reloaded page picks up the runs it left)."""
+        if not session_id:
+            newest = service.list_sessions()[:1]
+            session_id = str(newest[0].id) if newest else None
         typing = bool((prompt_text or "").strip())
-        form_part = [gr.skip()] * 15 if typing else list(opened[1:16])
-        return (
-            gr.Dropdown(choices=session_choices(sessions), value=session_id or None),
-            gr.Dropdown(choices=server_choices(), value=server_id),
-            *form_part,  # workflow, the form, batch count, session name
-            *opened[16:],  # generations, gallery, video, audio
-            *opts,
-        )
+        yield from show_session(session_id, keep_form=typing, key=key)
 
     tick = gr.Textbox(visible=False)  # set by the tab refresh: restores the session
-    tick.change(
-        restore,
-        [session, prompt],
-        [
-            session,
-            server,
-            workflow,
-            *form,
-            batch_count,
-            session_name,
-            generations,
-            gallery,
-            video,
-            audio,
-            *option_outputs,
-        ],
-        api_visibility="private",
-        show_progress="hidden",
-    )
+    tick.change(restore, [session, prompt, page], everything, api_visibility="private", **live)
 
     def refresh():
         return gr.Dropdown(choices=workflow_choices()), workflow_rows(), str(time.time())

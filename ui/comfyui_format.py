@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from spoonfeeder.comfyui.params import PARAM_KEYS
-from spoonfeeder.comfyui.views import GenerationView, SessionView
+from spoonfeeder.comfyui.views import GalleryPage, GenerationView, SessionView
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.ollama_models import format_bytes
 from ui.common import format_time
@@ -152,6 +152,15 @@ def describe_server(info: dict[str, Any]) -> str:
     if info.get("cached"):
         bits.append("served from ComfyUI's cache")
     return " · ".join(bits)
+
+
+def gallery_summary(page: GalleryPage) -> str:
+    """Which completed generations the gallery shows, and how many pages there are."""
+    if not page.total:
+        return "No completed generations in this session yet."
+    first = page.page * page.per_page + 1
+    last = first + len(page.generations) - 1
+    return f"Completed {first}–{last} of {page.total} · page {page.page + 1} of {page.pages}"
 
 
 def session_choices(sessions: list[SessionView]) -> list[tuple[str, str]]:

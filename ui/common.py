@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -56,6 +58,31 @@ def shows_errors(fn: F) -> F:
             raise _as_gradio_error(exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class NewestView:
+    """One live view per browser session: starting a view makes the older ones of that
+    session stop at their next yield (a view restarted with new filters, a follower
+    replaced by a newer one). Tickets are unique across sessions; a session's entry goes
+    when its newest view ends, so the map does not only grow."""
+
+    def __init__(self) -> None:
+        self._newest: dict[str, int] = {}
+        self._tickets = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> int:
+        with self._lock:
+            ticket = self._newest[session] = next(self._tickets)
+        return ticket
+
+    def is_newest(self, session: str, ticket: int) -> bool:
+        return self._newest.get(session) == ticket
+
+    def end(self, session: str, ticket: int) -> None:
+        with self._lock:
+            if self._newest.get(session) == ticket:
+                del self._newest[session]
 
 
 def format_time(value: datetime | None) -> str:

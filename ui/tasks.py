@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from spoonfeeder.db.types import utcnow
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.queue import STATUSES, TaskPage, TaskView
-from ui.common import Refresh, format_time, selected_row_id, shows_errors
+from ui.common import NewestView, Refresh, format_time, selected_row_id, shows_errors
 from ui.pickers import model_dropdown, provider_choices, resolve_target
 
 # The id goes last: it is long, and is mostly there for clicking a row to select it.
@@ -117,10 +116,7 @@ def describe_task(task: TaskView) -> str:
 
 def build(ctx: AppContext) -> Refresh:
     service = ctx.tasks
-    # session → ticket of its newest live view; older views of that session stop. Tickets
-    # are unique across sessions, and a session's entry goes when its newest view ends.
-    newest_watch: dict[str, int] = {}
-    tickets = itertools.count(1)
+    views = NewestView()  # the newest live view of a browser session wins
 
     gr.Markdown(
         "Background work runs here: each task is queued in the database and run by a worker "
@@ -244,12 +240,12 @@ def build(ctx: AppContext) -> Refresh:
         """The table (and the selected task) again whenever a task event arrives."""
         filter_values = (status_, type_, provider_, from_, to_, page_)
         key = request.session_hash if request else ""
-        ticket = newest_watch[key] = next(tickets)
+        ticket = views.start(key)
         deadline = time.monotonic() + WATCH_SECONDS
         try:
             with ctx.events.subscribe("task:*") as events:
                 yield (*render_table(*filter_values), *_safe_details(task_id))
-                while time.monotonic() < deadline and newest_watch.get(key) == ticket:
+                while time.monotonic() < deadline and views.is_newest(key, ticket):
                     if events.get(timeout=IDLE_SECONDS) is None:
                         # Hand control back now and then: Gradio can only stop a generator
                         # (cancel, closed tab) between two yields.
@@ -260,8 +256,7 @@ def build(ctx: AppContext) -> Refresh:
                         pass  # take the burst: one update for many events
                     yield (*render_table(*filter_values), *_safe_details(task_id))
         finally:
-            if newest_watch.get(key) == ticket:  # the session's last view: forget it
-                del newest_watch[key]
+            views.end(key, ticket)
 
     def _safe_details(task_id: str) -> tuple[str, Any]:
         try:

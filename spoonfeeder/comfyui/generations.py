@@ -9,12 +9,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.comfyui import grid, media, params
 from spoonfeeder.comfyui.records import generation_view, get_row, parse_id, snapshot_of
-from spoonfeeder.comfyui.views import GenerationView, SweepView
+from spoonfeeder.comfyui.views import (
+    COMPLETED,
+    PENDING,
+    RUNNING,
+    GalleryPage,
+    GenerationView,
+    SweepView,
+)
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration
 from spoonfeeder.errors import NotFoundError, ValidationError
@@ -50,6 +57,42 @@ def list_filtered(
     with sessions() as session:
         rows = session.scalars(query.limit(max(1, min(limit, 2000))).offset(max(0, offset)))
         return [generation_view(row) for row in rows]
+
+
+def gallery_page(
+    sessions: sessionmaker[Session], session_id: uuid.UUID | str, page: int, per_page: int
+) -> GalleryPage:
+    """A page of the session's completed generations, newest first — whatever else
+    (cancelled sweep cells, failures) the session holds."""
+    key = parse_id(session_id, "session")
+    g = ComfyUIGeneration
+    done = (g.session_id == key) & (g.status == COMPLETED)
+    with sessions() as session:
+        total = session.scalar(select(func.count()).select_from(g).where(done)) or 0
+        pages = max(1, -(-total // per_page))
+        page = min(max(0, page), pages - 1)
+        rows = session.scalars(
+            select(g)
+            .where(done)
+            .order_by(g.created_at.desc(), g.batch_index.desc())
+            .limit(per_page)
+            .offset(page * per_page)
+        )
+        return GalleryPage([generation_view(r) for r in rows], page, pages, int(total), per_page)
+
+
+def unfinished(sessions: sessionmaker[Session], session_id: uuid.UUID | str) -> list[uuid.UUID]:
+    """The session's generations still queued or running, oldest first."""
+    g = ComfyUIGeneration
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(g.id)
+                .where(g.session_id == parse_id(session_id, "session"))
+                .where(g.status.in_([PENDING, RUNNING]))
+                .order_by(g.created_at, g.batch_index)
+            )
+        )
 
 
 def sweep_grid(sessions: sessionmaker[Session], sweep_id: str) -> SweepView:

@@ -24,9 +24,11 @@ def follow(
     *,
     poll: float = 1.0,
     timeout: float | None = None,
-) -> Iterator[dict[str, Any]]:
+    heartbeat: bool = False,
+) -> Iterator[dict[str, Any] | None]:
     """Progress event dicts of these generations until every one has ended (or
-    `timeout` seconds); see `ComfyUIService.follow`."""
+    `timeout` seconds); see `ComfyUIService.follow`. With `heartbeat`, None every `poll`
+    seconds without news, so a reader can hand control back (and be stopped)."""
     wanted = {str(parse_id(g, "generation")) for g in generation_ids}
     deadline = None if timeout is None else time.monotonic() + timeout
     subscription = events.subscribe(PROGRESS_TOPIC) if events else None
@@ -47,6 +49,8 @@ def follow(
                 event = subscription.get(timeout=0)  # what else is already waiting
                 if event is not None:
                     batch.append(event.data)
+            if heartbeat and not batch:
+                yield None
             for data in coalesce(batch, wanted - done):
                 yield data
                 if data.get("status") in TERMINAL:

@@ -29,6 +29,7 @@ from spoonfeeder.comfyui import (
     cancelling,
     generate,
     generations,
+    inputs,
     media,
     params,
     progress,
@@ -46,6 +47,7 @@ from spoonfeeder.comfyui.runner import GenerationRunner, Report, RunnerTimings, 
 from spoonfeeder.comfyui.server import OptionsCache
 from spoonfeeder.comfyui.views import (
     PROGRESS_TOPIC,
+    GalleryPage,
     GenerationProgress,
     GenerationView,
     ServerOptions,
@@ -385,6 +387,22 @@ class ComfyUIService:
             owner_id=owner_id,
         )
 
+    def gallery_page(
+        self, session_id: uuid.UUID | str, page: int = 0, per_page: int = 24
+    ) -> GalleryPage:
+        """A page of the session's completed generations, newest first (failed and
+        cancelled ones — a sweep's stopped cells — never crowd them out)."""
+        return generations.gallery_page(self._sessions, session_id, page, per_page)
+
+    def unfinished_generations(self, session_id: uuid.UUID | str) -> list[uuid.UUID]:
+        """The session's generations still queued or running (to follow after a reload)."""
+        return generations.unfinished(self._sessions, session_id)
+
+    def input_image_file(self, name: str | None) -> Path | None:
+        """The stored file behind an input image name of ours, to show in a form; None for
+        a name of the server's own (the workflow's "example.png")."""
+        return inputs.file_of(self._media, name)
+
     def delete_generation(self, generation_id: uuid.UUID | str) -> None:
         """Delete a generation and its files (cancelling it if it still runs)."""
         generations.delete(self._sessions, self._cancels, self._media, generation_id)
@@ -433,7 +451,8 @@ class ComfyUIService:
         *,
         poll: float = 1.0,
         timeout: float | None = None,
-    ) -> Iterator[dict[str, Any]]:
+        heartbeat: bool = False,
+    ) -> Iterator[dict[str, Any] | None]:
         """Progress of these generations as it happens, until every one has ended (or
         `timeout` seconds): the `comfyui:progress` event dicts — generation_id, status,
         message, fraction, step, max, node, node_type, preview_path. Every `poll`
@@ -442,9 +461,14 @@ class ComfyUIService:
         shape. For a UI generator: `for event in svc.follow(ids): yield render(event)`.
         A reader slower than the events gets them merged — per generation the latest
         state, with the latest preview — so it never falls behind; the first is never
-        held back."""
+        held back. With `heartbeat`, None every `poll` seconds without news."""
         yield from progress.follow(
-            self._sessions, self._events, generation_ids, poll=poll, timeout=timeout
+            self._sessions,
+            self._events,
+            generation_ids,
+            poll=poll,
+            timeout=timeout,
+            heartbeat=heartbeat,
         )
 
     def cancel(self, generation_id: uuid.UUID | str) -> GenerationView:

@@ -135,6 +135,17 @@ class GenerationView:
 
 
 @dataclass(frozen=True)
+class GalleryPage:
+    """One page of a session's completed generations, newest first."""
+
+    generations: list[GenerationView]
+    page: int  # 0-based
+    pages: int  # at least 1
+    total: int  # completed generations in the session
+    per_page: int
+
+
+@dataclass(frozen=True)
 class SweepView:
     """A parameter sweep: one generation per combination of the axes' values."""
 
