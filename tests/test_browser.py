@@ -45,7 +45,8 @@ ARGS = [
 ]
 TOKENS = [f"word{i} " for i in range(40)]
 CKPT = "tiny-random-sd15.safetensors"
-App = tuple[str, AppContext, FakeOllama]  # the app's URL, its context, its fake Ollama
+# the app's URL, its context, its fake Ollama and fake ComfyUI
+App = tuple[str, AppContext, FakeOllama, FakeComfyUI]
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,7 +66,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         stack.callback(ctx.close)
         ctx.profiles.save_setting("ollama", endpoint_url=url)
         ctx.start_workers(2)
-        yield stack.enter_context(launched(ctx)), ctx, fake
+        yield stack.enter_context(launched(ctx)), ctx, fake, comfy
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +193,7 @@ def test_tasks_table_follows_a_task_live(page: Page, app: App) -> None:
 
 
 def test_a_reload_mid_reply_reopens_the_conversation_and_follows_it(page: Page, app: App) -> None:
-    _url, ctx, fake = app
+    _url, ctx, fake, _comfy = app
     fake.token_delay = 0.1  # 40 tokens: 4 s, time enough to reload in the middle
     try:
         page.get_by_role("tab", name="Chat").click()
@@ -274,3 +275,89 @@ def test_a_first_run_shows_where_to_set_up_a_provider_without_popups(
             page.close()
     finally:
         ctx.close()
+
+
+# ----- ComfyUI: a reloaded page picks its runs up; results and workflows --------------------
+
+
+def test_a_fresh_install_preselects_a_checkpoint_the_server_has(
+    browser: Browser, app: App, tmp_path: Path
+) -> None:
+    """The built-in workflow names SD 1.5's checkpoint; a server without it gets one it has."""
+    comfy_url = app[1].profiles.get_setting("comfyui").endpoint_url
+    fresh = AppContext.create(
+        make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path, comfyui_url=comfy_url)
+    )
+    try:
+        with launched(fresh) as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(url)
+            page.get_by_role("tab", name="ComfyUI").click()
+            notice = page.locator("#cf-notice")
+            poll(lambda: "is not on this ComfyUI server" in notice.inner_text())
+            assert "v1-5-pruned-emaonly.safetensors" in notice.inner_text()  # the built-in's
+            assert page.locator("#cf-checkpoint input").input_value() == CKPT
+            page.close()
+    finally:
+        fresh.close()
+
+
+def test_a_reload_mid_generation_picks_up_the_run(page: Page, app: App) -> None:
+    _url, ctx, _ollama, comfy = app
+    comfy.hold = True  # the run pauses after its first step until released
+    try:
+        page.get_by_role("tab", name="ComfyUI").click()
+        prompt = page.locator("#cf-prompt textarea")
+        poll(lambda: prompt.input_value())
+        prompt.fill("a reloaded lighthouse")
+        for field, value in (("width", "64"), ("height", "64"), ("steps", "3"), ("count", "1")):
+            page.locator(f"#cf-{field} input").fill(value)
+        page.locator("#cf-generate").click()
+        progress = page.locator("#cf-progress")
+        poll(lambda: "Step" in progress.inner_text())
+        page.reload()
+        page.get_by_role("tab", name="ComfyUI").click()
+        poll(lambda: "Step" in progress.inner_text() or "Following" in progress.inner_text())
+    finally:
+        comfy.hold = False
+        comfy.release()
+    poll(lambda: "Done: 1 completed" in progress.inner_text(), timeout=30)
+    poll(lambda: page.locator("#cf-gallery img").count() >= 2)  # the run's two images
+    table = page.locator("#cf-generations")
+    poll(lambda: "completed" in table.inner_text() and "running" not in table.inner_text())
+    run = next(g for g in ctx.comfyui.list_generations() if g.prompt == "a reloaded lighthouse")
+    assert run.status == "completed"
+
+
+def test_a_gallery_image_selects_its_generation_and_new_session_clears(
+    page: Page, app: App
+) -> None:
+    ctx = app[1]
+    page.get_by_role("tab", name="ComfyUI").click()  # the newest session: the one above
+    gallery = page.locator("#cf-gallery")
+    poll(lambda: gallery.locator("img").count() >= 2)
+    gallery.locator("img").first.click()
+    selected = page.locator("#cf-selected textarea, #cf-selected input").first
+    poll(lambda: selected.input_value())
+    generation = ctx.comfyui.get_generation(selected.input_value())
+    assert generation.status == "completed" and generation.prompt == "a reloaded lighthouse"
+    poll(lambda: "a reloaded lighthouse" in page.locator("#cf-details").inner_text())
+
+    page.locator("#cf-name input, #cf-name textarea").first.fill("A clean slate")
+    page.locator("#cf-new").click()
+    poll(lambda: gallery.locator("img").count() == 0)
+    poll(lambda: "completed" not in page.locator("#cf-generations").inner_text())
+    assert page.locator("#cf-details").inner_text().strip() == ""
+
+
+def test_deleting_a_workflow_asks_first(page: Page, app: App) -> None:
+    ctx = app[1]
+    before = {w.name for w in ctx.comfyui.list_workflows()}
+    page.get_by_role("tab", name="ComfyUI").click()
+    page.get_by_text("Workflows", exact=True).click()
+    page.locator("#cf-wf-delete").click()
+    poll(lambda: page.locator("#cf-wf-confirm").is_visible())
+    assert {w.name for w in ctx.comfyui.list_workflows()} == before  # nothing deleted yet
+    page.get_by_role("button", name="Keep it").last.click()
+    poll(lambda: not page.locator("#cf-wf-confirm").is_visible())
+    assert {w.name for w in ctx.comfyui.list_workflows()} == before

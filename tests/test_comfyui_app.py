@@ -194,3 +194,118 @@ def test_video_and_audio_outputs_reach_their_players(app) -> None:
         == blobs[("video", "clip_00001.mp4")]
     )
     assert Path(audio).read_bytes() == blobs[("audio", "voice_00001.flac")]
+
+
+# ----- a page reattaches to its session's runs; workflow fields; input images -------------
+
+
+def _session_with(ctx: AppContext, name: str) -> str:
+    return str(ctx.comfyui.create_session(name).id)
+
+
+def test_opening_a_session_follows_its_running_generation_to_the_end(app) -> None:
+    """A reloaded page (a new client) opens the session and sees the run it left."""
+    client, ctx, fake = app
+    session_id = _session_with(ctx, "Reattach")
+    fake.hold = True  # the run pauses after its first step
+    try:
+        pending = ctx.comfyui.generate(
+            session_id,
+            {"prompt": "a quiet lake", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3},
+        )[0]
+        deadline = time.monotonic() + 30
+        while ctx.comfyui.get_generation(pending.id).status != "running":
+            assert time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+        job = Client(client.src, verbose=False).submit(session_id, api_name="/open_comfyui_session")
+        while not any("Following" in str(out) for out in job.outputs()):
+            assert time.monotonic() < deadline, "the page did not reattach"
+            time.sleep(0.05)
+    finally:
+        fake.hold = False
+        fake.release()
+    outputs = list(job)
+    texts = [str(part) for out in outputs for part in out]
+    assert any("Done: 1 completed" in text for text in texts)
+    final_table = next(
+        part
+        for out in reversed(outputs)
+        for part in out
+        if isinstance(part, dict) and part.get("headers") and "Status" in part["headers"]
+    )
+    assert "✅ completed" in final_table["data"][0][0]  # the table caught up with the run
+
+
+def test_the_gallery_shows_completed_work_even_behind_many_cancelled_cells(app) -> None:
+    client, ctx, fake = app
+    session_id = _session_with(ctx, "Crowded")
+    svc = ctx.comfyui
+    base = {"prompt": "p", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
+    done = svc.generate(session_id, {**base, "seed": 1})[0]
+    deadline = time.monotonic() + 30
+    while not svc.get_generation(done.id).done:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    fake.hold = True  # the cells that start pause at their first step, and are cancelled
+    try:
+        sweep = svc.sweep(session_id, base, [("cfg", list(range(1, 31)))])
+        for cell in sweep.generations:
+            svc.cancel(cell.id)
+        while not all(svc.get_generation(cell.id).done for cell in sweep.generations):
+            assert time.monotonic() < deadline, "the cells did not end"
+            time.sleep(0.05)
+    finally:
+        fake.hold = False
+        fake.release()
+    assert all(svc.get_generation(c.id).status == "cancelled" for c in sweep.generations)
+    outputs = list(client.submit(session_id, api_name="/open_comfyui_session"))
+    gallery = next(
+        part
+        for out in outputs
+        for part in out
+        if isinstance(part, list) and part and isinstance(part[0], dict) and "image" in part[0]
+    )
+    assert len(gallery) == 2  # the completed run's two images, not hidden by 30 cancelled cells
+
+
+def test_an_img2img_generate_takes_an_input_image_and_denoise(app, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    from tests.fakes.comfyui_server import png_with_text
+
+    client, ctx, fake = app
+    img2img = next(w for w in ctx.comfyui.list_workflows() if "img2img" in w.name)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_with_text("an input photo"))
+    uploads_before = len(fake.uploads)
+    job = client.submit(
+        "",
+        "",
+        str(img2img.id),
+        *form(batch_count=1),
+        0.35,
+        handle_file(str(photo)),
+        api_name="/comfyui_generate",
+    )
+    outputs = list(job)
+    assert job.status().success, job.result()
+    assert any("Done: 1 completed" in str(out[1]) for out in outputs)
+    made = ctx.comfyui.list_generations()[0]
+    snapshot = ctx.comfyui.snapshot(made.id)
+    assert snapshot["3"]["inputs"]["denoise"] == 0.35
+    name = snapshot["10"]["inputs"]["image"]
+    assert fake.uploads[uploads_before:] == [(name, photo.read_bytes())]
+
+
+def test_switching_workflow_shows_its_own_fields_and_keeps_the_prompt(app) -> None:
+    client, ctx, _ = app
+    img2img = next(w for w in ctx.comfyui.list_workflows() if "img2img" in w.name)
+    update = client.predict(
+        "", str(img2img.id), "my own prompt", "", api_name="/comfyui_workflow_form"
+    )
+    # workflow, the 12 form fields, batch count, denoise, input image
+    assert update[0] == str(img2img.id) and update[1] == "my own prompt"
+    width, denoise, image = update[3], update[14], update[15]
+    assert (denoise["visible"], denoise["value"]) == (True, 0.6)
+    assert image["visible"] is True
+    assert width["visible"] is False  # img2img takes its size from the image

@@ -619,8 +619,9 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def show_generation(generation_id: str):
-        g = service.get_generation(_need(generation_id, "generation"))
-        return describe_generation(g)
+        if not (generation_id or "").strip():  # cleared (a new session): nothing to show
+            return ""
+        return describe_generation(service.get_generation(generation_id.strip()))
 
     @shows_errors
     def pick_from_gallery(ids: list[str], evt: gr.SelectData):
@@ -737,6 +738,7 @@ def build(ctx: AppContext) -> Refresh:
         [session_name, server],
         [session, *shown, sweep_grid, sweep_picture, selected],
         api_name="create_session",
+        show_progress="hidden",
     )
     rename_btn.click(rename_session, [session, session_name], session, api_name="rename_session")
     delete_btn.click(ask_delete, session, confirm_row, api_name="confirm_delete_session")
@@ -751,7 +753,7 @@ def build(ctx: AppContext) -> Refresh:
         change_workflow,
         [session, workflow, prompt, negative],
         form_outputs,
-        api_visibility="private",
+        api_name="comfyui_workflow_form",
         show_progress="hidden",
     )
     generate_btn.click(

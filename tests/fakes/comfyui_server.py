@@ -124,7 +124,7 @@ class FakeComfyUI:
         self.outputs: dict[str, dict[str, list[dict[str, str]]]] | None = None
         self.files: dict[tuple[str, str, str], bytes] = {}  # (type, subfolder, filename)
         self.drop_socket_after: int | None = None
-        self.hold = False
+        self._hold = False
         self.refuse_websocket = False
         self.proxy_errors: list[int] = []
         self.lose_answers = 0
@@ -197,6 +197,17 @@ class FakeComfyUI:
             }
             for i, n in enumerate(names)
         ]
+
+    @property
+    def hold(self) -> bool:
+        return self._hold
+
+    @hold.setter
+    def hold(self, value: bool) -> None:
+        """True: runs from now on pause after their first step, until release()."""
+        self._hold = value
+        if value:
+            self._released.clear()
 
     def release(self) -> None:
         """Let held runs go on."""
