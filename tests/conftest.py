@@ -143,3 +143,11 @@ def ctx(settings: Settings) -> Iterator[AppContext]:
     context = AppContext.create(settings)
     yield context
     context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the test item (the browser tests screenshot failures)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

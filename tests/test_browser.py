@@ -78,11 +78,16 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, app: App) -> Iterator[Page]:
+def page(browser: Browser, app: App, request: pytest.FixtureRequest) -> Iterator[Page]:
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.set_default_timeout(15_000)
     page.goto(app[0])
     yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:  # what the page showed, for the one debugging
+        shots = Path(os.environ.get("SPOONFEEDER_SCREENSHOTS", "/tmp/spoonfeeder-screenshots"))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / f"{request.node.name}.png"), full_page=True)
     page.close()
 
 
@@ -219,6 +224,13 @@ def test_a_reload_mid_reply_reopens_the_conversation_and_follows_it(page: Page, 
     conv = next(c for c in ctx.chat.list_conversations() if c.title == "Reload while you answer")
     saved = ctx.chat.get_conversation(conv.id).messages[-1]
     assert (saved.status, saved.content) == ("complete", "".join(TOKENS))  # never "stopped"
+    # The page followed the reply without losing what it has open: the next message
+    # continues the same conversation.
+    box = page.locator("#chat-input textarea")
+    box.fill("And one more")
+    box.press("Enter")
+    poll(lambda: len(ctx.chat.get_conversation(conv.id).messages) == 4)
+    poll(lambda: ctx.chat.get_conversation(conv.id).messages[-1].status == "complete")
 
 
 def test_clear_starts_a_new_conversation(page: Page, app: App) -> None:

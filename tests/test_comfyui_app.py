@@ -217,7 +217,9 @@ def test_opening_a_session_follows_its_running_generation_to_the_end(app) -> Non
         while ctx.comfyui.get_generation(pending.id).status != "running":
             assert time.monotonic() < deadline, "the run did not start"
             time.sleep(0.05)
-        job = Client(client.src, verbose=False).submit(session_id, api_name="/open_comfyui_session")
+        job = Client(client.src, verbose=False).submit(
+            session_id, api_name="/follow_comfyui_session"
+        )
         while not any("Following" in str(out) for out in job.outputs()):
             assert time.monotonic() < deadline, "the page did not reattach"
             time.sleep(0.05)
@@ -258,11 +260,10 @@ def test_the_gallery_shows_completed_work_even_behind_many_cancelled_cells(app) 
         fake.hold = False
         fake.release()
     assert all(svc.get_generation(c.id).status == "cancelled" for c in sweep.generations)
-    outputs = list(client.submit(session_id, api_name="/open_comfyui_session"))
+    opened = client.predict(session_id, api_name="/open_comfyui_session")
     gallery = next(
         part
-        for out in outputs
-        for part in out
+        for part in opened
         if isinstance(part, list) and part and isinstance(part[0], dict) and "image" in part[0]
     )
     assert len(gallery) == 2  # the completed run's two images, not hidden by 30 cancelled cells

@@ -67,3 +67,18 @@ def test_what_a_run_ran_on_reads_in_one_line() -> None:
         "input sf_ab12.png (sha256 ab12cd34ef56…)"
     )
     assert describe_server({}) == ""
+
+
+def test_live_outputs_resend_what_they_once_sent_and_skip_the_rest() -> None:
+    """Gradio diffs a generator's frames: a skip after a value would replace the value."""
+    import gradio as gr
+
+    from ui.common import LiveOutputs
+
+    a, b, c = object(), object(), object()
+    live = LiveOutputs([a, b, c])
+    skip = gr.skip()
+    assert live.frame({a: "first"}) == ("first", skip, skip)
+    assert live.frame({b: [1, 2]}) == ("first", [1, 2], skip)  # a keeps its value
+    assert live.frame() == ("first", [1, 2], skip)
+    assert live.frame({a: "second"}) == ("second", [1, 2], skip)

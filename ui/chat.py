@@ -26,7 +26,7 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.providers.base import ChatMessage, ChatOptions
 from spoonfeeder.providers.registry import warm_up
-from ui.common import Refresh, format_time, shows_errors
+from ui.common import LiveOutputs, Refresh, format_time, shows_errors
 from ui.pickers import (
     listing_dropdown,
     model_dropdown,
@@ -364,8 +364,6 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
 
     opened = [conv_id, chatbot, row_ids, title, system, provider, model, confirm_row]
     restored = [*opened, picker, setup]
-    HINT = len(restored) - 1
-    MODEL = next(i for i, c in enumerate(opened) if c is model)
 
     @shows_errors
     def new_conversation(sys_prompt: str):
@@ -383,29 +381,29 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         """Page load and tab open: fill the model list, quietly (no one asked yet, and the
         server may be off). After a reload (nothing open on this page, but the browser
         remembers a conversation), reopen it and follow a reply still streaming in it."""
-        nothing = [gr.skip()] * len(restored)
+        live = LiveOutputs(restored)
         conv = None
         if kept and not current:
             try:
                 conv = chat.get_conversation(kept)
             except NotFoundError:  # deleted meanwhile: forget it
-                nothing[0] = ""
+                yield live.frame({conv_id: ""})
         if conv is None:
-            nothing[MODEL], nothing[HINT] = models_and_hint(choice, model_name)
-            yield tuple(nothing)
+            models_update, hint = models_and_hint(choice, model_name)
+            yield live.frame({model: models_update, setup: hint})
             return
-        shown = [*_opened(conv), gr.Dropdown(value=str(conv.id)), gr.skip()]
+        shown = dict(zip(opened, _opened(conv), strict=True))
         choice = target_choice(conv.provider, conv.profile_id) or choice
-        shown[MODEL], shown[HINT] = models_and_hint(choice, conv.model or model_name)
-        yield tuple(shown)
+        shown[model], shown[setup] = models_and_hint(choice, conv.model or model_name)
+        yield live.frame({**shown, picker: gr.Dropdown(value=str(conv.id))})
         reply = chat.active_reply(conv.id)
         if reply is None:
             return
         for state in follow(conv, reply):
             if state is None:
-                yield tuple(nothing)  # hand control back now and then
+                yield live.frame()  # hand control back now and then
             else:
-                yield (gr.skip(), *state, *nothing[3:])
+                yield live.frame({chatbot: state[0], row_ids: state[1]})
 
     def models_and_hint(choice: str, current: str | None) -> tuple[gr.Dropdown, gr.Markdown]:
         """The model list, without a popup when it cannot be read; on a first run (nothing

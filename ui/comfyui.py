@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from spoonfeeder.comfyui.params import SWEEPABLE
 from spoonfeeder.comfyui.views import TERMINAL, GenerationView, SweepView
@@ -36,7 +37,7 @@ from ui.comfyui_format import (
     run_summary,
     session_choices,
 )
-from ui.common import NewestView, Refresh, selected_row_id, shows_errors
+from ui.common import LiveOutputs, NewestView, Refresh, selected_row_id, shows_errors
 
 DEFAULT_SERVER = ""  # the ComfyUI provider setting; otherwise a profile id
 # A page's follower gives up after this long without the runs ending (they go on).
@@ -272,6 +273,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         save_defaults_btn = gr.Button("Save defaults", elem_id="cf-wf-save")
 
+    results_tick = gr.Textbox(visible=False)  # a follower's "read the gallery and table again"
     running = gr.State([])  # the generations this page follows
     page = gr.State(lambda: uuid.uuid4().hex)  # this page, for "the newest follower wins"
     gallery_page = gr.State(0)
@@ -284,6 +286,12 @@ def build(ctx: AppContext) -> Refresh:
     form_outputs = [workflow, *form, batch_count, denoise, input_image]
     shown = [*results, gallery_page, gallery_ids, details, notice]
     everything = [session, server, session_name, *form_outputs, *shown, *option_outputs, running]
+    # What followers stream (each a generator: see LiveOutputs), scripts' positions kept.
+    result_outputs = [gallery, gallery_ids, gallery_page, gallery_info, video, audio, generations]
+    follow_outputs = [progress, preview, results_tick, running, *result_outputs]
+    generate_outputs = [session, *results, running, gallery_page, gallery_ids, notice, results_tick]
+    sweep_outputs = [*generate_outputs, sweep_grid, sweep_picture]
+    rerun_outputs = [*results, running, gallery_page, gallery_ids, session, results_tick]
 
     # ----- reading ---------------------------------------------------------------------------
 
@@ -315,15 +323,27 @@ def build(ctx: AppContext) -> Refresh:
     def table_of(session_id: str) -> list[list[Any]]:
         return [generation_row(g) for g in service.list_generations(session_id, limit=200)]
 
-    def options_updates(server_id: str, refresh: bool, current: str | None = None) -> dict:
-        """The server's samplers, schedulers, checkpoints and LoRAs. A checkpoint the
-        server does not have (the built-in workflow's, on a fresh install) gives way to
-        one it has, and the notice says so."""
+    def options_updates(
+        server_id: str,
+        refresh: bool,
+        current: str | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> dict:
+        """The server's samplers, schedulers, checkpoints and LoRAs — with the form's
+        values when `values` fills it. A checkpoint the server does not have (`current`:
+        the built-in workflow's, on a fresh install) gives way to one it has, and the
+        notice says so."""
         opts = service.options(server_id or None, refresh=refresh)
+
+        def dropdown(choices: list[str], key: str) -> gr.Dropdown:
+            if values is None:  # leave the value as it is in the browser
+                return gr.Dropdown(choices=choices)
+            return gr.Dropdown(choices=choices, value=values.get(key))
+
         update = {
-            sampler: gr.Dropdown(choices=opts.samplers),
-            scheduler: gr.Dropdown(choices=opts.schedulers),
-            checkpoint: gr.Dropdown(choices=opts.checkpoints),
+            sampler: dropdown(opts.samplers, "sampler_name"),
+            scheduler: dropdown(opts.schedulers, "scheduler"),
+            checkpoint: dropdown(opts.checkpoints, "checkpoint"),
             lora_names: "Available LoRAs: " + (", ".join(opts.loras) if opts.loras else "none"),
         }
         if current and opts.checkpoints and current not in opts.checkpoints:
@@ -340,6 +360,9 @@ def build(ctx: AppContext) -> Refresh:
         takes = set(service.get_workflow(values["workflow_id"]).extracted)
         update: dict[Any, Any] = {workflow: values["workflow_id"]}
         update |= dict(zip(form, form_values(values), strict=True))
+        # Named columns, and a blank row to type into: an empty list loses the headers.
+        lora_rows = update[loras] or [["", None, None]]
+        update[loras] = pd.DataFrame(lora_rows, columns=LORA_HEADERS)
         update[batch_count] = values.get("batch_count") or 1
         update[denoise] = values.get("denoise")
         for key in WORKFLOW_FIELDS[:3]:
@@ -375,49 +398,82 @@ def build(ctx: AppContext) -> Refresh:
 
     # ----- following a session's runs ---------------------------------------------------------
 
-    def follow_session(session_id: str | None, key: str) -> Iterator[dict]:
+    def follow_frames(
+        session_id: str | None, key: str, live: LiveOutputs, last: dict | None = None
+    ) -> Iterator[tuple]:
         """Live progress of the session's queued and running generations until all have
-        ended, refreshing the gallery and table as each ends; stops early when a newer
-        follower of this page (`key`) starts, or the page goes away."""
+        ended; stops early when a newer follower of this page (`key`) starts, or the page
+        goes away. On the way `results_tick` changes whenever the gallery or the table
+        should be read again (a browser does so in its own event); the gallery and table
+        themselves come only in the last frame (`last` adds to it), for scripts — see
+        LiveOutputs for why they are not in the frames between."""
         ids = [str(g) for g in service.unfinished_generations(session_id)] if session_id else []
         if not ids:
-            yield {running: []}
+            yield live.frame({running: [], **session_results(session_id), **(last or {})})
             return
         ticket = followers.start(key)
         try:
-            yield from _follow(session_id or "", ids, key, ticket)
+            done: set[str] = set()
+            started: set[str] = set()
+            run = uuid.uuid4().hex[:8]
+            changes = iter(range(1, 1_000_000))
+
+            def tick() -> str:  # a new value: the browser re-reads the gallery and table
+                return f"{session_id}|{run}|{next(changes)}"
+
+            yield live.frame(
+                {
+                    progress: f"Following {len(ids)} generation(s)…",
+                    running: ids,
+                    results_tick: tick(),
+                }
+            )
+            for event in service.follow(ids, timeout=QUIET_LIMIT_SECONDS, heartbeat=True):
+                if not followers.is_newest(key, ticket):
+                    return  # a newer follower has taken over
+                if event is None:
+                    yield live.frame()  # nothing new: hand control back, so Gradio can stop us
+                    continue
+                gid = event["generation_id"]
+                update: dict[Any, Any] = {
+                    progress: f"**{min(len(done) + 1, len(ids))} of {len(ids)}** · "
+                    f"{event.get('message', '')}",
+                }
+                if event.get("preview_path"):
+                    # A preview already pruned is skipped: the next one comes.
+                    with contextlib.suppress(Exception):
+                        update[preview] = media_path(event["preview_path"])
+                if event.get("status") in TERMINAL:
+                    done.add(gid)
+                    update[results_tick] = tick()
+                elif gid not in started:  # it started: its row says so at once
+                    started.add(gid)
+                    update[results_tick] = tick()
+                yield live.frame(update)
+            finished = [service.get_generation(gid) for gid in ids]
+            yield live.frame(
+                {
+                    progress: run_summary(finished),
+                    running: [],
+                    results_tick: tick(),
+                    **session_results(session_id),
+                    **(last or {}),
+                }
+            )
         finally:
             followers.end(key, ticket)
 
-    def _follow(session_id: str, ids: list[str], key: str, ticket: int) -> Iterator[dict]:
-        done: set[str] = set()
-        started: set[str] = set()
-        yield {progress: f"Following {len(ids)} generation(s)…", running: ids}
-        events = service.follow(ids, timeout=QUIET_LIMIT_SECONDS, heartbeat=True)
-        for event in events:
-            if not followers.is_newest(key, ticket):
-                return  # a newer follower has taken over
-            if event is None:
-                yield {}  # nothing new: hand control back, so Gradio can stop us
-                continue
-            gid = event["generation_id"]
-            update: dict[Any, Any] = {
-                progress: f"**{min(len(done) + 1, len(ids))} of {len(ids)}** · "
-                f"{event.get('message', '')}",
-            }
-            if event.get("preview_path"):
-                # A preview already pruned is skipped: the next one comes.
-                with contextlib.suppress(Exception):
-                    update[preview] = media_path(event["preview_path"])
-            if event.get("status") in TERMINAL:
-                done.add(gid)
-                update |= session_results(session_id)
-            elif gid not in started:  # it started: its row says so at once
-                started.add(gid)
-                update[generations] = table_of(session_id)
-            yield update
-        finished = [service.get_generation(gid) for gid in ids]
-        yield {progress: run_summary(finished), running: [], **session_results(session_id)}
+    @shows_errors
+    def follow_comfyui_session(session_id: str, key: str = ""):
+        """Follow a session's queued and running generations to their end: progress text
+        as it happens, then the gallery and table (what a page does after a reload)."""
+        yield from follow_frames(session_id or None, key, LiveOutputs(follow_outputs))
+
+    @shows_errors
+    def refresh_results(tick_value: str):
+        """Read the session's gallery page and table again (a follower said so)."""
+        session_id = (tick_value or "").split("|")[0] or None
+        return {session: session_update(session_id), **session_results(session_id)}
 
     # ----- callbacks -------------------------------------------------------------------------
 
@@ -425,9 +481,11 @@ def build(ctx: AppContext) -> Refresh:
     def refresh_options(server_id: str, current: str | None):
         return options_updates(server_id, refresh=True, current=current)
 
-    def show_session(session_id: str | None, keep_form: bool, key: str) -> Iterator[dict]:
-        """A session on the page — its server, last parameters (unless the form is being
-        filled in), results — then its runs followed to their end."""
+    def show_session(session_id: str | None, form_checkpoint: str | None = None) -> dict:
+        """A session on the page: its server, last parameters, results (its runs are
+        followed by the event after). With `form_checkpoint` (a form being filled in,
+        whose checkpoint that is) the form and its notice are left as they are."""
+        keep_form = form_checkpoint is not None
         sessions = service.list_sessions()
         view = service.get_session(session_id) if session_id else None
         values = service.form_parameters(view.id if view else None)
@@ -435,7 +493,6 @@ def build(ctx: AppContext) -> Refresh:
         update: dict[Any, Any] = {
             session: gr.Dropdown(choices=session_choices(sessions), value=session_id or None),
             server: gr.Dropdown(choices=server_choices(), value=server_id),
-            notice: "",
             details: "",
             running: [],
             **session_results(session_id),
@@ -443,18 +500,19 @@ def build(ctx: AppContext) -> Refresh:
         if not keep_form:
             update |= fill_form(values)
             update[session_name] = view.name if view else ""
+            update[notice] = ""
         try:
-            current = None if keep_form else values.get("checkpoint")
-            update |= options_updates(server_id, refresh=False, current=current)
+            current = form_checkpoint if keep_form else values.get("checkpoint")
+            filled = None if keep_form else values  # the dropdowns' values with their lists
+            update |= options_updates(server_id, refresh=False, current=current, values=filled)
         except Exception:  # ComfyUI may be off: the form still works, lists stay empty
             update[lora_names] = "ComfyUI is not reachable right now."
-        yield update
-        yield from follow_session(session_id, key)
+        return update
 
     @shows_errors
-    def open_session(session_id: str, key: str):
+    def open_session(session_id: str):
         """Restore a session: its server, last parameters and generations."""
-        yield from show_session(session_id or None, keep_form=False, key=key)
+        return show_session(session_id or None)
 
     @shows_errors
     def create_session(name: str, server_id: str):
@@ -499,7 +557,7 @@ def build(ctx: AppContext) -> Refresh:
     def change_workflow(session_id: str, workflow_id: str, prompt_text: str, negative_text: str):
         """Another workflow: its own defaults (denoise, size…) — the prompts typed stay."""
         if not workflow_id:
-            return {}
+            return gr.skip()
         values = service.form_parameters(session_id or None, workflow_id)
         update = fill_form(values)
         if (prompt_text or "").strip():
@@ -544,9 +602,9 @@ def build(ctx: AppContext) -> Refresh:
             profile_id=server_id or None,
         )
         target = str(made[0].session_id)
-        yield {session: session_update(target), notice: "", **session_results(target)}
-        yield from follow_session(target, key)
-        yield {session: session_update(target)}  # its counts changed
+        live = LiveOutputs(generate_outputs)
+        yield live.frame({notice: ""})
+        yield from follow_frames(target, key, live, {session: session_update(target)})
 
     @shows_errors
     def run_sweep(
@@ -587,14 +645,15 @@ def build(ctx: AppContext) -> Refresh:
             profile_id=server_id or None,
         )
         target = str(sweep.generations[0].session_id)
-        yield {session: session_update(target), notice: ""}
-        yield from follow_session(target, key)
+        live = LiveOutputs(sweep_outputs)
+        yield live.frame({notice: ""})
+        frames = follow_frames(target, key, live, {session: session_update(target)})
+        yield from frames
+        # Then the grid (its cells' states as they are now, had a newer follower taken over)
         finished = service.sweep_grid(sweep.id)
-        yield {
-            session: session_update(target),
-            sweep_grid: sweep_gallery(finished),
-            sweep_picture: str(service.sweep_image(sweep.id)),
-        }
+        yield live.frame(
+            {sweep_grid: sweep_gallery(finished), sweep_picture: str(service.sweep_image(sweep.id))}
+        )
 
     def sweep_gallery(sweep: SweepView) -> gr.Gallery:
         """One image per cell, in rows of the last axis's values: a labelled grid."""
@@ -641,9 +700,8 @@ def build(ctx: AppContext) -> Refresh:
     def rerun_exactly(generation_id: str, session_id: str, key: str):
         g = service.rerun_exact(_need(generation_id, "generation"))
         target = str(g.session_id) if g.session_id else session_id
-        yield {session: session_update(target), **session_results(target)}
-        yield from follow_session(target, key)
-        yield {session: session_update(target)}  # its counts changed
+        live = LiveOutputs(rerun_outputs)
+        yield from follow_frames(target, key, live, {session: session_update(target)})
 
     @shows_errors
     def download_snapshot(generation_id: str) -> str:
@@ -730,8 +788,19 @@ def build(ctx: AppContext) -> Refresh:
         [*option_outputs, notice],
         api_name="set_comfyui_server",
     )
-    session.input(
-        open_session, [session, page], everything, api_name="open_comfyui_session", **live
+    session.input(open_session, session, everything, api_name="open_comfyui_session").then(
+        follow_comfyui_session,
+        [session, page],
+        follow_outputs,
+        api_name="follow_comfyui_session",
+        **live,
+    )
+    results_tick.change(
+        refresh_results,
+        results_tick,
+        [session, *result_outputs],
+        api_visibility="private",
+        show_progress="hidden",
     )
     new_btn.click(
         create_session,
@@ -748,7 +817,9 @@ def build(ctx: AppContext) -> Refresh:
         [session, also_generations],
         [session, confirm_row],
         api_name="delete_session",
-    ).then(open_session, [session, page], everything, api_visibility="private", **live)
+    ).then(open_session, session, everything, api_visibility="private").then(
+        follow_comfyui_session, [session, page], follow_outputs, api_visibility="private", **live
+    )
     workflow.input(
         change_workflow,
         [session, workflow, prompt, negative],
@@ -759,7 +830,7 @@ def build(ctx: AppContext) -> Refresh:
     generate_btn.click(
         generate,
         [session, server, workflow, *form, batch_count, denoise, input_image, page],
-        [session, *results, running, gallery_page, gallery_ids, notice],
+        generate_outputs,
         api_name="comfyui_generate",
         **live,
     )
@@ -767,7 +838,7 @@ def build(ctx: AppContext) -> Refresh:
     sweep_btn.click(
         run_sweep,
         [*sweep_inputs, denoise, input_image, page],
-        [session, *results, running, gallery_page, gallery_ids, notice, sweep_grid, sweep_picture],
+        sweep_outputs,
         api_name="comfyui_sweep",
         **live,
     )
@@ -793,7 +864,7 @@ def build(ctx: AppContext) -> Refresh:
     rerun_btn.click(
         rerun_exactly,
         [selected, session, page],
-        [*results, running, gallery_page, gallery_ids, session],
+        rerun_outputs,
         api_name="rerun_exactly",
         **live,
     )
@@ -833,18 +904,20 @@ def build(ctx: AppContext) -> Refresh:
     gr.api(comfyui_generation, api_name="comfyui_generation")
 
     @shows_errors
-    def restore(session_id: str | None, prompt_text: str | None, key: str):
+    def restore(session_id: str | None, prompt_text: str | None, checkpoint_name: str | None):
         """Page load and tab open: reopen the session (the newest if none is chosen) and
-        re-read its results — never overwriting a form being filled in — then follow its
-        runs (a reloaded page picks up the runs it left)."""
+        re-read its results — never overwriting a form being filled in. Its runs are
+        followed by the event after (a reloaded page picks up the runs it left)."""
         if not session_id:
             newest = service.list_sessions()[:1]
             session_id = str(newest[0].id) if newest else None
         typing = bool((prompt_text or "").strip())
-        yield from show_session(session_id, keep_form=typing, key=key)
+        return show_session(session_id, (checkpoint_name or "") if typing else None)
 
     tick = gr.Textbox(visible=False)  # set by the tab refresh: restores the session
-    tick.change(restore, [session, prompt, page], everything, api_visibility="private", **live)
+    tick.change(restore, [session, prompt, checkpoint], everything, api_visibility="private").then(
+        follow_comfyui_session, [session, page], follow_outputs, api_visibility="private", **live
+    )
 
     def refresh():
         return gr.Dropdown(choices=workflow_choices()), workflow_rows(), str(time.time())

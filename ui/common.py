@@ -7,7 +7,7 @@ import inspect
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -58,6 +58,27 @@ def shows_errors(fn: F) -> F:
             raise _as_gradio_error(exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class LiveOutputs:
+    """The frames of a generator event, safe from Gradio's streaming diffs.
+
+    Gradio sends each frame of a generator as a diff against the one before, output by
+    output; a `gr.skip()` after a value is "replace the value with {'__type__': 'update'}",
+    and the browser then holds that object as the component's value (a dropdown or table
+    used as an input later breaks). So an output, once given a value, is given the same
+    value in every later frame (an equal value costs nothing: the diff is empty), and an
+    output never given one is skipped. `frame({component: value, …})` merges the news.
+    """
+
+    def __init__(self, outputs: Sequence[Any]) -> None:
+        self._outputs = list(outputs)
+        self._values: dict[int, Any] = {}
+
+    def frame(self, update: Mapping[Any, Any] | None = None) -> tuple[Any, ...]:
+        for component, value in (update or {}).items():
+            self._values[id(component)] = value
+        return tuple(self._values.get(id(c), gr.skip()) for c in self._outputs)
 
 
 class NewestView:

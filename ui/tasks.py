@@ -16,7 +16,14 @@ from spoonfeeder.db.types import utcnow
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.queue import STATUSES, TaskPage, TaskView
-from ui.common import NewestView, Refresh, format_time, selected_row_id, shows_errors
+from ui.common import (
+    LiveOutputs,
+    NewestView,
+    Refresh,
+    format_time,
+    selected_row_id,
+    shows_errors,
+)
 from ui.pickers import model_dropdown, provider_choices, resolve_target
 
 # The id goes last: it is long, and is mostly there for clicking a row to select it.
@@ -201,6 +208,7 @@ def build(ctx: AppContext) -> Refresh:
     result = gr.JSON(label="Result", elem_id="task-result")
 
     filters = [status, type_filter, provider_filter, created_from, created_to, page]
+    watched = [summary, table, details, result]  # what the live view shows
     tick = gr.Textbox(visible=False)  # set on tab open: starts the live view
 
     def list_page(status_, type_, provider_, from_, to_, page_) -> TaskPage:
@@ -242,19 +250,25 @@ def build(ctx: AppContext) -> Refresh:
         key = request.session_hash if request else ""
         ticket = views.start(key)
         deadline = time.monotonic() + WATCH_SECONDS
+        live = LiveOutputs(watched)
+
+        def frame() -> tuple:
+            shown = (*render_table(*filter_values), *_safe_details(task_id))
+            return live.frame(dict(zip(watched, shown, strict=True)))
+
         try:
             with ctx.events.subscribe("task:*") as events:
-                yield (*render_table(*filter_values), *_safe_details(task_id))
+                yield frame()
                 while time.monotonic() < deadline and views.is_newest(key, ticket):
                     if events.get(timeout=IDLE_SECONDS) is None:
                         # Hand control back now and then: Gradio can only stop a generator
                         # (cancel, closed tab) between two yields.
-                        yield (gr.skip(),) * 4
+                        yield live.frame()
                         continue
                     pause = time.monotonic() + DEBOUNCE_SECONDS
                     while (left := pause - time.monotonic()) > 0 and events.get(left) is not None:
                         pass  # take the burst: one update for many events
-                    yield (*render_table(*filter_values), *_safe_details(task_id))
+                    yield frame()
         finally:
             views.end(key, ticket)
 
@@ -329,7 +343,7 @@ def build(ctx: AppContext) -> Refresh:
         [f.change for f in filters] + [selected.change, tick.change],
         watch_tasks,
         [*filters, selected],
-        [summary, table, details, result],
+        watched,
         api_name="watch_tasks",
         concurrency_limit=None,  # one long-lived view per open tab, not a queue slot
         trigger_mode="multiple",  # a new view must start while the old one still runs
