@@ -414,9 +414,11 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         return listing_dropdown(listing, current, warn=False), hint or gr.Markdown(visible=False)
 
     @shows_errors
-    def clear_conversation():
-        """The chat box's Clear: the next message starts a new conversation."""
-        return "", [], [], "", gr.Dropdown(value=None), gr.Row(visible=False)
+    def clear_conversation(choices: list[tuple[str, str]] | None = None):
+        """The chat box's Clear (and a deletion): nothing open, so the next message starts
+        a new conversation. `choices` refreshes the conversation list too."""
+        listed = gr.Dropdown(value=None) if choices is None else gr.Dropdown(choices, value=None)
+        return "", [], [], "", listed, gr.Row(visible=False)
 
     @shows_errors
     def search_conversations(term: str):
@@ -441,14 +443,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             raise ValidationError("Open a conversation first")
         name = chat.delete(cid)
         gr.Info(f"Deleted '{name}'")
-        return (
-            "",
-            [],
-            [],
-            "",
-            gr.Dropdown(choices=conversation_choices(chat), value=None),
-            gr.Row(visible=False),
-        )
+        return clear_conversation(conversation_choices(chat))
 
     @shows_errors
     def export_markdown(cid: str) -> str:
@@ -496,21 +491,18 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         ask_delete, conv_id, confirm_row, api_visibility="private", show_progress="hidden"
     )
     cancel_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
+    closed = [conv_id, chatbot, row_ids, title, picker, confirm_row]  # nothing open
     confirm_btn.click(
         delete_conversation,
         conv_id,
-        [conv_id, chatbot, row_ids, title, picker, confirm_row],
+        closed,
         api_name="delete_conversation",
         show_progress="hidden",
     )
     export_md.click(export_markdown, conv_id, export_file, api_name="export_markdown")
     export_json.click(export_json_file, conv_id, export_file, api_name="export_json")
     chatbot.clear(
-        clear_conversation,
-        None,
-        [conv_id, chatbot, row_ids, title, picker, confirm_row],
-        api_visibility="private",
-        show_progress="hidden",
+        clear_conversation, None, closed, api_visibility="private", show_progress="hidden"
     )
     # Remember what this page has open, for a reload.
     conv_id.change(lambda cid: cid, conv_id, remembered, api_visibility="private")

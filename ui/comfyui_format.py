@@ -15,22 +15,8 @@ from ui.common import format_time
 
 # The form's fields in the order of the generate endpoint's arguments (scripts rely on it);
 # the fields that only some workflows take (denoise, an input image) come after them.
-FORM_KEYS = (
-    "prompt",
-    "negative_prompt",
-    "width",
-    "height",
-    "steps",
-    "cfg",
-    "sampler_name",
-    "scheduler",
-    "seed",
-    "checkpoint",
-    "batch_size",
-    "loras",
-)
 WORKFLOW_KEYS = ("denoise", "image")
-assert set(FORM_KEYS + WORKFLOW_KEYS) == set(PARAM_KEYS)
+FORM_KEYS = tuple(key for key in PARAM_KEYS if key not in WORKFLOW_KEYS)
 LORA_HEADERS = ["LoRA", "Model strength", "CLIP strength"]
 GENERATION_COLUMNS = ["Status", "Seed", "Size", "Steps", "CFG", "Sampler", "Time", "Label", "ID"]
 STATUS_ICONS = {"pending": "⏳", "running": "▶️", "completed": "✅", "failed": "❌"}
