@@ -345,15 +345,18 @@ def test_a_gallery_image_selects_its_generation_and_new_session_clears(
     page: Page, app: App
 ) -> None:
     ctx = app[1]
-    page.get_by_role("tab", name="ComfyUI").click()  # the newest session: the one above
+    session = ctx.comfyui.create_session("Gallery clicks")
+    base = {"checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
+    made = ctx.comfyui.generate(session.id, {**base, "prompt": "a clicked lighthouse"})[0]
+    poll(lambda: ctx.comfyui.get_generation(made.id).done, timeout=30)  # a worker ran it
+    page.get_by_role("tab", name="ComfyUI").click()  # opens the newest session: this one
     gallery = page.locator("#cf-gallery")
     poll(lambda: gallery.locator("img").count() >= 2)
     gallery.locator("img").first.click()
     selected = page.locator("#cf-selected textarea, #cf-selected input").first
     poll(lambda: selected.input_value())
-    generation = ctx.comfyui.get_generation(selected.input_value())
-    assert generation.status == "completed" and generation.prompt == "a reloaded lighthouse"
-    poll(lambda: "a reloaded lighthouse" in page.locator("#cf-details").inner_text())
+    assert selected.input_value() == str(made.id)
+    poll(lambda: "a clicked lighthouse" in page.locator("#cf-details").inner_text())
 
     page.locator("#cf-name input, #cf-name textarea").first.fill("A clean slate")
     page.locator("#cf-new").click()
