@@ -1150,3 +1150,16 @@ def test_the_gallery_pages_through_completed_work_whatever_else_the_session_hold
     assert svc.unfinished_generations(session.id) == []
     waiting = one(svc, session.id)
     assert svc.unfinished_generations(session.id) == [waiting.id]
+
+
+def test_facts_that_cannot_be_read_do_not_cost_the_run(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    clock = FakeClock()
+    svc.timings.sleep, svc.timings.clock = clock.sleep, clock
+
+    fake.model_files = {"checkpoints": 500, "loras": 500}  # a dead network share, say
+    done = svc.run_generation(one(svc, None, seed=31).id)
+    assert done.status == "completed", done.error
+    assert "failed on /experiment/models/checkpoints (HTTP 500)" in done.server_info["facts_error"]
+    assert done.server_info["comfyui_version"] == "0.3.64"

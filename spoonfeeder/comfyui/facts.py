@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from spoonfeeder.comfyui.client import ComfyUIClient
-from spoonfeeder.errors import ProviderRequestError
+from spoonfeeder.errors import ProviderError, ProviderRequestError
 
 # workflow input -> the model folder ComfyUI keeps that kind of file in
 MODEL_INPUTS = {"ckpt_name": "checkpoints", "lora_name": "loras"}
@@ -40,19 +40,25 @@ class ServerFacts:
         *,
         ttl: float = 60.0,
     ) -> dict[str, Any]:
-        stats = client.system_stats()
-        lasting = self._lasting(client, ttl)
-        return {
+        stats = client.system_stats()  # a server that cannot say this cannot run anything
+        facts: dict[str, Any] = {
             "url": client.url,
             "comfyui_version": (stats.get("system") or {}).get("comfyui_version"),
             "system_stats": stats,
-            "models": _used_models(workflow, lasting["model_files"]),
-            "node_classes_sha256": lasting["node_classes_sha256"],
-            "node_class_count": lasting["node_class_count"],
             "input_images": [
                 {"node_id": i.get("node_id"), "name": i.get("name"), "sha256": i.get("sha256")}
                 for i in input_images or []
             ],
+        }
+        try:
+            lasting = self._lasting(client, ttl)
+        except ProviderError as exc:  # the rest is for diffing later: not worth the run
+            return {**facts, "facts_error": exc.message}
+        return {
+            **facts,
+            "models": _used_models(workflow, lasting["model_files"]),
+            "node_classes_sha256": lasting["node_classes_sha256"],
+            "node_class_count": lasting["node_class_count"],
         }
 
     def _lasting(self, client: ComfyUIClient, ttl: float) -> dict[str, Any]:

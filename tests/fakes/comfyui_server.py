@@ -23,7 +23,8 @@ What it does, as the real server (0.3.64) does in the transcripts:
   (optionally for one ``prompt_id``), ``/system_stats``, ``/object_info[/{class}]``,
   ``/upload/image``, ``GET /prompt``, ``/experiment/models/{folder}`` (the files of
   ``model_files``: by default what the checkpoint and LoRA combos offer, with a size and a
-  modified time; a folder left out answers 404, as an older ComfyUI does).
+  modified time; a folder left out answers 404, as an older ComfyUI does; a status
+  instead of the listing is answered with that status).
 
 Knobs (plain attributes, change them between runs from the test thread):
 - ``scenario``: "success" | "cached" | "execution_error" | "interrupt" for the next runs;
@@ -319,7 +320,10 @@ class FakeComfyUI:
         self.requests.append(("GET", f"/experiment/models/{folder}"))
         if folder not in self.model_files:
             return Response(status_code=404)
-        return JSONResponse(self.model_files[folder]())
+        files = self.model_files[folder]
+        if isinstance(files, int):  # a status to fail with, as a broken server does
+            return PlainTextResponse("500: Internal Server Error", status_code=files)
+        return JSONResponse(files())
 
     async def _system_stats(self, _request: Request) -> Response:
         return JSONResponse(self.system_stats_body)
