@@ -133,6 +133,7 @@ def test_sweep_shows_a_labelled_grid(app) -> None:
 def test_bad_parameters_and_workflows_give_clear_errors(app) -> None:
     client, ctx, _ = app
     before = len(ctx.comfyui.list_generations())
+    sessions_before = len(ctx.comfyui.list_sessions())
     with pytest.raises(AppError, match="multiple of 8"):
         client.submit("", "", "", *form(width=100), api_name="/comfyui_generate").result()
     with pytest.raises(AppError, match="no checkpoint called"):
@@ -140,6 +141,7 @@ def test_bad_parameters_and_workflows_give_clear_errors(app) -> None:
             "", "", "", *form(checkpoint="nope.safetensors"), api_name="/comfyui_generate"
         ).result()
     assert len(ctx.comfyui.list_generations()) == before
+    assert len(ctx.comfyui.list_sessions()) == sessions_before  # a refusal makes no session
     ui_format = (FIXTURES / "workflow_txt2img_ui.json").read_text()
     with pytest.raises(AppError, match="API"):
         client.predict("Mine", None, ui_format, api_name="/import_workflow")
