@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,6 +65,9 @@ class SettingView:
     status: str
     status_message: str | None
     last_tested: datetime | None
+    # Set by a save that moved the endpoint without a new key: the old key was removed,
+    # since a stored key is only ever sent to the URL it was saved with.
+    key_removed: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class ProfileView:
     status: str = "untested"
     status_message: str | None = None
     last_tested: datetime | None = None
+    key_removed: bool = False  # as SettingView.key_removed
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,9 @@ class ProfileService:
         """Save one provider's setting.
 
         None leaves a field as it is; a blank URL or model resets it to the default;
-        a blank `api_key` keeps the stored key (`clear_key` removes it).
+        a blank `api_key` keeps the stored key (`clear_key` removes it) — unless the URL
+        changes: a stored key goes only to the URL it was saved with, so a new URL needs
+        the key entered again in the same save (`key_removed` says it was dropped).
         """
         kind = provider_kind(provider)
         url = validate_url(endpoint_url, what="Endpoint URL")
@@ -230,18 +236,22 @@ class ProfileService:
             row = self._setting_row(session, kind.name) or ProviderSetting(provider=kind.name)
             session.add(row)
             changed = clear_key or bool(encrypted)
+            moved = False
             if endpoint_url is not None:
+                before = row.endpoint_url or self.default_url(kind)
+                moved = (url or self.default_url(kind)) != before
                 changed = changed or row.endpoint_url != url
                 row.endpoint_url = url
             if default_model is not None:
                 row.default_model = model
-            if clear_key:
+            removed = bool(row.api_key) and moved and not encrypted and not clear_key
+            if clear_key or removed:
                 row.api_key = None
             if encrypted:
                 row.api_key = encrypted
             if changed:  # an old test result says nothing about the new endpoint or key
                 row.status, row.status_message, row.last_tested = "untested", None, None
-        return self.get_setting(kind.name)
+        return replace(self.get_setting(kind.name), key_removed=removed)
 
     def test_setting(self, provider: str) -> SettingView:
         kind = provider_kind(provider)
@@ -353,7 +363,9 @@ class ProfileService:
         options: str | dict[str, Any] | None = None,
         clear_key: bool = False,
     ) -> ProfileView:
-        """Update a profile. A blank `api_key` keeps the stored key."""
+        """Update a profile. A blank `api_key` keeps the stored key — unless the endpoint
+        (URL or kind) changes: a stored key goes only to the URL it was saved with, so it
+        is then removed unless entered again in the same save (`key_removed`)."""
         clean = self._clean_profile(name, provider, url, options)
         key = clean_api_key(api_key)
         encrypted = self._secrets.encrypt(key) if key else None
@@ -361,15 +373,16 @@ class ProfileService:
             row = self._profile_row(session, profile_id)
             self._refuse_duplicate_name(session, clean["name"], exclude=row.id)
             endpoint_changed = row.url != clean["url"] or row.provider != clean["provider"]
+            removed = bool(row.api_key) and endpoint_changed and not encrypted and not clear_key
             for attr, value in clean.items():
                 setattr(row, attr, value)
-            if clear_key:
+            if clear_key or removed:
                 row.api_key = None
             if encrypted:
                 row.api_key = encrypted
             if endpoint_changed or clear_key or encrypted:
                 row.status, row.status_message, row.last_tested = "untested", None, None
-        return self.get_profile(row.id)
+        return replace(self.get_profile(row.id), key_removed=removed)
 
     def delete_profile(self, profile_id: uuid.UUID | str) -> str:
         with self._write() as session:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from spoonfeeder.chat import ChatTarget
 from spoonfeeder.context import AppContext
 from tests.fakes import providers
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.gemini_server import FakeGemini
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
 
@@ -140,3 +143,50 @@ def test_a_profile_form_with_its_saved_values_records_the_result(ctx: AppContext
         check = ctx.profiles.check_profile_values(profile.id, "openai", url + "/v1", "")
     assert (check.status, check.saved) == ("ok", True)
     assert ctx.profiles.get_profile(profile.id).status == "ok"
+
+
+# ----- a stored key goes only to the URL it was saved with ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "fake_class", "path"),
+    [("openai", FakeOpenAI, "/v1"), ("anthropic", FakeAnthropic, ""), ("gemini", FakeGemini, "")],
+)
+def test_a_new_url_without_the_key_removes_the_stored_key(
+    ctx: AppContext, provider: str, fake_class: type, path: str
+) -> None:
+    with serve(providers.openai_app(GOOD_KEY)) as home:
+        ctx.profiles.save_setting(provider, api_key=GOOD_KEY, endpoint_url=home + path)
+    listener = fake_class(key=None)  # records every request, accepts any key
+    with serve(listener.app) as elsewhere:
+        moved = ctx.profiles.save_setting(provider, endpoint_url=elsewhere + path)
+        assert moved.key_removed and not moved.key.is_set
+        ctx.profiles.test_setting(provider)
+        ctx.providers.get(provider).list_models()  # what the Chat tab and /chat use
+    sent = [str(r.headers) for r in listener.requests]
+    assert sent and not any(GOOD_KEY in headers for headers in sent)
+
+
+def test_a_key_entered_with_the_new_url_is_kept(ctx: AppContext) -> None:
+    ctx.profiles.save_setting("openai", api_key=GOOD_KEY, endpoint_url="http://10.0.0.1:8000/v1")
+    moved = ctx.profiles.save_setting(
+        "openai", api_key="sk-new-key-123456789", endpoint_url="http://10.0.0.2:8000/v1"
+    )
+    assert not moved.key_removed and moved.key.masked == "sk-…6789"
+    same = ctx.profiles.save_setting("openai", endpoint_url="http://10.0.0.2:8000/v1/")
+    assert not same.key_removed and same.key.is_set  # the same URL: the key stays
+
+
+def test_a_profile_moved_to_another_url_loses_its_key(ctx: AppContext) -> None:
+    profile = ctx.profiles.create_profile("vLLM", "openai", "http://10.0.0.5:8000/v1", GOOD_KEY)
+    listener = FakeOpenAI(key=None)
+    with serve(listener.app) as elsewhere:
+        moved = ctx.profiles.update_profile(profile.id, "vLLM", "openai", elsewhere + "/v1")
+        assert moved.key_removed and not moved.key.is_set
+        ctx.profiles.test_profile(profile.id)
+        conv = ctx.chat.create_conversation()
+        ctx.chat.send(conv.id, "hi", ChatTarget("openai", "gpt-4o-mini", profile.id)).wait(5)
+    assert listener.requests and not any(GOOD_KEY in str(r.headers) for r in listener.requests)
+    renamed = ctx.profiles.update_profile(profile.id, "vLLM 2", "openai", elsewhere + "/v1", "k")
+    kept = ctx.profiles.update_profile(renamed.id, "vLLM 3", "openai", elsewhere + "/v1")
+    assert not kept.key_removed and kept.key.is_set  # renaming keeps the key

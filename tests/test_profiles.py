@@ -104,11 +104,15 @@ def test_profile_crud(ctx: AppContext) -> None:
     creds = ctx.profiles.credentials("openai", profile_id=created.id)
     assert (creds.url, creds.api_key) == ("http://192.168.1.20:1234/v1", "lm-studio-key-0000")
 
+    renamed = ctx.profiles.update_profile(
+        created.id, "LM Studio 2", "openai", "http://192.168.1.20:1234/v1", "", ""
+    )
+    assert renamed.name == "LM Studio 2"
+    assert renamed.key.masked == "lm-…0000"  # blank key, same URL: the stored one stays
+    assert renamed.options == {}
     updated = ctx.profiles.update_profile(created.id, "LM Studio 2", "openai", "", "", "")
-    assert updated.name == "LM Studio 2"
     assert updated.url == "https://api.openai.com/v1"  # blank URL falls back to the default
-    assert updated.key.masked == "lm-…0000"  # blank key keeps the stored one
-    assert updated.options == {}
+    assert updated.key_removed and not updated.key.is_set  # LM Studio's key stays home
 
     assert [p.name for p in ctx.profiles.list_profiles()] == ["LM Studio 2"]
     assert ctx.profiles.delete_profile(created.id) == "LM Studio 2"

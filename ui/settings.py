@@ -15,6 +15,11 @@ from ui.common import Refresh, format_time, shows_errors, status_label
 SETTING_COLUMNS = ["Provider", "Endpoint", "API key", "Default model", "Status", "Last tested"]
 PROFILE_COLUMNS = ["Name", "Provider", "Endpoint", "API key", "Status", "Last tested"]
 NEW_PROFILE = ""
+KEY_INFO = "Only ever sent to this URL: a new URL needs the key entered again, in the same save."
+KEY_REMOVED = (
+    "The URL changed, so the stored API key was removed: a key is only ever sent to the "
+    "URL it was saved with. Enter it again if this endpoint needs one."
+)
 PROVIDER_CHOICES = [(kind.label, name) for name, kind in PROVIDER_KINDS.items()]
 
 
@@ -25,7 +30,9 @@ def _key_cell(key: KeyView) -> str:
 def _key_placeholder(key: KeyView) -> str:
     if key.error:
         return "Stored key unreadable — enter it again"
-    return f"Stored: {key.masked} — leave blank to keep" if key.masked else "No key stored"
+    if not key.masked:
+        return "No key stored"
+    return f"Stored: {key.masked} — leave blank to keep (a new URL removes it)"
 
 
 def _status_line(status: str, message: str | None, tested: object) -> str:
@@ -106,6 +113,7 @@ def build(ctx: AppContext) -> Refresh:
         with gr.Row():
             api_key = gr.Textbox(
                 label="API key",
+                info=KEY_INFO,
                 type="password",
                 placeholder=_key_placeholder(first.key),
                 elem_id="setting-key",
@@ -152,7 +160,11 @@ def build(ctx: AppContext) -> Refresh:
             )
         with gr.Row():
             p_key = gr.Textbox(
-                label="API key", type="password", placeholder="No key stored", elem_id="profile-key"
+                label="API key",
+                info=KEY_INFO,
+                type="password",
+                placeholder="No key stored",
+                elem_id="profile-key",
             )
             p_clear = gr.Checkbox(label="Remove the stored API key", value=False)
         p_options = gr.Code(
@@ -186,6 +198,8 @@ def build(ctx: AppContext) -> Refresh:
             name, api_key=key, endpoint_url=url, default_model=model, clear_key=clear
         )
         gr.Info(f"Saved the {view.label} setting")
+        if view.key_removed:
+            gr.Warning(KEY_REMOVED, duration=None)
         return (settings_rows(profiles.list_settings()), *load_setting(name))
 
     @shows_errors
@@ -265,6 +279,8 @@ def build(ctx: AppContext) -> Refresh:
         else:
             view = profiles.create_profile(name, kind, url, key, options)
         gr.Info(f"Saved profile '{view.name}'")
+        if view.key_removed:
+            gr.Warning(KEY_REMOVED, duration=None)
         return (*_refreshed(str(view.id)), *_profile_form(view))
 
     @shows_errors
