@@ -1,13 +1,16 @@
 """'Test connection': one real HTTP request that tells whether an endpoint works.
 
 The result is a status a person can act on: ok, unreachable, auth_rejected or
-error, with a sentence saying why.
+error, with a sentence saying why. It is not a network probe: what an endpoint answers
+on error is never echoed (an internal URL's error page may hold anything), only the
+outcome and the HTTP status, and redirects are not followed.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -56,10 +59,11 @@ def _request_for(provider: str, url: str, api_key: str | None) -> tuple[str, dic
 
 def _describe_ok(provider: str, body: Any) -> str:
     if provider == "ollama" and isinstance(body, dict) and "version" in body:
-        return f"Ollama {body['version']}"
+        return f"Ollama {_version(body['version'])}"
     if provider == "comfyui" and isinstance(body, dict):
-        version = body.get("system", {}).get("comfyui_version")
-        return f"ComfyUI {version}" if version else "ComfyUI"
+        system = body.get("system")
+        version = system.get("comfyui_version") if isinstance(system, dict) else None
+        return f"ComfyUI {_version(version)}" if version else "ComfyUI"
     if isinstance(body, dict):
         models = body.get("data", body.get("models"))
         if isinstance(models, list):
@@ -67,18 +71,19 @@ def _describe_ok(provider: str, body: Any) -> str:
     return "answered"
 
 
-def _error_detail(response: httpx.Response) -> str:
-    """The server's own error message, if it sent one, else the start of the body."""
+def _status_text(code: int) -> str:
+    """"HTTP 500 (Internal Server Error)": the status and its standard name, nothing the
+    server wrote."""
     try:
-        body = response.json()
+        return f"HTTP {code} ({HTTPStatus(code).phrase})"
     except ValueError:
-        return response.text.strip()[:200]
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict):
-            return str(error.get("message") or error)[:200]
-        return str(error)[:200]
-    return str(body)[:200]
+        return f"HTTP {code}"
+
+
+def _version(value: Any) -> str:
+    """A version as a server reported it, kept to what a version looks like."""
+    text = str(value)[:32]
+    return text if all(c.isalnum() or c in ".-+_ " for c in text) else "(unreadable version)"
 
 
 def probe(provider: str, url: str, api_key: str | None, timeout: float = 5.0) -> ProbeResult:
@@ -96,21 +101,20 @@ def probe(provider: str, url: str, api_key: str | None, timeout: float = 5.0) ->
             UNREACHABLE, f"Cannot connect to {kind.label} at {url}: is it running and reachable?"
         )
     except httpx.HTTPError as exc:
-        return ProbeResult(ERROR, f"Request to {url} failed: {exc}")
+        return ProbeResult(ERROR, f"Request to {url} failed ({type(exc).__name__})")
     latency_ms = (time.perf_counter() - started) * 1000
     code = response.status_code
     if code in (401, 403):
         why = "no API key is set" if not api_key else "the API key was rejected"
-        detail = _error_detail(response)
-        return ProbeResult(
-            AUTH_REJECTED, f"HTTP {code}: {why}" + (f" ({detail})" if detail else ""), latency_ms
-        )
+        return ProbeResult(AUTH_REJECTED, f"{_status_text(code)}: {why}", latency_ms)
     if code == 404:
         return ProbeResult(
             ERROR, f"HTTP 404 at {target}: is {url} really a {kind.label} endpoint?", latency_ms
         )
-    if code >= 400:
-        return ProbeResult(ERROR, f"HTTP {code}: {_error_detail(response)}", latency_ms)
+    if code >= 300:  # an error, or a redirect (never followed: it could lead anywhere)
+        return ProbeResult(
+            ERROR, f"{url} answered {_status_text(code)}: it did not work", latency_ms
+        )
     try:
         body = response.json()
     except ValueError:

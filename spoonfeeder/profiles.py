@@ -37,6 +37,7 @@ from spoonfeeder.providers.options import check_options
 
 MAX_NAME = 100
 MAX_KEY = 1000
+MAX_URL = 2048
 # Bounds how long a write made by *another* process (a second app on the same database)
 # can go unseen by cached_credentials(); this process's own writes invalidate at once.
 CREDENTIALS_TTL = 60.0
@@ -112,18 +113,34 @@ class Credentials:
 
 
 def validate_url(text: str | None, *, what: str = "URL") -> str | None:
-    """A clean http(s) URL without trailing slash, None for blank, else ValidationError."""
+    """A clean http(s) base URL without trailing slash, None for blank, else
+    ValidationError. No query string or fragment (a base URL has paths appended to it),
+    and no credentials in it (a key goes in the API key field, stored encrypted)."""
     value = (text or "").strip()
     if not value:
         return None
+    if len(value) > MAX_URL:
+        raise ValidationError(f"{what} is longer than {MAX_URL} characters", field="url")
     parts = urlsplit(value)
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
-        or any(c.isspace() for c in value)
+        or any(c.isspace() or ord(c) < 32 for c in value)
     ):
         raise ValidationError(
             f"{what} {value!r} is not valid: expected http://host:port or https://host/path",
+            field="url",
+        )
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValidationError(
+            f"{what} {value!r} has a query string or fragment; a base URL is only "
+            "scheme://host:port/path",
+            field="url",
+        )
+    if parts.username or parts.password:
+        raise ValidationError(
+            f"{what} has a user name or password in it; put the key in the API key field, "
+            "where it is stored encrypted",
             field="url",
         )
     try:

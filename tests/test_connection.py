@@ -6,6 +6,7 @@ import pytest
 
 from spoonfeeder.chat import ChatTarget
 from spoonfeeder.context import AppContext
+from spoonfeeder.errors import ValidationError
 from tests.fakes import providers
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.gemini_server import FakeGemini
@@ -190,3 +191,58 @@ def test_a_profile_moved_to_another_url_loses_its_key(ctx: AppContext) -> None:
     renamed = ctx.profiles.update_profile(profile.id, "vLLM 2", "openai", elsewhere + "/v1", "k")
     kept = ctx.profiles.update_profile(renamed.id, "vLLM 3", "openai", elsewhere + "/v1")
     assert not kept.key_removed and kept.key.is_set  # renaming keeps the key
+
+
+# ----- Test connection is not a network probe ------------------------------------------
+
+
+def _answering(status: int, body: str, headers: dict[str, str] | None = None):
+    """An internal service that answers everything with `status` and a secret-bearing body."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def any_path(request):  # type: ignore[no-untyped-def]
+        return PlainTextResponse(body, status_code=status, headers=headers)
+
+    return Starlette(routes=[Route("/{path:path}", any_path)])
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (500, "answered HTTP 500 (Internal Server Error)"),
+        (401, "HTTP 401 (Unauthorized): the API key was rejected"),
+        (418, "answered HTTP 418"),
+        (302, "answered HTTP 302 (Found)"),
+    ],
+)
+def test_an_error_body_is_never_echoed(ctx: AppContext, status: int, expected: str) -> None:
+    secret = "INTERNAL-SECRET-BODY db_password=hunter2"
+    app = _answering(
+        status, secret, {"location": "http://10.0.0.1/admin"} if status == 302 else None
+    )
+    with serve(app) as url:
+        check = ctx.profiles.check_setting_values("openai", endpoint_url=url, api_key="sk-x-123456")
+    assert expected in check.message
+    assert "SECRET" not in check.message and "hunter2" not in check.message
+    assert "10.0.0.1" not in check.message  # a redirect is not followed, nor shown
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://intranet:8000/v1?token=abc", "query string"),
+        ("http://intranet:8000/v1#frag", "query string or fragment"),
+        ("http://admin:hunter2@intranet:8000/v1", "user name or password"),
+        ("file:///etc/passwd", "not valid"),
+        ("gopher://intranet:70/", "not valid"),
+    ],
+)
+def test_only_plain_http_base_urls_are_accepted(ctx: AppContext, url: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as caught:
+        ctx.profiles.save_setting("openai", endpoint_url=url)
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ValidationError, match=message):
+        ctx.profiles.check_setting_values("openai", endpoint_url=url, api_key="")
+    assert ctx.profiles.get_setting("openai").stored_url is None
