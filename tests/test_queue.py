@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -397,3 +398,67 @@ def test_create_task_explains_what_is_wrong(tasks: TaskService) -> None:
         with pytest.raises(ValidationError, match=expected):
             tasks.create_task(fields.pop("type"), **fields)
     assert tasks.list_tasks().total == 0
+
+
+def test_a_reaped_task_keeps_its_place_in_the_queue(queue: TaskQueue) -> None:
+    first = queue.enqueue("t")
+    assert queue.claim("dead-worker", -1).id == first  # its lease is over: the worker died
+    later = [queue.enqueue("t") for _ in range(3)]  # the backlog that arrived meanwhile
+    assert queue.reap() == 1
+    assert queue.claim("w2", LEASE).id == first  # before the backlog, not behind it
+    assert [queue.claim("w2", LEASE).id for _ in later] == later
+
+
+def test_a_released_task_keeps_its_place_too(queue: TaskQueue) -> None:
+    first = queue.enqueue("t")
+    claimed = queue.claim("stopping-worker", LEASE)
+    later = queue.enqueue("t")
+    assert queue.release(claimed)
+    assert queue.claim("w2", LEASE).id == first and queue.claim("w2", LEASE).id == later
+
+
+def test_refusing_to_delete_a_plain_running_task_does_not_speak_of_a_batch(
+    tasks: TaskService,
+) -> None:
+    plain = tasks.queue.enqueue("t")
+    tasks.queue.claim("w1", LEASE)
+    with pytest.raises(ValidationError) as caught:
+        tasks.delete_task(plain)
+    assert str(caught.value) == "This task is running; cancel it first, then delete it"
+    parent = tasks.queue.enqueue("t", priority=-1)
+    tasks.queue.enqueue("t", parent_id=parent, priority=5)
+    tasks.queue.claim("w2", LEASE)  # the child
+    with pytest.raises(ValidationError, match="A task of this batch is still running"):
+        tasks.delete_task(parent)
+
+
+@pytest.mark.postgres
+def test_a_delete_never_removes_a_task_a_worker_claimed_a_moment_before(
+    postgres: Any, tmp_path: Any
+) -> None:
+    """The claim lands between the delete's look and its deletion: the delete must lose."""
+    from sqlalchemy import event
+
+    url = postgres.create(template=postgres.migrated_template())
+    engine = make_engine(url)
+    try:
+        service = TaskService(TaskQueue(engine, EventBus()))
+        q = service.queue
+        victim = q.enqueue("t")
+        claimed: list[Any] = []
+
+        def claim_first(conn, cursor, statement: str, *rest: object) -> None:
+            if statement.lstrip().upper().startswith(("DELETE", "WITH")) and not claimed:
+                claimed.append(q.claim("fast-worker", LEASE))  # its own connection, committed
+
+        event.listen(engine, "before_cursor_execute", claim_first)
+        try:
+            with pytest.raises(ValidationError, match="This task is running"):
+                service.delete_task(victim)
+        finally:
+            event.remove(engine, "before_cursor_execute", claim_first)
+        assert claimed and claimed[0].id == victim
+        assert q.get(victim).status == RUNNING  # the worker's task is still there
+    finally:
+        engine.dispose()
+        postgres.drop(url)

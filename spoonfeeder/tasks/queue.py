@@ -47,6 +47,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -597,7 +598,8 @@ class TaskQueue:
         return bool(done)
 
     def release(self, task: ClaimedTask) -> bool:
-        """Give a task back untouched (shutdown): the interrupted attempt does not count."""
+        """Give a task back untouched (shutdown, a lost database connection): the
+        interrupted attempt does not count, and it keeps its place (its run_at)."""
         now = self._now()
         with self._write() as conn:
             done = conn.execute(
@@ -608,7 +610,6 @@ class TaskQueue:
                     attempts=tasks.c.attempts - 1,
                     locked_by=None,
                     locked_until=None,
-                    run_at=now,
                     updated_at=now,
                 )
             ).rowcount
@@ -685,10 +686,12 @@ class TaskQueue:
                 )
                 .returning(tasks.c.id, tasks.c.type)
             ).all()
+            # Back in its place: run_at stays the time it was due, so it runs before the
+            # tasks queued behind it while it ran, not after the whole backlog.
             requeued = conn.execute(
                 update(tasks)
                 .where(expired)
-                .values(status=QUEUED, run_at=now, **unlock)
+                .values(status=QUEUED, **unlock)
                 .returning(tasks.c.id, tasks.c.type)
             ).all()
         for rows, status, topic in (
@@ -765,19 +768,30 @@ class TaskQueue:
         return row is not None
 
     def delete(self, task_id: uuid.UUID) -> bool:
-        """Delete a task that is not running, with its result and its children."""
-        with self._write(atomic=True) as conn:
-            busy = conn.execute(
-                select(func.count())
-                .select_from(tasks)
-                .where(
-                    or_(tasks.c.id == task_id, tasks.c.parent_id == task_id),
-                    tasks.c.status == RUNNING,
-                )
-            ).scalar_one()
-            if busy:
-                return False
-            gone = conn.execute(delete(tasks).where(tasks.c.id == task_id)).rowcount
+        """Delete a task that is not running, with its result and its children (none of
+        which may be running) — in one conditional statement, so a worker claiming the
+        task meanwhile either wins (nothing is deleted) or finds it gone. The children are
+        locked first (FOR UPDATE on PostgreSQL): a claim skips them, or is waited for."""
+        kids = tasks.alias("kids")
+        children = select(kids.c.id, kids.c.status).where(kids.c.parent_id == task_id)
+        if self.postgres:  # SQLite's writes are serialized already (BEGIN IMMEDIATE)
+            children = children.with_for_update().cte("children")
+        else:
+            children = children.subquery("children")
+        running_child = exists(
+            select(children.c.id).where(children.c.status == literal_column("'running'"))
+        )
+        statement = (
+            delete(tasks)
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.status != literal_column("'running'"),
+                ~running_child,
+            )
+            .returning(tasks.c.id)  # rowcount is not reliable through a CTE
+        )
+        with self._write() as conn:
+            gone = conn.execute(statement).first() is not None
         if gone:
             self._publish("task:deleted", id=task_id)
         return bool(gone)

@@ -195,12 +195,16 @@ class TaskService:
     def delete_task(self, task_id: uuid.UUID | str) -> None:
         """Delete a task with its result and children; never one that is running."""
         task = self.get_task(task_id)
-        if not self.queue.delete(task.id):
-            if task.status == RUNNING:
-                raise ValidationError("This task is running; cancel it first, then delete it")
-            raise ValidationError(
-                "A task of this batch is still running; cancel the batch first, then delete it"
-            )
+        if self.queue.delete(task.id):
+            return
+        now = self.queue.get(task.id)  # why not: read after the refusal, not before
+        if now is None:
+            return  # deleted meanwhile by someone else: what was asked for
+        if now.status == RUNNING:
+            raise ValidationError("This task is running; cancel it first, then delete it")
+        raise ValidationError(
+            "A task of this batch is still running; cancel the batch first, then delete it"
+        )
 
     def stats(self) -> TaskStats:
         return self.queue.stats()
