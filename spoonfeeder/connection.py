@@ -72,7 +72,7 @@ def _describe_ok(provider: str, body: Any) -> str:
 
 
 def _status_text(code: int) -> str:
-    """"HTTP 500 (Internal Server Error)": the status and its standard name, nothing the
+    """ "HTTP 500 (Internal Server Error)": the status and its standard name, nothing the
     server wrote."""
     try:
         return f"HTTP {code} ({HTTPStatus(code).phrase})"

@@ -167,7 +167,7 @@ def test_heartbeat_extends_leases_and_reports_cancellation(queue: TaskQueue) -> 
     queue.claim("w1", 0.2)
     queue.claim("w2", 0.2)
     queue.cancel(second)
-    assert queue.heartbeat(["w1", "w2"], 60) == {first: False, second: True}
+    assert queue.heartbeat({"w1": first, "w2": second}, 60) == {first: False, second: True}
     time.sleep(0.3)
     assert queue.reap() == 0  # both leases were extended
 
@@ -462,3 +462,15 @@ def test_a_delete_never_removes_a_task_a_worker_claimed_a_moment_before(
     finally:
         engine.dispose()
         postgres.drop(url)
+
+
+def test_a_task_claimed_without_its_answer_goes_back_without_an_attempt(queue: TaskQueue) -> None:
+    """The claim committed, the connection died before its answer: the worker never knew."""
+    known, lost = queue.enqueue("t", priority=1), queue.enqueue("t")
+    assert queue.claim("w1", LEASE).id == known
+    assert queue.claim("w1", LEASE).id == lost  # the claim whose answer was lost
+    assert queue.heartbeat({"w1": known}, 60) == {known: False}  # the orphan is not kept
+    assert queue.release_orphans("w1", keep=known) == 1
+    assert queue.get(known).status == RUNNING
+    again = queue.get(lost)
+    assert (again.status, again.attempts, again.locked_by) == (QUEUED, 0, None)

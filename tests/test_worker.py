@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import PermanentTaskError, RetryableTaskError
@@ -560,3 +561,61 @@ def test_text_generate_on_ollama_runs_without_sdk_retry_options(
     view = ctx.tasks.get_task(task_id)
     assert view.status == COMPLETED, view.error
     assert view.result["text"] == "a b "
+
+
+def test_dropped_database_connections_cost_no_task_an_attempt(
+    postgres_url: str, tmp_path: Path, registry: HandlerRegistry
+) -> None:
+    """A database that keeps killing the workers' connections (a failover, a restart):
+    every task completes, on its first attempt, and no error is raw SQLAlchemy text."""
+    ctx = make_context(postgres_url, tmp_path)
+    stop = threading.Event()
+    kills = Counter()
+
+    def work(task: TaskContext) -> dict[str, Any]:
+        for step in range(4):
+            task.progress(step / 4, f"step {step}", force=True)  # a write every step
+            time.sleep(0.008)
+        return {"ok": True}
+
+    def killer() -> None:
+        with ctx.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            while not stop.wait(0.15):
+                kills["rounds"] += 1
+                kills["backends"] += conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).scalar()
+
+    try:
+        registry.add("test.steps", work)
+        ids = [ctx.tasks.queue.enqueue("test.steps") for _ in range(240)]
+        murderer = threading.Thread(target=killer, daemon=True)
+        murderer.start()
+        start(ctx, registry, threads=4, lease_seconds=20.0)
+
+        def settled() -> bool:
+            try:  # this check's own connection is killed now and then too
+                with ctx.engine.connect() as conn:
+                    return not conn.execute(
+                        text("SELECT count(*) FROM tasks WHERE status IN ('queued', 'running')")
+                    ).scalar()
+            except OperationalError:
+                return False
+
+        wait_for(settled, 120, "every task to end")
+        stop.set()
+        murderer.join(5)
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(text("SELECT status, attempts, error FROM tasks")).all()
+    finally:
+        stop.set()
+        ctx.close()
+    assert kills["rounds"] >= 8 and kills["backends"] > 15  # connections really were lost
+    assert {row.status for row in rows} == {COMPLETED}
+    assert len(rows) == len(ids)
+    assert {row.attempts for row in rows} == {1}  # no attempt spent on the database
+    assert not [row.error for row in rows if row.error]

@@ -19,6 +19,7 @@ payload fails with its message instead of crashing anything.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -27,6 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.tasks.queue import connection_lost
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from spoonfeeder.context import AppContext
@@ -157,7 +161,16 @@ class TaskContext:
         if not force and fraction != 1.0 and now - self._last_progress < self._interval:
             return
         self._last_progress = now
-        state = self.queue.progress(self.task, fraction, message, self._lease)
+        try:
+            state = self.queue.progress(self.task, fraction, message, self._lease)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            # Progress is news, not the task's outcome: the next report reconnects (and
+            # the heartbeat keeps the lease meanwhile). The handler carries on.
+            log.warning("Lost the database connection reporting progress of %s", self.id)
+            self._last_progress = 0.0
+            return
         if state is None:  # the lease is gone: someone else owns this task now
             self._interrupted.set()
         elif state:

@@ -58,6 +58,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from spoonfeeder.db.models import Result, Task
 from spoonfeeder.db.types import UTCDateTime, utcnow
@@ -160,6 +161,15 @@ class TaskStats:
 
 
 _VIEW_COLUMNS = [c for c in tasks.c if c.name != "owner_id"]
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` is the database connection going away (a restart, a failover,
+    pg_terminate_backend) rather than something wrong with the statement: the one place
+    the queue and its workers decide that."""
+    # SQLAlchemy marks what its dialect recognises as a disconnect ("terminating
+    # connection due to administrator command", "server closed the connection…").
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def _view(row: Any, result: dict[str, Any] | None = None) -> TaskView:
@@ -308,9 +318,28 @@ class TaskQueue:
             .where(
                 tasks.c.status == literal_column("'running'"),
                 tasks.c.locked_by.in_(bindparam("workers", expanding=True)),
+                tasks.c.id.in_(bindparam("ids", expanding=True)),
             )
             .values(locked_until=until)
             .returning(tasks.c.id, tasks.c.cancel_requested)
+        )
+        # A task a worker holds without knowing it: a claim that committed while the
+        # connection died before the answer came back. It goes back, attempt uncounted.
+        self._orphans_sql = (
+            update(tasks)
+            .where(
+                tasks.c.status == literal_column("'running'"),
+                tasks.c.locked_by == bindparam("worker"),
+                tasks.c.id != bindparam("keep", type_=tasks.c.id.type),
+            )
+            .values(
+                status=QUEUED,
+                attempts=tasks.c.attempts - 1,
+                locked_by=None,
+                locked_until=None,
+                updated_at=now,
+            )
+            .returning(tasks.c.id, tasks.c.type)
         )
 
     def _now(self, plus: float = 0.0) -> ColumnElement[Any]:
@@ -647,15 +676,33 @@ class TaskQueue:
         )
         return bool(row.cancel_requested)
 
-    def heartbeat(self, worker_ids: Sequence[str], lease_seconds: float) -> dict[uuid.UUID, bool]:
-        """Extend the leases of every task these workers hold, in one statement.
-        Returns {task id: cancel requested}."""
-        if not worker_ids:
+    def heartbeat(
+        self, running: Mapping[str, uuid.UUID], lease_seconds: float
+    ) -> dict[uuid.UUID, bool]:
+        """Extend the leases of the tasks these workers are running ({worker id: task
+        id}), in one statement — only those: a task a worker holds without knowing it
+        must not be kept alive. Returns {task id: cancel requested}."""
+        if not running:
             return {}
-        params = {"workers": list(worker_ids), "until": self._at(lease_seconds)}
+        params = {
+            "workers": list(running),
+            "ids": list(running.values()),
+            "until": self._at(lease_seconds),
+        }
         with self._write() as conn:
             rows = conn.execute(self._heartbeat_sql, params).all()
         return {row.id: bool(row.cancel_requested) for row in rows}
+
+    def release_orphans(self, worker_id: str, keep: uuid.UUID | None = None) -> int:
+        """Give back the tasks `worker_id` holds but does not know of (all but `keep`):
+        a claim that committed while the connection died before its answer arrived.
+        Their attempt does not count. Returns how many."""
+        params = {"worker": worker_id, "keep": keep or uuid.UUID(int=0), "now": self._at()}
+        with self._write() as conn:
+            rows = conn.execute(self._orphans_sql, params).all()
+        for row in rows:
+            self._publish("task:queued", id=row.id, type=row.type, status=QUEUED)
+        return len(rows)
 
     def reap(self) -> int:
         """Return tasks whose lease expired (their worker died) to the queue.

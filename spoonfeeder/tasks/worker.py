@@ -18,10 +18,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import (
@@ -40,7 +41,7 @@ from spoonfeeder.tasks.handlers import (
     TaskInterrupted,
     handlers,
 )
-from spoonfeeder.tasks.queue import ClaimedTask, TaskQueue
+from spoonfeeder.tasks.queue import ClaimedTask, TaskQueue, connection_lost
 
 if TYPE_CHECKING:
     from spoonfeeder.context import AppContext
@@ -63,6 +64,7 @@ class WorkerPool:
         reaper_interval: float = 10.0,
         poll_interval: float = 2.0,
         progress_interval: float = 0.25,
+        db_retry_seconds: float = 30.0,
         name: str | None = None,
     ) -> None:
         if threads < 1:
@@ -76,6 +78,9 @@ class WorkerPool:
         self.reaper_interval = reaper_interval
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
+        # How long a worker keeps trying to record an outcome while the database is
+        # away (a restart, a failover) before leaving the task to its lease.
+        self.db_retry_seconds = db_retry_seconds
         token = name or uuid.uuid4().hex[:8]
         self.name = f"{socket.gethostname()[:60]}:{os.getpid()}:{token}"
         self._cond = threading.Condition()
@@ -209,6 +214,8 @@ class WorkerPool:
                     task = self.queue.claim(worker_id, self.lease_seconds)
                 except Exception as exc:
                     log.warning("Could not claim a task (%s); retrying shortly", exc)
+                    if connection_lost(exc):  # it may have claimed one all the same
+                        self._release_orphans(worker_id)
                     self._stopping.wait(min(self.poll_interval, 5.0))
                     continue
                 if task is None:
@@ -262,6 +269,16 @@ class WorkerPool:
             return "cancelled", None
         except TaskInterrupted:
             return "interrupted", None
+        except SQLAlchemyError as exc:
+            if connection_lost(exc):  # not the task's fault: it goes back, attempt uncounted
+                log.warning("Task %s lost its database connection; requeueing it", task.id)
+                return "requeue", None
+            log.exception("Task %s (%s) failed on the database", task.id, task.type)
+            return "retry", (
+                f"A database error stopped it ({type(exc).__name__}); "
+                "the details are in the worker's log",
+                None,
+            )
         except RetryableTaskError as exc:
             return "retry", (str(exc), exc.retry_after)
         except PermanentTaskError as exc:
@@ -285,22 +302,56 @@ class WorkerPool:
         return "complete", result
 
     def _finish(self, context: TaskContext, outcome: tuple[str, Any]) -> ClaimedTask | None:
+        """Record how the task ended — through a lost database connection too: the
+        write is tried again (reconnecting) for up to `db_retry_seconds`."""
         kind, detail = outcome
         task = context.task
         if kind == "complete":
             if self._stopping.is_set():
-                self.queue.complete(task, detail)
+                self._durably(task, lambda: self.queue.complete(task, detail))
                 return None
-            return self.queue.complete_and_claim(task, detail, self.lease_seconds)[1]
+            done = self._durably(
+                task, lambda: self.queue.complete_and_claim(task, detail, self.lease_seconds)
+            )
+            return done[1]
         if kind == "cancelled":
-            self.queue.finish_cancelled(task)
+            self._durably(task, lambda: self.queue.finish_cancelled(task))
         elif kind == "retry":
             message, retry_after = detail
-            self.queue.fail(task, message, retryable=True, retry_after=retry_after)
+            self._durably(
+                task,
+                lambda: self.queue.fail(task, message, retryable=True, retry_after=retry_after),
+            )
         elif kind == "permanent":
-            self.queue.fail(task, detail, retryable=False)
+            self._durably(task, lambda: self.queue.fail(task, detail, retryable=False))
+        elif kind == "requeue":
+            self._durably(task, lambda: self.queue.release(task))
         # "interrupted": the task was given back or taken over; nothing to record.
         return None
+
+    def _durably(self, task: ClaimedTask, write: Callable[[], Any]) -> Any:
+        """`write()`, tried again while the database connection is lost (each try
+        reconnects), backing off up to `db_retry_seconds`. Before a retry, a task this
+        worker claimed without learning of it (the answer was lost) goes back."""
+        deadline = time.monotonic() + self.db_retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return write()
+            except Exception as exc:
+                if not connection_lost(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("Lost the database connection recording task %s; retrying", task.id)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 2.0)
+                self._release_orphans(task.worker_id, keep=task.id)
+
+    def _release_orphans(self, worker_id: str, keep: uuid.UUID | None = None) -> None:
+        try:
+            if self.queue.release_orphans(worker_id, keep):
+                self._wake()
+        except Exception as exc:  # still away: the next try, or the lease, settles it
+            log.warning("Could not check for tasks claimed without an answer (%s)", exc)
 
     # -- leases ------------------------------------------------------------------
 
@@ -311,7 +362,10 @@ class WorkerPool:
             if not running:
                 continue
             try:
-                held = self.queue.heartbeat(list(running), self.lease_seconds)
+                held = self.queue.heartbeat(
+                    {worker: context.id for worker, context in running.items()},
+                    self.lease_seconds,
+                )
             except Exception as exc:
                 log.warning("Heartbeat failed (%s); leases may expire", exc)
                 continue
