@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     spoonfeeder_auth: str | None = None
     worker_threads: int = Field(default=2, ge=0, le=64)
     sweep_max_cells: int = Field(default=64, ge=1, le=10_000)
+    comfyui_max_output_bytes: int = Field(default=4 * 1024**3, ge=1024)
 
     @field_validator(
         "database_url",

@@ -59,6 +59,7 @@ class AppContext:
         comfyui = ComfyUIService(
             sessions, profiles, settings.media_path, sweep_max_cells=settings.sweep_max_cells
         )
+        comfyui.timings.max_output_bytes = settings.comfyui_max_output_bytes
         ctx = cls(
             settings=settings,
             engine=engine,

@@ -312,3 +312,28 @@ def test_switching_workflow_shows_its_own_fields_and_keeps_the_prompt(app) -> No
     assert (denoise["visible"], denoise["value"]) == (True, 0.6)
     assert image["visible"] is True
     assert width["visible"] is False  # img2img takes its size from the image
+
+
+def test_outputs_are_served_from_the_media_folder_and_gone_once_deleted(app) -> None:
+    import httpx
+
+    client, ctx, _ = app
+    session_id = _session_with(ctx, "Served")
+    made = ctx.comfyui.generate(
+        session_id, {"prompt": "p", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
+    )[0]
+    deadline = time.monotonic() + 30
+    while not ctx.comfyui.get_generation(made.id).done:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    raw = Client(client.src, verbose=False, download_files=False)
+    opened = raw.predict(session_id, api_name="/open_comfyui_session")
+    gallery = next(p for p in opened if isinstance(p, list) and p and "image" in p[0])
+    served = gallery[0]["image"]
+    media = str(ctx.settings.media_path.resolve())
+    assert served["path"].startswith(media)  # the file itself, no copy in Gradio's cache
+    url = client.src.rstrip("/") + served["url"][served["url"].index("/gradio_api/file=") :]
+    first = ctx.comfyui.get_generation(made.id).outputs[0]
+    assert httpx.get(url).content == ctx.comfyui.media_file(first.path).read_bytes()
+    ctx.comfyui.delete_generation(made.id)
+    assert httpx.get(url).status_code in (403, 404)  # gone from every route

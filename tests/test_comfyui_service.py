@@ -38,6 +38,7 @@ from tests.fakes.comfyui_server import (
 from tests.fakes.server import closed_port_url, serve
 
 CKPT = "tiny-random-sd15.safetensors"
+PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 LORAS = ["detail.safetensors", "style.safetensors"]
 BASE = {"prompt": "a red fox", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
 
@@ -1164,3 +1165,35 @@ def test_facts_that_cannot_be_read_do_not_cost_the_run(
     error = done.server_info["facts_error"]
     assert "(HTTP 500 on /experiment/models/checkpoints)" in error  # after its retries
     assert done.server_info["comfyui_version"] == "0.3.64"
+
+
+# ----- a broken or hostile ComfyUI cannot fill the disk or fake an image ---------------------
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_output_past_the_cap_is_refused_and_not_kept(
+    svc: ComfyUIService, fake: FakeComfyUI, app: AppContext, chunked: bool
+) -> None:
+    svc.timings.max_output_bytes = 100_000
+    fake.view_chunked = chunked
+    fake.outputs = {"9": {"images": [{"filename": "huge.png", "subfolder": "", "type": "output"}]}}
+    fake.files[("output", "", "huge.png")] = PNG_HEADER + b"\0" * 300_000
+    done = svc.run_generation(one(svc, None, seed=41).id)
+    assert done.status == "failed" and done.outputs == []
+    assert "sent more than 97.7 KiB for 'huge.png'" in (done.error or "")
+    folder = app.settings.media_path / "comfyui" / str(done.id)
+    assert not folder.exists() or not any(folder.iterdir())  # no partial file left behind
+
+
+def test_a_redirect_or_an_empty_file_is_not_an_image(
+    svc: ComfyUIService, fake: FakeComfyUI
+) -> None:
+    fake.view_redirect = "http://169.254.169.254/latest/meta-data/"
+    redirected = svc.run_generation(one(svc, None, seed=42).id)
+    assert redirected.status == "failed" and redirected.outputs == []
+    assert "with a redirect (HTTP 302)" in (redirected.error or "")
+    fake.view_redirect = None
+    fake.outputs = {"9": {"images": [{"filename": "blank.png", "subfolder": "", "type": "output"}]}}
+    fake.files[("output", "", "blank.png")] = b""
+    empty = svc.run_generation(one(svc, None, seed=43).id)
+    assert empty.status == "failed" and "sent an empty file for 'blank.png'" in (empty.error or "")

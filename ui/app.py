@@ -11,6 +11,10 @@ TITLE = "Spoon Feeder"
 
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
+    # Media files are served from the media folder itself, never copied into Gradio's
+    # cache: a deleted output is gone from every route, and a 4 GiB video is not stored
+    # twice. (Still behind the login: Gradio's file route checks it.)
+    gr.set_static_paths([ctx.settings.media_path])
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# 🥄 {TITLE}")
         # Kept in the browser, so a reload reopens what was open. At the top level: in a

@@ -368,26 +368,51 @@ class ComfyUIClient:
         response = self._send("GET", "/view", params=_view_params(filename, subfolder, folder_type))
         return response.content
 
-    def download(self, filename: str, subfolder: str, folder_type: str, destination: Path) -> int:
+    def download(
+        self,
+        filename: str,
+        subfolder: str,
+        folder_type: str,
+        destination: Path,
+        max_bytes: int | None = None,
+    ) -> int:
         """Stream an output file to `destination` (videos can be large); its size. A
-        download cut short starts again from the beginning, within the retry window."""
+        download cut short starts again from the beginning, within the retry window. A
+        file larger than `max_bytes`, an empty one, or a redirect instead of the file is
+        refused (ProviderRequestError): a broken or hostile server cannot fill the disk
+        or pass off nothing as an image."""
         params = _view_params(filename, subfolder, folder_type)
 
         def attempt() -> int:
             size = 0
             try:
-                with (
-                    self._stream("GET", "/view", params=params) as response,
-                    destination.open("wb") as out,
-                ):
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-                        size += len(chunk)
+                with self._stream("GET", "/view", params=params) as response:
+                    announced = int(response.headers.get("content-length") or 0)
+                    if max_bytes is not None and announced > max_bytes:
+                        raise self._too_large(filename, max_bytes)
+                    with destination.open("wb") as out:
+                        for chunk in response.iter_bytes():
+                            size += len(chunk)
+                            if max_bytes is not None and size > max_bytes:
+                                raise self._too_large(filename, max_bytes)
+                            out.write(chunk)
             except (ProviderUnavailable, ProviderServerError) as exc:
                 raise _Retryable(exc, exc.message) from None
+            if size == 0:
+                raise ProviderRequestError(
+                    f"ComfyUI at {self.url} sent an empty file for {filename!r}",
+                    provider=PROVIDER,
+                )
             return size
 
         return self._retrying("/view", attempt)
+
+    def _too_large(self, filename: str, max_bytes: int) -> ProviderRequestError:
+        return ProviderRequestError(
+            f"ComfyUI at {self.url} sent more than {_size(max_bytes)} for {filename!r}, the "
+            "most one output may take (COMFYUI_MAX_OUTPUT_BYTES); it was not kept",
+            provider=PROVIDER,
+        )
 
     def object_info(self, node_class: str | None = None) -> dict[str, Any]:
         """GET /object_info (every node) or /object_info/{class} (one, or {} if unknown)."""
@@ -514,7 +539,7 @@ class ComfyUIClient:
     def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
         try:
             with self._http.stream(method, path, **kwargs) as response:
-                if response.is_error:
+                if not response.is_success:  # an error — or a redirect, never followed
                     response.read()
                     self._raise_for_status(response, path)
                 yield response
@@ -535,6 +560,12 @@ class ComfyUIClient:
             )
         if response.status_code >= 500:
             raise self._status_error(response, path)
+        if response.is_redirect:
+            raise ProviderRequestError(
+                f"ComfyUI at {self.url} answered {path} with a redirect "
+                f"(HTTP {response.status_code}) instead of the data; it is not followed",
+                provider=PROVIDER,
+            )
         raise ProviderRequestError(
             f"ComfyUI at {self.url} refused {path} (HTTP {response.status_code}): {text}",
             provider=PROVIDER,
@@ -574,6 +605,13 @@ class ComfyUIClient:
         return ProviderUnavailable(
             f"ComfyUI is not reachable at {self.url} — is it running?", provider=PROVIDER
         )
+
+
+def _size(count: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
 
 
 def _status(response: httpx.Response) -> str:

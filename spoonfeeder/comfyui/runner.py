@@ -93,6 +93,9 @@ class RunnerTimings:
     retry_seconds: float = 120.0
     # Model file listings and the node classes' digest are re-read this often (seconds).
     facts_ttl: float = 60.0
+    # The most one output file may take (COMFYUI_MAX_OUTPUT_BYTES): it is streamed to
+    # disk and refused past this, so a broken or hostile server cannot fill the disk.
+    max_output_bytes: int = 4 * 1024**3
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
@@ -479,7 +482,11 @@ class _Run:
         path = media.output_path(self.runner._media, self.generation_id, index, filename)
         try:
             size = self.client.download(
-                filename, str(item.get("subfolder") or ""), str(item.get("type") or "output"), path
+                filename,
+                str(item.get("subfolder") or ""),
+                str(item.get("type") or "output"),
+                path,
+                max_bytes=self._timings.max_output_bytes,
             )
         except ProviderError:
             path.unlink(missing_ok=True)  # never leave half a file behind

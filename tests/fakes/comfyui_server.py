@@ -41,6 +41,8 @@ Knobs (plain attributes, change them between runs from the test thread):
   websocket handshakes are refused meanwhile.
 - ``lose_answers``: the next N accepted ``POST /prompt`` are queued, but their answer is
   lost (a proxy's 504 after it forwarded the request).
+- ``view_redirect``: ``/view`` answers 302 to that URL instead of the file (hostile).
+- ``view_chunked``: ``/view`` streams files without a Content-Length.
 - ``api_key``: require ``Authorization: Bearer <key>`` (HTTP 401 / handshake 403).
 - ``hold``: pause every run after its first ``progress`` frame until ``release()`` (or
   an interrupt). The "interrupt" scenario always pauses there until ``/interrupt``.
@@ -69,7 +71,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -129,6 +131,8 @@ class FakeComfyUI:
         self.refuse_websocket = False
         self.proxy_errors: list[int] = []
         self.lose_answers = 0
+        self.view_redirect: str | None = None
+        self.view_chunked = False
         self.api_key: str | None = None  # when set, every request needs "Bearer <key>"
         self.object_info: dict[str, Any] = load_fixture("object_info_all.json")
         # /experiment/models/{folder}: the files the combos offer, with a size and mtime
@@ -300,11 +304,20 @@ class FakeComfyUI:
         q = request.query_params
         key = (q.get("type", "output"), q.get("subfolder", ""), q.get("filename", ""))
         self.requests.append(("GET", f"/view?{request.url.query}"))
+        if self.view_redirect:  # a hostile server: "the image is over there"
+            return Response(status_code=302, headers={"location": self.view_redirect})
         data = self.files.get(key)
         if data is None:
             return Response(status_code=404)
         media = "image/png" if key[2].endswith(".png") else "application/octet-stream"
         headers = {"Content-Disposition": f'filename="{key[2]}"'}
+        if self.view_chunked:  # no Content-Length: the size shows only while streaming
+
+            async def chunks() -> Any:
+                for start in range(0, len(data), 65536):
+                    yield data[start : start + 65536]
+
+            return StreamingResponse(chunks(), media_type=media, headers=headers)
         return Response(data, media_type=media, headers=headers)
 
     async def _object_info_all(self, _request: Request) -> Response:
