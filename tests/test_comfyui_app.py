@@ -337,3 +337,44 @@ def test_outputs_are_served_from_the_media_folder_and_gone_once_deleted(app) -> 
     assert httpx.get(url).content == ctx.comfyui.media_file(first.path).read_bytes()
     ctx.comfyui.delete_generation(made.id)
     assert httpx.get(url).status_code in (403, 404)  # gone from every route
+
+
+def _raw_get(base_url: str, target: str) -> tuple[int, bytes]:
+    """GET `target` exactly as written: no client normalizes its dots or escapes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data.split(b"\r\n\r\n", 1)[-1]
+
+
+def test_the_file_route_serves_nothing_outside_the_media_folder(app) -> None:
+    client, ctx, _ = app
+    media = ctx.settings.media_path.resolve()
+    key = ctx.settings.data_dir.resolve() / "secret.key"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    if not key.exists():
+        key.write_text("a" * 64)
+    secret = key.read_bytes()
+    attempts = [
+        f"/gradio_api/file={media}/../secret.key",
+        f"/gradio_api/file={media}/%2e%2e/secret.key",
+        f"/gradio_api/file={media}/%252e%252e/secret.key",
+        f"/gradio_api/file={media}/..%2fsecret.key",
+        f"/gradio_api/file={media}/comfyui/../../secret.key",
+        f"/gradio_api/file={key}",
+        "/gradio_api/file=/etc/passwd",
+        f"/gradio_api/file={media}/../app.db",
+    ]
+    for target in attempts:
+        status, body = _raw_get(client.src, target)
+        assert status in (400, 403, 404), (target, status)
+        assert secret not in body and b"root:" not in body, target
