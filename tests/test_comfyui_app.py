@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
@@ -378,3 +379,21 @@ def test_the_file_route_serves_nothing_outside_the_media_folder(app) -> None:
         status, body = _raw_get(client.src, target)
         assert status in (400, 403, 404), (target, status)
         assert secret not in body and b"root:" not in body, target
+
+
+def test_a_generation_reads_as_json_through_gradio_client_and_its_files_download(app) -> None:
+    client, ctx, fake = app
+    list(client.submit("", "", "", *form(batch_count=1), api_name="/comfyui_generate"))
+    g = ctx.comfyui.list_generations()[0]
+    # gradio_client fetches every {"path": …} it sees as a file: a media-relative path
+    # was refused by the file route (403) and the whole call failed.
+    data = client.predict(str(g.id), api_name="/comfyui_generation")
+    assert data["id"] == str(g.id) and data["status"] == "completed"
+    assert [o["media_path"] for o in data["outputs"]] == [o.path for o in g.outputs]
+    base = client.src.rstrip("/")
+    for output in data["outputs"]:
+        served = httpx.get(base + output["url"])
+        assert served.status_code == 200
+        assert served.content == fake.files[("output", "", output["filename"])]
+    with pytest.raises(AppError, match="No generation with id 'nope'"):
+        client.predict("nope", api_name="/comfyui_generation")

@@ -26,7 +26,8 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.providers.base import ChatMessage, ChatOptions
 from spoonfeeder.providers.registry import warm_up
-from ui.common import LiveOutputs, Refresh, format_time, shows_errors
+from ui import inputs
+from ui.common import LiveOutputs, Refresh, api, format_time, shows_errors
 from ui.pickers import (
     listing_dropdown,
     model_dropdown,
@@ -128,7 +129,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             # allow_custom_value on every picker filled from the database: Gradio checks an
             # API caller's value against the choices the dropdown had when the app started,
             # which would refuse anything created since. The services check the values.
-            picker = gr.Dropdown(
+            picker = inputs.Dropdown(
                 conversation_choices(chat),
                 label="Conversations",
                 value=None,
@@ -150,7 +151,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                     cancel_btn = gr.Button("Cancel", elem_id="chat-cancel-delete")
         with gr.Column(scale=3):
             with gr.Row():
-                provider = gr.Dropdown(
+                provider = inputs.Dropdown(
                     provider_choices(ctx),
                     value="ollama",
                     label="Provider",
@@ -158,7 +159,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                     elem_id="chat-provider",
                     scale=2,
                 )
-                model = gr.Dropdown(
+                model = inputs.Dropdown(
                     [], label="Model", allow_custom_value=True, elem_id="chat-model", scale=3
                 )
                 refresh_models = gr.Button(
@@ -167,10 +168,10 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             with gr.Accordion("System prompt and options", open=False):
                 system = gr.Textbox(label="System prompt", lines=2, elem_id="chat-system")
                 with gr.Row():
-                    temperature = gr.Slider(
+                    temperature = inputs.Slider(
                         0, 2, value=0.7, step=0.05, label="Temperature", elem_id="chat-temperature"
                     )
-                    max_tokens = gr.Number(
+                    max_tokens = inputs.Number(
                         0,
                         label="Max tokens (0 = provider default)",
                         precision=0,
@@ -187,7 +188,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                 label="Conversation",
                 buttons=["copy"],
             )
-            message = gr.MultimodalTextbox(
+            message = inputs.MultimodalTextbox(
                 placeholder="Message… (attach images for vision models)",
                 file_types=["image"],
                 file_count="multiple",
@@ -234,13 +235,13 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
 
     @shows_errors
     def send_message(
-        cid: str,
+        cid: str | None,
         msg: dict | None,
         choice: str,
-        model_name: str,
-        sys_prompt: str,
-        temp: float,
-        max_tok: float,
+        model_name: str | None,
+        sys_prompt: str | None,
+        temp: float | None,
+        max_tok: float | None,
     ):
         msg = msg or {}
         text, files = msg.get("text", "") or "", list(msg.get("files", []) or [])
@@ -262,7 +263,12 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
 
     @shows_errors
     def regenerate(
-        cid: str, choice: str, model_name: str, sys_prompt: str, temp: float, max_tok: float
+        cid: str | None,
+        choice: str,
+        model_name: str | None,
+        sys_prompt: str | None,
+        temp: float | None,
+        max_tok: float | None,
     ):
         if not cid:
             raise ValidationError("Open a conversation first")
@@ -273,13 +279,13 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
 
     @shows_errors
     def edit_message(
-        cid: str,
+        cid: str | None,
         ids: list[str],
         choice: str,
-        model_name: str,
-        sys_prompt: str,
-        temp: float,
-        max_tok: float,
+        model_name: str | None,
+        sys_prompt: str | None,
+        temp: float | None,
+        max_tok: float | None,
         edit: gr.EditData,
     ):
         if not cid or edit.index >= len(ids):
@@ -294,7 +300,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         yield from stream(reply)
 
     @shows_errors
-    def stop_reply(cid: str) -> None:
+    def stop_reply(cid: str | None) -> None:
         if cid:
             chat.stop(cid)
 
@@ -371,7 +377,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         return (*_opened(conv), gr.Dropdown(choices=conversation_choices(chat), value=str(conv.id)))
 
     @shows_errors
-    def open_conversation(cid: str):
+    def open_conversation(cid: str | None):
         if not cid:
             return "", [], [], "", gr.skip(), gr.skip(), gr.skip(), gr.Row(visible=False)
         return _opened(chat.get_conversation(cid))
@@ -421,24 +427,24 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         return "", [], [], "", listed, gr.Row(visible=False)
 
     @shows_errors
-    def search_conversations(term: str):
+    def search_conversations(term: str | None):
         return gr.Dropdown(choices=conversation_choices(chat, term or ""))
 
     @shows_errors
-    def rename_conversation(cid: str, new_title: str):
+    def rename_conversation(cid: str | None, new_title: str):
         if not cid:
             raise ValidationError("Open a conversation first")
         conv = chat.rename(cid, new_title)
         return gr.Dropdown(choices=conversation_choices(chat), value=str(conv.id)), conv.title
 
     @shows_errors
-    def ask_delete(cid: str):
+    def ask_delete(cid: str | None):
         if not cid:
             raise ValidationError("Open a conversation first")
         return gr.Row(visible=True)
 
     @shows_errors
-    def delete_conversation(cid: str):
+    def delete_conversation(cid: str | None):
         if not cid:
             raise ValidationError("Open a conversation first")
         name = chat.delete(cid)
@@ -446,13 +452,13 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         return clear_conversation(conversation_choices(chat))
 
     @shows_errors
-    def export_markdown(cid: str) -> str:
+    def export_markdown(cid: str | None) -> str:
         if not cid:
             raise ValidationError("Open a conversation first")
         return _export_file(chat.get_conversation(cid), ".md", chat.export_markdown(cid))
 
     @shows_errors
-    def export_json_file(cid: str) -> str:
+    def export_json_file(cid: str | None) -> str:
         if not cid:
             raise ValidationError("Open a conversation first")
         data = chat.export_json(cid)
@@ -522,10 +528,10 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
     def chat_api(
         provider: str,
         model: str,
-        message: str = "",
-        conversation_id: str = "",
+        message: str | None = "",
+        conversation_id: str | None = "",
         messages: list[dict] | None = None,
-        system: str = "",
+        system: str | None = "",
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Iterator[str]:
@@ -562,7 +568,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         if reply.status == ERROR:  # the deltas so far are saved; the caller learns why it ended
             raise ValidationError(reply.error or "The reply failed")
 
-    gr.api(chat_api, api_name="chat")
+    api(chat_api, "chat")
 
     def refresh():
         return (

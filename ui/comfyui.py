@@ -24,6 +24,7 @@ from spoonfeeder.comfyui.views import TERMINAL, GenerationView, SweepView
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.serialize import jsonable
+from ui import inputs
 from ui.comfyui_format import (
     FORM_KEYS,
     GENERATION_COLUMNS,
@@ -37,7 +38,7 @@ from ui.comfyui_format import (
     run_summary,
     session_choices,
 )
-from ui.common import LiveOutputs, NewestView, Refresh, selected_row_id, shows_errors
+from ui.common import LiveOutputs, NewestView, Refresh, api, api_json, selected_row_id, shows_errors
 
 DEFAULT_SERVER = ""  # the ComfyUI provider setting; otherwise a profile id
 # A page's follower gives up after this long without the runs ending (they go on).
@@ -90,10 +91,10 @@ def build(ctx: AppContext) -> Refresh:
         "result can be re-run exactly."
     )
     with gr.Row():
-        session = gr.Dropdown(
+        session = inputs.Dropdown(
             [], label="Session", allow_custom_value=True, scale=3, elem_id="cf-session"
         )
-        server = gr.Dropdown(
+        server = inputs.Dropdown(
             server_choices(),
             value=DEFAULT_SERVER,
             label="ComfyUI server",
@@ -110,7 +111,7 @@ def build(ctx: AppContext) -> Refresh:
         rename_btn = gr.Button("Rename", scale=1, elem_id="cf-rename")
         delete_btn = gr.Button("Delete session", variant="stop", scale=1, elem_id="cf-delete")
     with gr.Row(visible=False) as confirm_row:
-        also_generations = gr.Checkbox(
+        also_generations = inputs.Checkbox(
             label="Also delete its generations and their files", elem_id="cf-delete-gens"
         )
         confirm_btn = gr.Button("Yes, delete the session", variant="stop", elem_id="cf-confirm")
@@ -119,7 +120,7 @@ def build(ctx: AppContext) -> Refresh:
 
     with gr.Row():
         with gr.Column(scale=2):
-            workflow = gr.Dropdown(
+            workflow = inputs.Dropdown(
                 workflow_choices(),
                 label="Workflow",
                 allow_custom_value=True,
@@ -127,7 +128,7 @@ def build(ctx: AppContext) -> Refresh:
             )
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="cf-prompt")
             negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="cf-negative")
-            input_image = gr.Image(
+            input_image = inputs.Image(
                 label="Input image",
                 type="filepath",
                 sources=["upload", "clipboard"],
@@ -136,12 +137,12 @@ def build(ctx: AppContext) -> Refresh:
                 elem_id="cf-image",
             )
             with gr.Row():
-                width = gr.Number(label="Width", precision=0, step=8, elem_id="cf-width")
-                height = gr.Number(label="Height", precision=0, step=8, elem_id="cf-height")
+                width = inputs.Number(label="Width", precision=0, step=8, elem_id="cf-width")
+                height = inputs.Number(label="Height", precision=0, step=8, elem_id="cf-height")
             with gr.Row():
-                steps = gr.Number(label="Steps", precision=0, elem_id="cf-steps")
-                cfg = gr.Number(label="CFG", step=0.5, elem_id="cf-cfg")
-                denoise = gr.Number(
+                steps = inputs.Number(label="Steps", precision=0, elem_id="cf-steps")
+                cfg = inputs.Number(label="CFG", step=0.5, elem_id="cf-cfg")
+                denoise = inputs.Number(
                     label="Denoise (how far from the input image, 0–1)",
                     minimum=0,
                     maximum=1,
@@ -150,18 +151,18 @@ def build(ctx: AppContext) -> Refresh:
                     elem_id="cf-denoise",
                 )
             with gr.Row():
-                sampler = gr.Dropdown(
+                sampler = inputs.Dropdown(
                     [], label="Sampler", allow_custom_value=True, elem_id="cf-sampler"
                 )
-                scheduler = gr.Dropdown(
+                scheduler = inputs.Dropdown(
                     [], label="Scheduler", allow_custom_value=True, elem_id="cf-scheduler"
                 )
             with gr.Row():
-                seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id="cf-seed")
-                checkpoint = gr.Dropdown(
+                seed = inputs.Number(-1, label="Seed (-1 = random)", precision=0, elem_id="cf-seed")
+                checkpoint = inputs.Dropdown(
                     [], label="Checkpoint", allow_custom_value=True, elem_id="cf-checkpoint"
                 )
-            loras = gr.Dataframe(
+            loras = inputs.Dataframe(
                 headers=LORA_HEADERS,
                 datatype=["str", "number", "number"],
                 type="array",
@@ -172,8 +173,8 @@ def build(ctx: AppContext) -> Refresh:
             )
             lora_names = gr.Markdown(elem_id="cf-lora-names")
             with gr.Row():
-                batch_size = gr.Number(1, label="Batch size", precision=0, elem_id="cf-batch")
-                batch_count = gr.Number(
+                batch_size = inputs.Number(1, label="Batch size", precision=0, elem_id="cf-batch")
+                batch_count = inputs.Number(
                     1, label="Batch count", precision=0, minimum=1, elem_id="cf-count"
                 )
             with gr.Row():
@@ -181,14 +182,14 @@ def build(ctx: AppContext) -> Refresh:
                 interrupt_btn = gr.Button("Interrupt", variant="stop", elem_id="cf-interrupt")
             with gr.Accordion("Parameter sweep", open=False):
                 with gr.Row():
-                    axis1 = gr.Dropdown(
+                    axis1 = inputs.Dropdown(
                         list(SWEEPABLE), value="cfg", label="Vary", elem_id="cf-axis1"
                     )
                     values1 = gr.Textbox(
                         label="Values", placeholder="4, 6, 8", elem_id="cf-values1"
                     )
                 with gr.Row():
-                    axis2 = gr.Dropdown(
+                    axis2 = inputs.Dropdown(
                         ["", *SWEEPABLE], value="", label="and (optional)", elem_id="cf-axis2"
                     )
                     values2 = gr.Textbox(label="Values", placeholder="20, 30", elem_id="cf-values2")
@@ -243,7 +244,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         with gr.Row():
             wf_name = gr.Textbox(label="Name for the import", scale=2, elem_id="cf-wf-name")
-            wf_file = gr.File(
+            wf_file = inputs.File(
                 label="Workflow file (API format .json)",
                 file_types=[".json"],
                 type="binary",
@@ -464,13 +465,13 @@ def build(ctx: AppContext) -> Refresh:
             followers.end(key, ticket)
 
     @shows_errors
-    def follow_comfyui_session(session_id: str, key: str = ""):
+    def follow_comfyui_session(session_id: str | None, key: str = ""):
         """Follow a session's queued and running generations to their end: progress text
         as it happens, then the gallery and table (what a page does after a reload)."""
         yield from follow_frames(session_id or None, key, LiveOutputs(follow_outputs))
 
     @shows_errors
-    def refresh_results(tick_value: str):
+    def refresh_results(tick_value: str | None):
         """Read the session's gallery page and table again (a follower said so)."""
         session_id = (tick_value or "").split("|")[0] or None
         return {session: session_update(session_id), **session_results(session_id)}
@@ -510,12 +511,12 @@ def build(ctx: AppContext) -> Refresh:
         return update
 
     @shows_errors
-    def open_session(session_id: str):
+    def open_session(session_id: str | None):
         """Restore a session: its server, last parameters and generations."""
         return show_session(session_id or None)
 
     @shows_errors
-    def create_session(name: str, server_id: str):
+    def create_session(name: str, server_id: str | None):
         view = service.create_session(name, profile_id=server_id or None)
         return {
             session: session_update(str(view.id)),
@@ -530,17 +531,17 @@ def build(ctx: AppContext) -> Refresh:
         }
 
     @shows_errors
-    def rename_session(session_id: str, name: str):
+    def rename_session(session_id: str | None, name: str):
         view = service.rename_session(_need(session_id, "session"), name)
         return session_update(str(view.id))
 
     @shows_errors
-    def ask_delete(session_id: str):
+    def ask_delete(session_id: str | None):
         service.get_session(_need(session_id, "session"))
         return gr.Row(visible=True)
 
     @shows_errors
-    def delete_session(session_id: str, with_generations: bool):
+    def delete_session(session_id: str | None, with_generations: bool):
         removed = service.delete_session(
             _need(session_id, "session"), delete_generations=with_generations
         )
@@ -548,13 +549,18 @@ def build(ctx: AppContext) -> Refresh:
         return session_update(None), gr.Row(visible=False)
 
     @shows_errors
-    def change_server(session_id: str, server_id: str, current: str | None):
+    def change_server(session_id: str | None, server_id: str | None, current: str | None):
         if session_id:
             service.set_session_profile(session_id, server_id or None)
         return options_updates(server_id, refresh=False, current=current)
 
     @shows_errors
-    def change_workflow(session_id: str, workflow_id: str, prompt_text: str, negative_text: str):
+    def change_workflow(
+        session_id: str | None,
+        workflow_id: str | None,
+        prompt_text: str | None,
+        negative_text: str | None,
+    ):
         """Another workflow: its own defaults (denoise, size…) — the prompts typed stay."""
         if not workflow_id:
             return gr.skip()
@@ -568,9 +574,9 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def generate(
-        session_id: str,
-        server_id: str,
-        workflow_id: str,
+        session_id: str | None,
+        server_id: str | None,
+        workflow_id: str | None,
         prompt_text: str,
         negative_prompt: str,
         width_: float | None,
@@ -608,12 +614,12 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def run_sweep(
-        session_id: str,
-        server_id: str,
-        workflow_id: str,
+        session_id: str | None,
+        server_id: str | None,
+        workflow_id: str | None,
         a1: str,
         v1: str,
-        a2: str,
+        a2: str | None,
         v2: str,
         prompt_text: str,
         negative_prompt: str,
@@ -677,7 +683,7 @@ def build(ctx: AppContext) -> Refresh:
         return "Interrupting…"
 
     @shows_errors
-    def show_generation(generation_id: str):
+    def show_generation(generation_id: str | None):
         if not (generation_id or "").strip():  # cleared (a new session): nothing to show
             return ""
         return describe_generation(service.get_generation(generation_id.strip()))
@@ -688,23 +694,23 @@ def build(ctx: AppContext) -> Refresh:
         return ids[index] if 0 <= index < len(ids) else gr.skip()
 
     @shows_errors
-    def turn_page(session_id: str, page: int, step: int):
+    def turn_page(session_id: str | None, page: int | None, step: int):
         return session_results(session_id or None, int(page or 0) + step)
 
     @shows_errors
-    def reuse_parameters(generation_id: str):
+    def reuse_parameters(generation_id: str | None):
         values = service.reuse_parameters(_need(generation_id, "generation"))
         return fill_form(values)
 
     @shows_errors
-    def rerun_exactly(generation_id: str, session_id: str, key: str):
+    def rerun_exactly(generation_id: str | None, session_id: str | None, key: str):
         g = service.rerun_exact(_need(generation_id, "generation"))
         target = str(g.session_id) if g.session_id else session_id
         live = LiveOutputs(rerun_outputs)
         yield from follow_frames(target, key, live, {session: session_update(target)})
 
     @shows_errors
-    def download_snapshot(generation_id: str) -> str:
+    def download_snapshot(generation_id: str | None) -> str:
         return str(service.export_snapshot(_need(generation_id, "generation")))
 
     @shows_errors
@@ -712,7 +718,7 @@ def build(ctx: AppContext) -> Refresh:
         return service.inspect_workflow(_workflow_source(file_bytes, text))
 
     @shows_errors
-    def import_workflow(name: str, file_bytes: bytes | None, text: str, server_id: str):
+    def import_workflow(name: str, file_bytes: bytes | None, text: str, server_id: str | None):
         source = _workflow_source(file_bytes, text)
         view = service.import_workflow(name, source)
         gr.Info(f"Imported “{view.name}”: {', '.join(view.extracted) or 'no parameters found'}")
@@ -726,12 +732,12 @@ def build(ctx: AppContext) -> Refresh:
         return gr.Dropdown(choices=workflow_choices(), value=str(view.id)), workflow_rows()
 
     @shows_errors
-    def make_default(workflow_id: str):
+    def make_default(workflow_id: str | None):
         service.set_default_workflow(_need(workflow_id, "workflow"))
         return gr.Dropdown(choices=workflow_choices(), value=workflow_id), workflow_rows()
 
     @shows_errors
-    def ask_delete_workflow(workflow_id: str):
+    def ask_delete_workflow(workflow_id: str | None):
         view = service.get_workflow(_need(workflow_id, "workflow"))
         text = (
             f"Delete the workflow **{view.name}**? Its {view.generation_count} generations "
@@ -740,7 +746,7 @@ def build(ctx: AppContext) -> Refresh:
         return gr.Row(visible=True), text
 
     @shows_errors
-    def delete_workflow(workflow_id: str):
+    def delete_workflow(workflow_id: str | None):
         name = service.delete_workflow(_need(workflow_id, "workflow"))
         gr.Info(f"Deleted workflow “{name}”; its generations keep their snapshots")
         return (
@@ -750,13 +756,13 @@ def build(ctx: AppContext) -> Refresh:
         )
 
     @shows_errors
-    def show_defaults(workflow_id: str):
+    def show_defaults(workflow_id: str | None):
         if not workflow_id:
             return ""
         return json.dumps(service.get_workflow(workflow_id).parameters, indent=2)
 
     @shows_errors
-    def save_defaults(workflow_id: str, text: str):
+    def save_defaults(workflow_id: str | None, text: str | None):
         try:
             defaults = json.loads(text or "{}")
         except ValueError as exc:
@@ -899,9 +905,9 @@ def build(ctx: AppContext) -> Refresh:
 
     def comfyui_generation(generation_id: str) -> dict:
         """One generation with its parameters, outputs and status, as JSON."""
-        return jsonable(service.get_generation(generation_id))
+        return api_json(jsonable(service.get_generation(generation_id)), service.media_file)
 
-    gr.api(comfyui_generation, api_name="comfyui_generation")
+    api(comfyui_generation, "comfyui_generation")
 
     @shows_errors
     def restore(session_id: str | None, prompt_text: str | None, checkpoint_name: str | None):

@@ -15,6 +15,7 @@ import gradio as gr
 
 from spoonfeeder.connection import STATUS_LABELS
 from spoonfeeder.errors import SpoonFeederError
+from ui.arguments import checker
 
 log = logging.getLogger("spoonfeeder.ui")
 
@@ -34,12 +35,18 @@ def _as_gradio_error(exc: Exception) -> gr.Error:
 
 
 def shows_errors(fn: F) -> F:
-    """Turn service errors into a readable message in the UI, never a stack trace."""
+    """Turn service errors into a readable message in the UI, never a stack trace.
+
+    Arguments are checked against `fn`'s type hints first (see ui/arguments.py): an API
+    caller's wrong kind of value is a sentence, not an AttributeError inside `fn`.
+    """
+    check = checker(fn)
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
+                check(args, kwargs)
                 yield from fn(*args, **kwargs)
             except gr.Error:
                 raise
@@ -51,6 +58,7 @@ def shows_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            check(args, kwargs)
             return fn(*args, **kwargs)
         except gr.Error:
             raise
@@ -58,6 +66,33 @@ def shows_errors(fn: F) -> F:
             raise _as_gradio_error(exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def api(fn: Callable[..., Any], name: str) -> None:
+    """Register `fn` as the API-only endpoint `/name`, its errors sentences like any event's."""
+    gr.api(shows_errors(fn), api_name=name)
+
+
+def api_json(value: Any, media_file: Callable[[str], Any]) -> Any:
+    """`jsonable(value)` for a Gradio API caller, stored files given as `media_path` + `url`.
+
+    gradio_client takes every dict with a "path" string for a file to download and asks
+    the file route for it as written — a media-relative path it refuses (403), so the
+    whole call failed. `media_file` turns a media path into the file on disk (or refuses).
+    """
+    if isinstance(value, list):
+        return [api_json(item, media_file) for item in value]
+    if not isinstance(value, dict):
+        return value
+    converted = {key: api_json(item, media_file) for key, item in value.items()}
+    if isinstance(converted.get("path"), str):
+        relative = converted.pop("path")
+        converted["media_path"] = relative
+        try:
+            converted["url"] = f"/gradio_api/file={media_file(relative)}"
+        except SpoonFeederError:  # the file is gone: say where it was, link nowhere
+            converted["url"] = None
+    return converted
 
 
 class LiveOutputs:

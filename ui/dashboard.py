@@ -8,7 +8,7 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.queue import TaskStats
-from ui.common import Refresh, format_time, shows_errors, status_label
+from ui.common import Refresh, api, format_time, shows_errors, status_label
 
 
 def describe_task_stats(stats: TaskStats) -> str:
@@ -88,5 +88,5 @@ def build(ctx: AppContext) -> Refresh:
             "tasks": jsonable(ctx.tasks.stats()),
         }
 
-    gr.api(dashboard, api_name="dashboard")
+    api(dashboard, "dashboard")
     return refresh, outputs

@@ -12,6 +12,7 @@ import pandas as pd
 from spoonfeeder.chat import ConversationSummary
 from spoonfeeder.comfyui.views import GenerationView
 from spoonfeeder.context import AppContext
+from spoonfeeder.errors import ValidationError
 from spoonfeeder.history import (
     GENERATION_STATUSES,
     ConversationFilters,
@@ -20,9 +21,10 @@ from spoonfeeder.history import (
     TimelineEntry,
 )
 from spoonfeeder.serialize import jsonable
+from ui import inputs
 from ui.chat import render_conversation
 from ui.comfyui_format import STATUS_ICONS, describe_generation
-from ui.common import Refresh, format_time, selected_row_id, shows_errors
+from ui.common import Refresh, api, format_time, selected_row_id, shows_errors
 
 PAGE_SIZE = 24
 ANY = ("any", "")  # a dropdown choice that is no filter
@@ -156,13 +158,13 @@ def build(ctx: AppContext) -> Refresh:
                     scale=3,
                     elem_id="hg-text",
                 )
-                g_status = gr.Dropdown(
+                g_status = inputs.Dropdown(
                     _choices(list(GENERATION_STATUSES)),
                     value="",
                     label="Status",
                     elem_id="hg-status",
                 )
-                g_session = gr.Dropdown(
+                g_session = inputs.Dropdown(
                     [ANY],
                     value="",
                     label="Session",
@@ -170,13 +172,13 @@ def build(ctx: AppContext) -> Refresh:
                     elem_id="hg-session",
                 )
             with gr.Row():
-                g_checkpoint = gr.Dropdown(
+                g_checkpoint = inputs.Dropdown(
                     [ANY], value="", label="Checkpoint", allow_custom_value=True, elem_id="hg-ckpt"
                 )
-                g_sampler = gr.Dropdown(
+                g_sampler = inputs.Dropdown(
                     [ANY], value="", label="Sampler", allow_custom_value=True, elem_id="hg-sampler"
                 )
-                g_scheduler = gr.Dropdown(
+                g_scheduler = inputs.Dropdown(
                     [ANY], value="", label="Scheduler", allow_custom_value=True, elem_id="hg-sched"
                 )
             with gr.Row():
@@ -190,7 +192,7 @@ def build(ctx: AppContext) -> Refresh:
             with gr.Row():
                 g_from = gr.Textbox(label="Created from (YYYY-MM-DD)", elem_id="hg-from")
                 g_to = gr.Textbox(label="Created to (YYYY-MM-DD)", elem_id="hg-to")
-                g_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="hg-page")
+                g_page = inputs.Number(1, label="Page", precision=0, minimum=1, elem_id="hg-page")
                 g_search = gr.Button("Search", variant="primary", elem_id="hg-search")
             g_summary = gr.Markdown(elem_id="hg-summary")
             g_table = gr.Dataframe(
@@ -216,16 +218,16 @@ def build(ctx: AppContext) -> Refresh:
         with gr.Tab("Conversations", id="history-conversations"):
             with gr.Row():
                 c_text = gr.Textbox(label="Title or message contains", scale=3, elem_id="hc-text")
-                c_provider = gr.Dropdown(
+                c_provider = inputs.Dropdown(
                     [ANY], value="", label="Provider", allow_custom_value=True, elem_id="hc-prov"
                 )
-                c_model = gr.Dropdown(
+                c_model = inputs.Dropdown(
                     [ANY], value="", label="Model", allow_custom_value=True, elem_id="hc-model"
                 )
             with gr.Row():
                 c_from = gr.Textbox(label="Active from (YYYY-MM-DD)", elem_id="hc-from")
                 c_to = gr.Textbox(label="Active to (YYYY-MM-DD)", elem_id="hc-to")
-                c_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="hc-page")
+                c_page = inputs.Number(1, label="Page", precision=0, minimum=1, elem_id="hc-page")
                 c_search = gr.Button("Search", variant="primary", elem_id="hc-search")
             c_summary = gr.Markdown(elem_id="hc-summary")
             c_table = gr.Dataframe(
@@ -244,7 +246,7 @@ def build(ctx: AppContext) -> Refresh:
                 )
                 t_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="ht-from")
                 t_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="ht-to")
-                t_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="ht-page")
+                t_page = inputs.Number(1, label="Page", precision=0, minimum=1, elem_id="ht-page")
                 t_search = gr.Button("Search", variant="primary", elem_id="ht-search")
             t_summary = gr.Markdown(elem_id="ht-summary")
             t_table = gr.Dataframe(
@@ -366,22 +368,22 @@ def build(ctx: AppContext) -> Refresh:
         )
 
     @shows_errors
-    def show_history_generation(generation_id: str):
+    def show_history_generation(generation_id: str | None):
         if not (generation_id or "").strip():
             return "", None
         g = ctx.comfyui.get_generation(generation_id.strip())
         return describe(g), jsonable(g.parameters)
 
     @shows_errors
-    def history_rerun_exactly(generation_id: str):
+    def history_rerun_exactly(generation_id: str | None):
         if not (generation_id or "").strip():
-            raise gr.Error("Select a generation first (click a row or an image)")
+            raise ValidationError("Select a generation first (click a row or an image)")
         g = ctx.comfyui.rerun_exact(generation_id.strip())
         gr.Info("Queued an exact re-run; it is the newest generation now.")
         return str(g.id)
 
     @shows_errors
-    def show_history_conversation(conversation_id: str):
+    def show_history_conversation(conversation_id: str | None):
         if not (conversation_id or "").strip():
             return "", []
         conv = ctx.chat.get_conversation(conversation_id.strip())
@@ -474,7 +476,7 @@ def build(ctx: AppContext) -> Refresh:
         sessions, providers and models actually used."""
         return jsonable(history.facets())
 
-    gr.api(history_facets, api_name="history_facets")
+    api(history_facets, "history_facets")
 
     def refresh() -> tuple:
         # Page load and tab open: new filter choices, then `tick` re-runs the searches.

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from spoonfeeder.context import AppContext
-from spoonfeeder.errors import SpoonFeederError
+from spoonfeeder.errors import SpoonFeederError, ValidationError
 from spoonfeeder.ollama_models import (
     InstalledModel,
     LoadedModel,
@@ -22,7 +22,8 @@ from spoonfeeder.ollama_models import (
 )
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.serialize import jsonable
-from ui.common import Refresh, shows_errors
+from ui import inputs
+from ui.common import Refresh, api, shows_errors
 
 INSTALLED_COLUMNS = ["Name", "Size", "Family", "Parameters", "Quantization", "Modified"]
 LOADED_COLUMNS = ["Name", "Memory", "VRAM", "Context", "Unloads"]
@@ -159,7 +160,7 @@ def cloud_target(ctx: AppContext, target: str) -> tuple[str, str | None]:
     if target in CLOUD_KINDS:
         return target, None
     if not target:
-        raise gr.Error("Choose a cloud provider or profile first.")
+        raise ValidationError("Choose a cloud provider or profile first.")
     view = ctx.profiles.get_profile(target)
     return view.provider, str(view.id)
 
@@ -173,7 +174,7 @@ def build(ctx: AppContext) -> Refresh:
     with gr.Row():
         # Custom values allowed: profiles created after start-up are not in the build-time
         # choices that API callers are checked against; the service rejects unknown ids.
-        endpoint = gr.Dropdown(
+        endpoint = inputs.Dropdown(
             choices,
             value="",
             label="Ollama endpoint",
@@ -212,7 +213,9 @@ def build(ctx: AppContext) -> Refresh:
         )
 
     with gr.Accordion("Manage a model", open=True):
-        model_pick = gr.Dropdown([], label="Model", allow_custom_value=True, elem_id="manage-model")
+        model_pick = inputs.Dropdown(
+            [], label="Model", allow_custom_value=True, elem_id="manage-model"
+        )
         with gr.Row():
             load_btn = gr.Button("Load into memory", elem_id="model-load")
             unload_btn = gr.Button("Unload", elem_id="model-unload")
@@ -228,7 +231,7 @@ def build(ctx: AppContext) -> Refresh:
 
     with gr.Accordion("Cloud models", open=False):
         with gr.Row():
-            cloud_pick = gr.Dropdown(
+            cloud_pick = inputs.Dropdown(
                 cloud_choices(ctx),
                 value="openai",
                 label="Provider",
@@ -242,14 +245,15 @@ def build(ctx: AppContext) -> Refresh:
         )
 
     # ----- listings --------------------------------------------------------------
-    def tables(profile_id: str) -> tuple[list[list[str]], list[list[str]], list[str], str]:
+    def tables(profile_id: str | None) -> tuple[list[list[str]], list[list[str]], list[str], str]:
         installed = service.installed(profile_id or None)
         loaded = service.loaded(profile_id or None)
         names = [m.name for m in installed]
         status = f"{len(names)} model{'' if len(names) == 1 else 's'} installed"
         return installed_rows(installed), loaded_rows(loaded), names, status
 
-    def read_tables(profile_id: str):
+    @shows_errors
+    def read_tables(profile_id: str | None):
         # A failure is shown inline, not as a popup: this also runs whenever the tab opens.
         try:
             installed, loaded, names, status = tables(profile_id)
@@ -264,7 +268,7 @@ def build(ctx: AppContext) -> Refresh:
 
     # ----- pull ------------------------------------------------------------------------
     @shows_errors
-    def pull_model(profile_id: str, name: str) -> Iterator[tuple[str, list[list[str]]]]:
+    def pull_model(profile_id: str | None, name: str) -> Iterator[tuple[str, list[list[str]]]]:
         progress = service.pull(name, profile_id or None)  # validates before any request
         shown_status, shown_at = None, 0.0
         for step in progress:
@@ -303,19 +307,19 @@ def build(ctx: AppContext) -> Refresh:
 
     # ----- load / unload / show ----------------------------------------------------------
     @shows_errors
-    def load_model(profile_id: str, name: str):
+    def load_model(profile_id: str | None, name: str | None):
         service.load(name, profile_id=profile_id or None)
         loaded = service.loaded(profile_id or None)
         return loaded_rows(loaded), f"Loaded **{name.strip()}**; it stays in memory until unloaded."
 
     @shows_errors
-    def unload_model(profile_id: str, name: str):
+    def unload_model(profile_id: str | None, name: str | None):
         service.unload(name, profile_id or None)
         loaded = service.loaded(profile_id or None)
         return loaded_rows(loaded), f"Unloaded **{name.strip()}**; it is still installed."
 
     @shows_errors
-    def show_model(profile_id: str, name: str):
+    def show_model(profile_id: str | None, name: str | None):
         info = service.show(name, profile_id or None)
         return details_summary(info), jsonable(info)
 
@@ -331,13 +335,13 @@ def build(ctx: AppContext) -> Refresh:
 
     # ----- delete, in two steps ------------------------------------------------------------
     @shows_errors
-    def ask_delete(name: str):
+    def ask_delete(name: str | None):
         if not (name or "").strip():
-            raise gr.Error("Choose a model to delete.")
+            raise ValidationError("Choose a model to delete.")
         return gr.Row(visible=True), f"Delete **{name.strip()}** from this Ollama server?"
 
     @shows_errors
-    def delete_model(profile_id: str, name: str):
+    def delete_model(profile_id: str | None, name: str | None):
         service.delete(name, profile_id or None)
         installed, loaded, names, status = tables(profile_id)
         return (
@@ -370,12 +374,12 @@ def build(ctx: AppContext) -> Refresh:
 
     # ----- JSON endpoints for scripts (gradio_client) -----------------------------------------
     @shows_errors
-    def list_ollama_models(profile_id: str = "") -> list[dict[str, Any]]:
+    def list_ollama_models(profile_id: str | None = "") -> list[dict[str, Any]]:
         """Installed models of the Ollama setting ("") or of an Ollama profile (its id)."""
         return jsonable(service.installed(profile_id or None))
 
     @shows_errors
-    def list_loaded_models(profile_id: str = "") -> list[dict[str, Any]]:
+    def list_loaded_models(profile_id: str | None = "") -> list[dict[str, Any]]:
         """Models in memory on the Ollama setting ("") or an Ollama profile (its id)."""
         return jsonable(service.loaded(profile_id or None))
 
@@ -385,9 +389,9 @@ def build(ctx: AppContext) -> Refresh:
         provider, profile_id = cloud_target(ctx, target)
         return jsonable(ctx.providers.get(provider, profile_id).list_models())
 
-    gr.api(list_ollama_models, api_name="list_ollama_models")
-    gr.api(list_loaded_models, api_name="list_loaded_models")
-    gr.api(list_provider_models, api_name="list_provider_models")
+    api(list_ollama_models, "list_ollama_models")
+    api(list_loaded_models, "list_loaded_models")
+    api(list_provider_models, "list_provider_models")
 
     def refresh():
         # Keep the chosen endpoint; the tick's change event re-reads its tables.

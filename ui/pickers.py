@@ -27,7 +27,7 @@ def provider_choices(ctx: AppContext) -> list[tuple[str, str]]:
     return choices
 
 
-def resolve_target(ctx: AppContext, choice: str, model: str) -> ChatTarget:
+def resolve_target(ctx: AppContext, choice: str, model: str | None) -> ChatTarget:
     if choice.startswith(PROFILE_PREFIX):
         profile = ctx.profiles.get_profile(choice[len(PROFILE_PREFIX) :])
         return ChatTarget(profile.provider, model or "", profile.id)

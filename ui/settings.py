@@ -7,10 +7,12 @@ import json
 import gradio as gr
 
 from spoonfeeder.context import AppContext
+from spoonfeeder.errors import ValidationError
 from spoonfeeder.profiles import ConnectionCheck, KeyView, ProfileView, SettingView
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.serialize import jsonable
-from ui.common import Refresh, format_time, shows_errors, status_label
+from ui import inputs
+from ui.common import Refresh, api, format_time, shows_errors, status_label
 
 SETTING_COLUMNS = ["Provider", "Endpoint", "API key", "Default model", "Status", "Last tested"]
 PROFILE_COLUMNS = ["Name", "Provider", "Endpoint", "API key", "Status", "Last tested"]
@@ -101,7 +103,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         first = profiles.get_setting("ollama")
         with gr.Row():
-            provider = gr.Dropdown(
+            provider = inputs.Dropdown(
                 PROVIDER_CHOICES, value="ollama", label="Provider", elem_id="setting-provider"
             )
             endpoint = gr.Textbox(
@@ -121,7 +123,7 @@ def build(ctx: AppContext) -> Refresh:
             default_model = gr.Textbox(
                 label="Default model", value=first.default_model or "", elem_id="setting-model"
             )
-        clear_key = gr.Checkbox(label="Remove the stored API key", value=False)
+        clear_key = inputs.Checkbox(label="Remove the stored API key", value=False)
         with gr.Row():
             save_btn = gr.Button("Save", variant="primary", elem_id="setting-save")
             test_btn = gr.Button("Test connection", elem_id="setting-test")
@@ -141,7 +143,7 @@ def build(ctx: AppContext) -> Refresh:
             wrap=True,
             elem_id="profile-table",
         )
-        profile_pick = gr.Dropdown(
+        profile_pick = inputs.Dropdown(
             profile_choices(views),
             value=NEW_PROFILE,
             label="Profile",
@@ -152,7 +154,7 @@ def build(ctx: AppContext) -> Refresh:
         profile_id = gr.Textbox(label="Profile id", visible="hidden", elem_id="profile-id")
         with gr.Row():
             p_name = gr.Textbox(label="Name", elem_id="profile-name")
-            p_provider = gr.Dropdown(
+            p_provider = inputs.Dropdown(
                 PROVIDER_CHOICES, value="openai", label="Provider", elem_id="profile-provider"
             )
             p_url = gr.Textbox(
@@ -166,7 +168,7 @@ def build(ctx: AppContext) -> Refresh:
                 placeholder="No key stored",
                 elem_id="profile-key",
             )
-            p_clear = gr.Checkbox(label="Remove the stored API key", value=False)
+            p_clear = inputs.Checkbox(label="Remove the stored API key", value=False)
         p_options = gr.Code(
             label="Options (JSON object)", language="json", value="{}", elem_id="profile-options"
         )
@@ -264,13 +266,13 @@ def build(ctx: AppContext) -> Refresh:
         return selected, profile_rows(views), choices
 
     @shows_errors
-    def load_profile(profile_id: str):
+    def load_profile(profile_id: str | None):
         view = profiles.get_profile(profile_id) if profile_id else None
         return (profile_id, *_profile_form(view), gr.Row(visible=False))
 
     @shows_errors
     def save_profile(
-        profile_id: str, name: str, kind: str, url: str, key: str, options: str, clear: bool
+        profile_id: str | None, name: str, kind: str, url: str, key: str, options: str, clear: bool
     ):
         if profile_id:
             view = profiles.update_profile(
@@ -284,7 +286,7 @@ def build(ctx: AppContext) -> Refresh:
         return (*_refreshed(str(view.id)), *_profile_form(view))
 
     @shows_errors
-    def test_profile_form(profile_id: str, kind: str, url: str, key: str):
+    def test_profile_form(profile_id: str | None, kind: str, url: str, key: str):
         """Test connection: what the form holds, a new profile's too."""
         check = profiles.check_profile_values(profile_id or None, kind, url, key)
         return profile_rows(profiles.list_profiles()), _check_line(check)
@@ -295,16 +297,16 @@ def build(ctx: AppContext) -> Refresh:
         return {"status": view.status, "message": view.status_message, "tested": view.last_tested}
 
     @shows_errors
-    def ask_delete(profile_id: str):
+    def ask_delete(profile_id: str | None):
         if not profile_id:
-            raise gr.Error("Choose a saved profile to delete.")
+            raise ValidationError("Choose a saved profile to delete.")
         view = profiles.get_profile(profile_id)
         return gr.Row(visible=True), f"Delete profile **{view.name}**? This cannot be undone."
 
     @shows_errors
-    def delete_profile(profile_id: str):
+    def delete_profile(profile_id: str | None):
         if not profile_id:
-            raise gr.Error("Choose a saved profile to delete.")
+            raise ValidationError("Choose a saved profile to delete.")
         name = profiles.delete_profile(profile_id)
         gr.Info(f"Deleted profile '{name}'")
         return (*_refreshed(NEW_PROFILE), *_profile_form(None), gr.Row(visible=False))
@@ -350,10 +352,10 @@ def build(ctx: AppContext) -> Refresh:
     def list_profiles() -> list[dict]:
         return jsonable(profiles.list_profiles())
 
-    gr.api(list_provider_settings, api_name="list_provider_settings")
-    gr.api(list_profiles, api_name="list_profiles")
-    gr.api(shows_errors(test_provider_setting), api_name="test_provider_setting")
-    gr.api(shows_errors(test_profile), api_name="test_profile")
+    api(list_provider_settings, "list_provider_settings")
+    api(list_profiles, "list_profiles")
+    api(test_provider_setting, "test_provider_setting")
+    api(test_profile, "test_profile")
 
     def refresh():
         views = profiles.list_profiles()

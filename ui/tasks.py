@@ -16,10 +16,13 @@ from spoonfeeder.db.types import utcnow
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.queue import STATUSES, TaskPage, TaskView
+from ui import inputs
+from ui.arguments import checks_arguments
 from ui.common import (
     LiveOutputs,
     NewestView,
     Refresh,
+    api,
     format_time,
     selected_row_id,
     shows_errors,
@@ -132,7 +135,7 @@ def build(ctx: AppContext) -> Refresh:
     with gr.Accordion("New task", open=False):
         with gr.Row():
             name = gr.Textbox(label="Name (optional)", scale=2, elem_id="task-name")
-            task_type = gr.Dropdown(
+            task_type = inputs.Dropdown(
                 service.task_types(),
                 value="text.generate",
                 label="Type",
@@ -141,7 +144,7 @@ def build(ctx: AppContext) -> Refresh:
                 elem_id="task-type",
             )
         with gr.Row():
-            provider = gr.Dropdown(
+            provider = inputs.Dropdown(
                 provider_choices(ctx),
                 value=next(iter(CHAT_PROVIDERS)),
                 label="Provider",
@@ -149,7 +152,7 @@ def build(ctx: AppContext) -> Refresh:
                 scale=2,
                 elem_id="task-provider",
             )
-            model = gr.Dropdown(
+            model = inputs.Dropdown(
                 [], label="Model", allow_custom_value=True, scale=2, elem_id="task-model"
             )
         prompt = gr.Textbox(
@@ -157,7 +160,7 @@ def build(ctx: AppContext) -> Refresh:
             lines=3,
             elem_id="task-prompt",
         )
-        inputs = gr.Textbox(
+        batch_inputs = gr.Textbox(
             label="Inputs for text.batch, one per line", lines=3, elem_id="task-inputs"
         )
         with gr.Row():
@@ -167,16 +170,18 @@ def build(ctx: AppContext) -> Refresh:
                 scale=3,
                 elem_id="task-options",
             )
-            priority = gr.Number(0, label="Priority", precision=0, scale=1)
-            max_attempts = gr.Number(3, label="Attempts", precision=0, minimum=1, scale=1)
+            priority = inputs.Number(0, label="Priority", precision=0, scale=1)
+            max_attempts = inputs.Number(3, label="Attempts", precision=0, minimum=1, scale=1)
         create_btn = gr.Button("Create task", variant="primary", elem_id="task-create")
 
     with gr.Row():
-        status = gr.Dropdown(["all", *STATUSES], value="all", label="Status", elem_id="tf-status")
-        type_filter = gr.Dropdown(
+        status = inputs.Dropdown(
+            ["all", *STATUSES], value="all", label="Status", elem_id="tf-status"
+        )
+        type_filter = inputs.Dropdown(
             ["all", *service.task_types()], value="all", label="Type", elem_id="tf-type"
         )
-        provider_filter = gr.Dropdown(
+        provider_filter = inputs.Dropdown(
             ["all", *CHAT_PROVIDERS, "comfyui"],
             value="all",
             label="Provider",
@@ -184,7 +189,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         created_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="tf-from")
         created_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="tf-to")
-        page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="tf-page")
+        page = inputs.Number(1, label="Page", precision=0, minimum=1, elem_id="tf-page")
     summary = gr.Markdown(elem_id="tasks-summary")
     table = gr.Dataframe(
         headers=COLUMNS,
@@ -211,7 +216,15 @@ def build(ctx: AppContext) -> Refresh:
     watched = [summary, table, details, result]  # what the live view shows
     tick = gr.Textbox(visible=False)  # set on tab open: starts the live view
 
-    def list_page(status_, type_, provider_, from_, to_, page_) -> TaskPage:
+    @checks_arguments
+    def list_page(
+        status_: str,
+        type_: str,
+        provider_: str,
+        from_: str | None,
+        to_: str | None,
+        page_: float | None,
+    ) -> TaskPage:
         offset = (max(1, int(page_ or 1)) - 1) * PAGE_SIZE
         return service.list_tasks(
             status=status_,
@@ -231,7 +244,7 @@ def build(ctx: AppContext) -> Refresh:
         rows = pd.DataFrame([task_row(t, now) for t in listed.items], columns=COLUMNS)
         return page_summary(listed), rows
 
-    def render_details(task_id: str) -> tuple[str, Any]:
+    def render_details(task_id: str | None) -> tuple[str, Any]:
         if not (task_id or "").strip():
             return "", None
         task = service.get_task(task_id)
@@ -243,7 +256,14 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def watch_tasks(
-        status_, type_, provider_, from_, to_, page_, task_id, request: gr.Request
+        status_: str,
+        type_: str,
+        provider_: str,
+        from_: str | None,
+        to_: str | None,
+        page_: float | None,
+        task_id: str | None,
+        request: gr.Request,
     ) -> Iterator[tuple]:
         """The table (and the selected task) again whenever a task event arrives."""
         filter_values = (status_, type_, provider_, from_, to_, page_)
@@ -272,14 +292,24 @@ def build(ctx: AppContext) -> Refresh:
         finally:
             views.end(key, ticket)
 
-    def _safe_details(task_id: str) -> tuple[str, Any]:
+    def _safe_details(task_id: str | None) -> tuple[str, Any]:
         try:
             return render_details(task_id)
         except Exception as exc:  # deleted meanwhile: say so, keep the view alive
             return f"⚠️ {exc}", None
 
     @shows_errors
-    def create_task(name_, type_, provider_, model_, prompt_, inputs_, options_, prio, attempts):
+    def create_task(
+        name_: str | None,
+        type_: str,
+        provider_: str,
+        model_: str | None,
+        prompt_: str | None,
+        inputs_: str | None,
+        options_: str | None,
+        prio: float | None,
+        attempts: float | None,
+    ):
         target = resolve_target(ctx, provider_, model_ or "")
         extra = {"profile_id": str(target.profile_id)} if target.profile_id else {}
         task = service.create_task(
@@ -325,8 +355,12 @@ def build(ctx: AppContext) -> Refresh:
     def list_task_types() -> list[dict[str, str]]:
         return [{"type": t, "description": service.describe_type(t)} for t in service.task_types()]
 
+    @shows_errors
+    def list_task_models(choice: str):
+        return model_dropdown(ctx, choice)
+
     provider.input(
-        lambda choice: model_dropdown(ctx, choice),
+        list_task_models,
         provider,
         model,
         api_name="list_task_models",
@@ -334,7 +368,7 @@ def build(ctx: AppContext) -> Refresh:
     )
     create_btn.click(
         create_task,
-        [name, task_type, provider, model, prompt, inputs, options, priority, max_attempts],
+        [name, task_type, provider, model, prompt, batch_inputs, options, priority, max_attempts],
         selected,
         api_name="create_task",
     )
@@ -369,8 +403,8 @@ def build(ctx: AppContext) -> Refresh:
         """One task with its result or error, as JSON."""
         return jsonable(service.get_task(task_id))
 
-    gr.api(task_json, api_name="task")
-    gr.api(list_task_types, api_name="task_types")
+    api(task_json, "task")
+    api(list_task_types, "task_types")
 
     def refresh() -> tuple:
         # On page load and tab open: the providers (profiles made since), and (re)start
