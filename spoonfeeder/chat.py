@@ -33,6 +33,7 @@ from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import Conversation, Message
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, ProviderError, ValidationError
+from spoonfeeder.ids import parse_id
 from spoonfeeder.providers.base import (
     ChatMessage,
     ChatOptions,
@@ -783,12 +784,7 @@ def describe_message(m: MessageView) -> str:
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFoundError(f"No conversation or message with id {value!r}") from None
+    return parse_id(value, "conversation or message")
 
 
 def _title_from(text: str) -> str:

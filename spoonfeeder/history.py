@@ -33,7 +33,8 @@ from spoonfeeder.comfyui.views import (
     SessionView,
 )
 from spoonfeeder.db.models import ComfyUIGeneration, Conversation, Message
-from spoonfeeder.errors import ValidationError
+from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.ids import parse_id, shown
 from spoonfeeder.tasks.service import parse_when
 
 GENERATION_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
@@ -212,10 +213,10 @@ def generation_conditions(filters: GenerationFilters) -> list[ColumnElement[bool
         where.append(g.status == status)
     if not _blank(filters.session_id):
         try:
-            session_key = uuid.UUID(str(filters.session_id).strip())
-        except ValueError:
+            session_key = parse_id(filters.session_id, "session")
+        except NotFoundError:
             raise ValidationError(
-                f"Session: {filters.session_id!r} is not a session id", "session"
+                f"Session: {shown(filters.session_id)} is not a session id", "session"
             ) from None
         where.append(g.session_id == session_key)
     for column, value in (

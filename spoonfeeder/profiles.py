@@ -32,6 +32,7 @@ from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import Profile, ProviderSetting
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, SecretError, ValidationError
+from spoonfeeder.ids import parse_id
 from spoonfeeder.providers.kinds import PROVIDER_KINDS, ProviderKind, provider_kind
 from spoonfeeder.providers.options import check_options
 
@@ -486,10 +487,7 @@ class ProfileService:
         return session.scalar(select(ProviderSetting).where(ProviderSetting.provider == provider))
 
     def _profile_row(self, session: Session, profile_id: uuid.UUID | str) -> Profile:
-        try:
-            key = profile_id if isinstance(profile_id, uuid.UUID) else uuid.UUID(str(profile_id))
-        except ValueError:
-            raise NotFoundError(f"No profile with id {profile_id!r}") from None
+        key = parse_id(profile_id, "profile")
         row = session.get(Profile, key)
         if row is None:
             raise NotFoundError(f"No profile with id {profile_id} (it may have been deleted)")

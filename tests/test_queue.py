@@ -259,7 +259,7 @@ def test_delete_removes_a_task_with_its_result_and_children_but_not_while_runnin
         tasks.delete_task(running)
     with pytest.raises(NotFoundError):
         tasks.get_task(parent)
-    with pytest.raises(NotFoundError, match="not a task id"):
+    with pytest.raises(NotFoundError, match="No task with id 'nonsense'"):
         tasks.get_task("nonsense")
 
 

@@ -6,6 +6,7 @@ import gradio as gr
 
 from spoonfeeder.context import AppContext
 from ui import chat, comfyui, dashboard, history, models, settings, tasks
+from ui.inputs import CheckedBlocks
 
 TITLE = "Spoon Feeder"
 
@@ -15,7 +16,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
     # cache: a deleted output is gone from every route, and a 4 GiB video is not stored
     # twice. (Still behind the login: Gradio's file route checks it.)
     gr.set_static_paths([ctx.settings.media_path])
-    with gr.Blocks(title=TITLE) as demo:
+    with CheckedBlocks(title=TITLE) as demo:
         gr.Markdown(f"# 🥄 {TITLE}")
         # Kept in the browser, so a reload reopens what was open. At the top level: in a
         # tab that was never opened, a BrowserState is not restored.

@@ -18,7 +18,8 @@ from typing import Any, Literal, TypeVar, Union
 import gradio as gr
 
 from spoonfeeder.errors import ValidationError
-from ui.inputs import kind_of, shown
+from spoonfeeder.ids import shown
+from ui.inputs import kind_of
 
 # Parameters Gradio fills in itself: never the caller's to get wrong.
 INJECTED = (gr.Request, gr.EventData, gr.Progress)

@@ -26,7 +26,6 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.providers.base import ChatMessage, ChatOptions
 from spoonfeeder.providers.registry import warm_up
-from ui import inputs
 from ui.common import LiveOutputs, Refresh, api, format_time, shows_errors
 from ui.pickers import (
     listing_dropdown,
@@ -129,7 +128,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             # allow_custom_value on every picker filled from the database: Gradio checks an
             # API caller's value against the choices the dropdown had when the app started,
             # which would refuse anything created since. The services check the values.
-            picker = inputs.Dropdown(
+            picker = gr.Dropdown(
                 conversation_choices(chat),
                 label="Conversations",
                 value=None,
@@ -151,7 +150,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                     cancel_btn = gr.Button("Cancel", elem_id="chat-cancel-delete")
         with gr.Column(scale=3):
             with gr.Row():
-                provider = inputs.Dropdown(
+                provider = gr.Dropdown(
                     provider_choices(ctx),
                     value="ollama",
                     label="Provider",
@@ -159,7 +158,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                     elem_id="chat-provider",
                     scale=2,
                 )
-                model = inputs.Dropdown(
+                model = gr.Dropdown(
                     [], label="Model", allow_custom_value=True, elem_id="chat-model", scale=3
                 )
                 refresh_models = gr.Button(
@@ -168,10 +167,10 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             with gr.Accordion("System prompt and options", open=False):
                 system = gr.Textbox(label="System prompt", lines=2, elem_id="chat-system")
                 with gr.Row():
-                    temperature = inputs.Slider(
+                    temperature = gr.Slider(
                         0, 2, value=0.7, step=0.05, label="Temperature", elem_id="chat-temperature"
                     )
-                    max_tokens = inputs.Number(
+                    max_tokens = gr.Number(
                         0,
                         label="Max tokens (0 = provider default)",
                         precision=0,
@@ -188,7 +187,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
                 label="Conversation",
                 buttons=["copy"],
             )
-            message = inputs.MultimodalTextbox(
+            message = gr.MultimodalTextbox(
                 placeholder="Message… (attach images for vision models)",
                 file_types=["image"],
                 file_count="multiple",

@@ -24,7 +24,6 @@ from spoonfeeder.comfyui.views import TERMINAL, GenerationView, SweepView
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.serialize import jsonable
-from ui import inputs
 from ui.comfyui_format import (
     FORM_KEYS,
     GENERATION_COLUMNS,
@@ -91,10 +90,10 @@ def build(ctx: AppContext) -> Refresh:
         "result can be re-run exactly."
     )
     with gr.Row():
-        session = inputs.Dropdown(
+        session = gr.Dropdown(
             [], label="Session", allow_custom_value=True, scale=3, elem_id="cf-session"
         )
-        server = inputs.Dropdown(
+        server = gr.Dropdown(
             server_choices(),
             value=DEFAULT_SERVER,
             label="ComfyUI server",
@@ -111,7 +110,7 @@ def build(ctx: AppContext) -> Refresh:
         rename_btn = gr.Button("Rename", scale=1, elem_id="cf-rename")
         delete_btn = gr.Button("Delete session", variant="stop", scale=1, elem_id="cf-delete")
     with gr.Row(visible=False) as confirm_row:
-        also_generations = inputs.Checkbox(
+        also_generations = gr.Checkbox(
             label="Also delete its generations and their files", elem_id="cf-delete-gens"
         )
         confirm_btn = gr.Button("Yes, delete the session", variant="stop", elem_id="cf-confirm")
@@ -120,7 +119,7 @@ def build(ctx: AppContext) -> Refresh:
 
     with gr.Row():
         with gr.Column(scale=2):
-            workflow = inputs.Dropdown(
+            workflow = gr.Dropdown(
                 workflow_choices(),
                 label="Workflow",
                 allow_custom_value=True,
@@ -128,7 +127,7 @@ def build(ctx: AppContext) -> Refresh:
             )
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="cf-prompt")
             negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="cf-negative")
-            input_image = inputs.Image(
+            input_image = gr.Image(
                 label="Input image",
                 type="filepath",
                 sources=["upload", "clipboard"],
@@ -137,12 +136,12 @@ def build(ctx: AppContext) -> Refresh:
                 elem_id="cf-image",
             )
             with gr.Row():
-                width = inputs.Number(label="Width", precision=0, step=8, elem_id="cf-width")
-                height = inputs.Number(label="Height", precision=0, step=8, elem_id="cf-height")
+                width = gr.Number(label="Width", precision=0, step=8, elem_id="cf-width")
+                height = gr.Number(label="Height", precision=0, step=8, elem_id="cf-height")
             with gr.Row():
-                steps = inputs.Number(label="Steps", precision=0, elem_id="cf-steps")
-                cfg = inputs.Number(label="CFG", step=0.5, elem_id="cf-cfg")
-                denoise = inputs.Number(
+                steps = gr.Number(label="Steps", precision=0, elem_id="cf-steps")
+                cfg = gr.Number(label="CFG", step=0.5, elem_id="cf-cfg")
+                denoise = gr.Number(
                     label="Denoise (how far from the input image, 0–1)",
                     minimum=0,
                     maximum=1,
@@ -151,18 +150,18 @@ def build(ctx: AppContext) -> Refresh:
                     elem_id="cf-denoise",
                 )
             with gr.Row():
-                sampler = inputs.Dropdown(
+                sampler = gr.Dropdown(
                     [], label="Sampler", allow_custom_value=True, elem_id="cf-sampler"
                 )
-                scheduler = inputs.Dropdown(
+                scheduler = gr.Dropdown(
                     [], label="Scheduler", allow_custom_value=True, elem_id="cf-scheduler"
                 )
             with gr.Row():
-                seed = inputs.Number(-1, label="Seed (-1 = random)", precision=0, elem_id="cf-seed")
-                checkpoint = inputs.Dropdown(
+                seed = gr.Number(-1, label="Seed (-1 = random)", precision=0, elem_id="cf-seed")
+                checkpoint = gr.Dropdown(
                     [], label="Checkpoint", allow_custom_value=True, elem_id="cf-checkpoint"
                 )
-            loras = inputs.Dataframe(
+            loras = gr.Dataframe(
                 headers=LORA_HEADERS,
                 datatype=["str", "number", "number"],
                 type="array",
@@ -173,8 +172,8 @@ def build(ctx: AppContext) -> Refresh:
             )
             lora_names = gr.Markdown(elem_id="cf-lora-names")
             with gr.Row():
-                batch_size = inputs.Number(1, label="Batch size", precision=0, elem_id="cf-batch")
-                batch_count = inputs.Number(
+                batch_size = gr.Number(1, label="Batch size", precision=0, elem_id="cf-batch")
+                batch_count = gr.Number(
                     1, label="Batch count", precision=0, minimum=1, elem_id="cf-count"
                 )
             with gr.Row():
@@ -182,14 +181,14 @@ def build(ctx: AppContext) -> Refresh:
                 interrupt_btn = gr.Button("Interrupt", variant="stop", elem_id="cf-interrupt")
             with gr.Accordion("Parameter sweep", open=False):
                 with gr.Row():
-                    axis1 = inputs.Dropdown(
+                    axis1 = gr.Dropdown(
                         list(SWEEPABLE), value="cfg", label="Vary", elem_id="cf-axis1"
                     )
                     values1 = gr.Textbox(
                         label="Values", placeholder="4, 6, 8", elem_id="cf-values1"
                     )
                 with gr.Row():
-                    axis2 = inputs.Dropdown(
+                    axis2 = gr.Dropdown(
                         ["", *SWEEPABLE], value="", label="and (optional)", elem_id="cf-axis2"
                     )
                     values2 = gr.Textbox(label="Values", placeholder="20, 30", elem_id="cf-values2")
@@ -244,7 +243,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         with gr.Row():
             wf_name = gr.Textbox(label="Name for the import", scale=2, elem_id="cf-wf-name")
-            wf_file = inputs.File(
+            wf_file = gr.File(
                 label="Workflow file (API format .json)",
                 file_types=[".json"],
                 type="binary",

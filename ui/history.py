@@ -21,7 +21,6 @@ from spoonfeeder.history import (
     TimelineEntry,
 )
 from spoonfeeder.serialize import jsonable
-from ui import inputs
 from ui.chat import render_conversation
 from ui.comfyui_format import STATUS_ICONS, describe_generation
 from ui.common import Refresh, api, format_time, selected_row_id, shows_errors
@@ -158,13 +157,13 @@ def build(ctx: AppContext) -> Refresh:
                     scale=3,
                     elem_id="hg-text",
                 )
-                g_status = inputs.Dropdown(
+                g_status = gr.Dropdown(
                     _choices(list(GENERATION_STATUSES)),
                     value="",
                     label="Status",
                     elem_id="hg-status",
                 )
-                g_session = inputs.Dropdown(
+                g_session = gr.Dropdown(
                     [ANY],
                     value="",
                     label="Session",
@@ -172,13 +171,13 @@ def build(ctx: AppContext) -> Refresh:
                     elem_id="hg-session",
                 )
             with gr.Row():
-                g_checkpoint = inputs.Dropdown(
+                g_checkpoint = gr.Dropdown(
                     [ANY], value="", label="Checkpoint", allow_custom_value=True, elem_id="hg-ckpt"
                 )
-                g_sampler = inputs.Dropdown(
+                g_sampler = gr.Dropdown(
                     [ANY], value="", label="Sampler", allow_custom_value=True, elem_id="hg-sampler"
                 )
-                g_scheduler = inputs.Dropdown(
+                g_scheduler = gr.Dropdown(
                     [ANY], value="", label="Scheduler", allow_custom_value=True, elem_id="hg-sched"
                 )
             with gr.Row():
@@ -192,7 +191,7 @@ def build(ctx: AppContext) -> Refresh:
             with gr.Row():
                 g_from = gr.Textbox(label="Created from (YYYY-MM-DD)", elem_id="hg-from")
                 g_to = gr.Textbox(label="Created to (YYYY-MM-DD)", elem_id="hg-to")
-                g_page = inputs.Number(1, label="Page", precision=0, minimum=1, elem_id="hg-page")
+                g_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="hg-page")
                 g_search = gr.Button("Search", variant="primary", elem_id="hg-search")
             g_summary = gr.Markdown(elem_id="hg-summary")
             g_table = gr.Dataframe(
@@ -218,16 +217,16 @@ def build(ctx: AppContext) -> Refresh:
         with gr.Tab("Conversations", id="history-conversations"):
             with gr.Row():
                 c_text = gr.Textbox(label="Title or message contains", scale=3, elem_id="hc-text")
-                c_provider = inputs.Dropdown(
+                c_provider = gr.Dropdown(
                     [ANY], value="", label="Provider", allow_custom_value=True, elem_id="hc-prov"
                 )
-                c_model = inputs.Dropdown(
+                c_model = gr.Dropdown(
                     [ANY], value="", label="Model", allow_custom_value=True, elem_id="hc-model"
                 )
             with gr.Row():
                 c_from = gr.Textbox(label="Active from (YYYY-MM-DD)", elem_id="hc-from")
                 c_to = gr.Textbox(label="Active to (YYYY-MM-DD)", elem_id="hc-to")
-                c_page = inputs.Number(1, label="Page", precision=0, minimum=1, elem_id="hc-page")
+                c_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="hc-page")
                 c_search = gr.Button("Search", variant="primary", elem_id="hc-search")
             c_summary = gr.Markdown(elem_id="hc-summary")
             c_table = gr.Dataframe(
@@ -246,7 +245,7 @@ def build(ctx: AppContext) -> Refresh:
                 )
                 t_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="ht-from")
                 t_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="ht-to")
-                t_page = inputs.Number(1, label="Page", precision=0, minimum=1, elem_id="ht-page")
+                t_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="ht-page")
                 t_search = gr.Button("Search", variant="primary", elem_id="ht-search")
             t_summary = gr.Markdown(elem_id="ht-summary")
             t_table = gr.Dataframe(

@@ -1,34 +1,34 @@
-"""Input components that refuse a wrong value with a sentence naming the field.
+"""The app's Blocks, refusing a wrong input value with a sentence that names the field.
 
 The browser only ever sends a value of the right kind, but every event is also an API
-endpoint, and Gradio's own components answer a wrong kind with a generic "Error" (a
-number that is text, a malformed file or message) or with a message that echoes the whole
-value (a dropdown's "Value: <1 MB> is not in the list of choices"). These subclasses look
-exactly like Gradio's (`is_template` keeps the front-end component) and check the payload
-first. A refusal is a `gr.Error` without a traceback in the log: it is the caller's
-mistake, not ours.
-
-Gradio writes a type stub (`ui/inputs.pyi`) beside any module that subclasses a component,
-for editors; it is generated, ignored by git and by ruff.
+endpoint, and Gradio answers a wrong kind with a bare "Error" and a traceback in the log
+(a number that is text, a malformed file, message or table, a file reference to a path
+that was never uploaded) or with a message that echoes the whole value (a dropdown's
+"Value: <1 MB> is not in the list of choices"). `CheckedBlocks` looks at each payload
+before Gradio processes it. A refusal is a `gr.Error` that logs no traceback: it is the
+caller's mistake, not ours.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
 import gradio as gr
 import pydantic
+from gradio.exceptions import InvalidPathError
 
-SHOWN_CHARS = 40  # of a refused value, in a message
+from spoonfeeder.ids import shown
+
 SHOWN_CHOICES = 8
-
-
-def shown(value: Any) -> str:
-    """A refused value as a message quotes it: short, one line."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+UPLOAD_FIRST = "upload files first (gradio_client: handle_file(path))"
+# What a data-model component takes, in words (its payload failed the model).
+SHAPES: dict[type, str] = {
+    gr.MultimodalTextbox: 'an object like {"text": "…", "files": []}',
+    gr.Image: f"an uploaded image — {UPLOAD_FIRST}",
+    gr.File: f"an uploaded file — {UPLOAD_FIRST}",
+    gr.Dataframe: 'a table like {"headers": […], "data": [[…], …]}',
+}
 
 
 def kind_of(value: Any) -> str:
@@ -51,138 +51,86 @@ def refuse(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def _field(component: Any) -> str:
-    label = getattr(component, "label", None)  # not yet set while Gradio initialises it
+def field(block: Any) -> str:
+    label = getattr(block, "label", None)
     return f"“{label}”" if label else "This field"
 
 
-def check_number(component: Any, payload: Any) -> Any:
+def check_number(block: gr.Number | gr.Slider, payload: Any) -> None:
     if payload is None:
-        return None
-    field = _field(component)
+        if isinstance(block, gr.Slider):  # a slider always has a value; Gradio fails on None
+            raise refuse(f"{field(block)} must be a number, not nothing.")
+        return
     if isinstance(payload, bool) or not isinstance(payload, (int, float)):
-        raise refuse(f"{field} must be a number, not {kind_of(payload)} ({shown(payload)}).")
+        raise refuse(f"{field(block)} must be a number, not {kind_of(payload)} ({shown(payload)}).")
     if isinstance(payload, float) and not math.isfinite(payload):
-        raise refuse(f"{field} must be a finite number.")
-    low, high = component.minimum, component.maximum
+        raise refuse(f"{field(block)} must be a finite number.")
+    low, high = block.minimum, block.maximum
     if low is not None and high is not None and not low <= payload <= high:
-        raise refuse(f"{field} must be between {low:g} and {high:g} (got {payload:g}).")
+        raise refuse(f"{field(block)} must be between {low:g} and {high:g} (got {payload:g}).")
     if low is not None and payload < low:
-        raise refuse(f"{field} must be at least {low:g} (got {payload:g}).")
+        raise refuse(f"{field(block)} must be at least {low:g} (got {payload:g}).")
     if high is not None and payload > high:
-        raise refuse(f"{field} must be at most {high:g} (got {payload:g}).")
-    return payload
+        raise refuse(f"{field(block)} must be at most {high:g} (got {payload:g}).")
 
 
-class Number(gr.Number):
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        return super().preprocess(check_number(self, payload))
-
-
-class Slider(gr.Slider):
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        return super().preprocess(check_number(self, payload))
-
-
-class Checkbox(gr.Checkbox):
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        if payload is not None and not isinstance(payload, bool):
-            raise refuse(f"{_field(self)} must be true or false, not {shown(payload)}.")
-        return payload
-
-
-class Dropdown(gr.Dropdown):
-    """A dropdown whose refusal names the field and the choices, never echoing 1 MB.
-
-    With `allow_custom_value` any text (or number) is let through for the handler to
-    judge against what exists now; other kinds are refused here.
-    """
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        values = payload if isinstance(payload, list) and self.multiselect else [payload]
-        for value in values:
-            self._check(value)
-        return super().preprocess(payload)
-
-    def _check(self, value: Any) -> None:
+def check_choice(block: gr.Dropdown, payload: Any) -> None:
+    """A scalar choice; with `allow_custom_value` any text or number (the handler judges
+    it against what exists now), else one of the choices — named, the value not echoed."""
+    values = payload if block.multiselect and isinstance(payload, list) else [payload]
+    for value in values:
         if value is None:
-            return
+            continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise refuse(f"{_field(self)} must be a choice, not {kind_of(value)}.")
-        choices = [choice for _, choice in self.choices]
-        if self.allow_custom_value or value in choices:
-            return
+            raise refuse(f"{field(block)} must be a choice, not {kind_of(value)}.")
+        choices = [choice for _, choice in block.choices]
+        if block.allow_custom_value or value in choices:
+            continue
         listed = ", ".join(shown(choice) for choice in choices[:SHOWN_CHOICES])
         more = f" and {len(choices) - SHOWN_CHOICES} more" if len(choices) > SHOWN_CHOICES else ""
         offer = f" Choose one of {listed}{more}." if choices else " There is nothing to choose yet."
-        raise refuse(f"{_field(self)}: {shown(value)} is not one of the choices.{offer}")
+        raise refuse(f"{field(block)}: {shown(value)} is not one of the choices.{offer}")
 
 
-@functools.cache  # one class per model and message, not one per component or session
-def _refusing(model: type[Any], message: str) -> type[Any]:
-    """`model` with a malformed payload refused as `message` (same schema, same name)."""
-
-    class Refusing(model):  # type: ignore[misc, valid-type]
-        model_config = pydantic.ConfigDict(title=model.__name__)
-
-        @classmethod
-        def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().model_validate(obj, *args, **kwargs)
-            except pydantic.ValidationError:
-                raise refuse(message) from None
-
-    Refusing.__name__ = Refusing.__qualname__ = model.__name__
-    return Refusing
+def check_shape(block: Any, payload: Any) -> None:
+    shape = next((words for kind, words in SHAPES.items() if isinstance(block, kind)), None)
+    if payload is None:
+        if isinstance(block, gr.Dataframe):  # Gradio's table fails on None
+            raise refuse(f"{field(block)} must be {shape}, not nothing.")
+        return
+    try:
+        block.data_model.model_validate(payload)
+    except pydantic.ValidationError:
+        raise refuse(f"{field(block)} must be {shape or 'of another shape'}.") from None
 
 
-def _refusing_model(default: type[Any] | None, wanted: str) -> property:
-    """A `data_model` that turns a malformed payload into "<field> must be <wanted>".
+def check_payload(block: Any, payload: Any) -> None:
+    """Refuse `payload` for the input `block` if Gradio could not take it."""
+    if isinstance(block, (gr.Number, gr.Slider)):
+        check_number(block, payload)
+    elif isinstance(block, gr.Checkbox):
+        if payload is not None and not isinstance(payload, bool):
+            raise refuse(f"{field(block)} must be true or false, not {shown(payload)}.")
+    elif isinstance(block, gr.Dropdown):
+        check_choice(block, payload)
+    elif getattr(block, "data_model", None) is not None:
+        check_shape(block, payload)
 
-    A property, not an `__init__`: Gradio rebuilds a component from its constructor
-    arguments inside events (a session's updated copy), where a subclass `__init__` runs
-    without its base having initialised.
+
+class CheckedBlocks(gr.Blocks):
+    """gr.Blocks that checks every input payload before Gradio processes it.
+
+    `preprocess_data` is where Gradio turns an event's payloads into handler arguments,
+    for the browser and every API route alike: the one place to stand before it.
     """
 
-    def get(self: Any) -> type[Any] | None:
-        model = self.__dict__.get("_data_model", default)
-        return None if model is None else _refusing(model, f"{_field(self)} must be {wanted}.")
-
-    def put(self: Any, model: type[Any] | None) -> None:
-        self.__dict__["_data_model"] = model
-
-    return property(get, put)
-
-
-class MultimodalTextbox(gr.MultimodalTextbox):
-    is_template = True
-    data_model = _refusing_model(
-        gr.MultimodalTextbox.data_model, 'an object like {"text": "…", "files": []}'
-    )
-
-
-class Image(gr.Image):
-    is_template = True
-    data_model = _refusing_model(
-        gr.Image.data_model, "an uploaded image file (gradio_client: handle_file(path))"
-    )
-
-
-class File(gr.File):
-    is_template = True  # its data model is set per instance (one file or a list)
-    data_model = _refusing_model(None, "an uploaded file (gradio_client: handle_file(path))")
-
-
-class Dataframe(gr.Dataframe):
-    is_template = True
-    data_model = _refusing_model(
-        gr.Dataframe.data_model, 'a table like {"headers": […], "data": [[…], …]}'
-    )
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, *args: Any):
+        for i, block in enumerate(block_fn.inputs):
+            if i < len(inputs) and not block.stateful:
+                if state is not None and block._id in state:
+                    block = state[block._id]  # this session's copy (its current choices)
+                check_payload(block, inputs[i])
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, *args)
+        except InvalidPathError:  # a file reference to a path on the server
+            raise refuse(f"A file can only be one uploaded to this app: {UPLOAD_FIRST}.") from None

@@ -22,7 +22,6 @@ from spoonfeeder.ollama_models import (
 )
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.serialize import jsonable
-from ui import inputs
 from ui.common import Refresh, api, shows_errors
 
 INSTALLED_COLUMNS = ["Name", "Size", "Family", "Parameters", "Quantization", "Modified"]
@@ -174,7 +173,7 @@ def build(ctx: AppContext) -> Refresh:
     with gr.Row():
         # Custom values allowed: profiles created after start-up are not in the build-time
         # choices that API callers are checked against; the service rejects unknown ids.
-        endpoint = inputs.Dropdown(
+        endpoint = gr.Dropdown(
             choices,
             value="",
             label="Ollama endpoint",
@@ -213,9 +212,7 @@ def build(ctx: AppContext) -> Refresh:
         )
 
     with gr.Accordion("Manage a model", open=True):
-        model_pick = inputs.Dropdown(
-            [], label="Model", allow_custom_value=True, elem_id="manage-model"
-        )
+        model_pick = gr.Dropdown([], label="Model", allow_custom_value=True, elem_id="manage-model")
         with gr.Row():
             load_btn = gr.Button("Load into memory", elem_id="model-load")
             unload_btn = gr.Button("Unload", elem_id="model-unload")
@@ -231,7 +228,7 @@ def build(ctx: AppContext) -> Refresh:
 
     with gr.Accordion("Cloud models", open=False):
         with gr.Row():
-            cloud_pick = inputs.Dropdown(
+            cloud_pick = gr.Dropdown(
                 cloud_choices(ctx),
                 value="openai",
                 label="Provider",

@@ -11,7 +11,6 @@ from spoonfeeder.errors import ValidationError
 from spoonfeeder.profiles import ConnectionCheck, KeyView, ProfileView, SettingView
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.serialize import jsonable
-from ui import inputs
 from ui.common import Refresh, api, format_time, shows_errors, status_label
 
 SETTING_COLUMNS = ["Provider", "Endpoint", "API key", "Default model", "Status", "Last tested"]
@@ -103,7 +102,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         first = profiles.get_setting("ollama")
         with gr.Row():
-            provider = inputs.Dropdown(
+            provider = gr.Dropdown(
                 PROVIDER_CHOICES, value="ollama", label="Provider", elem_id="setting-provider"
             )
             endpoint = gr.Textbox(
@@ -123,7 +122,7 @@ def build(ctx: AppContext) -> Refresh:
             default_model = gr.Textbox(
                 label="Default model", value=first.default_model or "", elem_id="setting-model"
             )
-        clear_key = inputs.Checkbox(label="Remove the stored API key", value=False)
+        clear_key = gr.Checkbox(label="Remove the stored API key", value=False)
         with gr.Row():
             save_btn = gr.Button("Save", variant="primary", elem_id="setting-save")
             test_btn = gr.Button("Test connection", elem_id="setting-test")
@@ -143,7 +142,7 @@ def build(ctx: AppContext) -> Refresh:
             wrap=True,
             elem_id="profile-table",
         )
-        profile_pick = inputs.Dropdown(
+        profile_pick = gr.Dropdown(
             profile_choices(views),
             value=NEW_PROFILE,
             label="Profile",
@@ -154,7 +153,7 @@ def build(ctx: AppContext) -> Refresh:
         profile_id = gr.Textbox(label="Profile id", visible="hidden", elem_id="profile-id")
         with gr.Row():
             p_name = gr.Textbox(label="Name", elem_id="profile-name")
-            p_provider = inputs.Dropdown(
+            p_provider = gr.Dropdown(
                 PROVIDER_CHOICES, value="openai", label="Provider", elem_id="profile-provider"
             )
             p_url = gr.Textbox(
@@ -168,7 +167,7 @@ def build(ctx: AppContext) -> Refresh:
                 placeholder="No key stored",
                 elem_id="profile-key",
             )
-            p_clear = inputs.Checkbox(label="Remove the stored API key", value=False)
+            p_clear = gr.Checkbox(label="Remove the stored API key", value=False)
         p_options = gr.Code(
             label="Options (JSON object)", language="json", value="{}", elem_id="profile-options"
         )

@@ -16,7 +16,6 @@ from spoonfeeder.db.types import utcnow
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.queue import STATUSES, TaskPage, TaskView
-from ui import inputs
 from ui.arguments import checks_arguments
 from ui.common import (
     LiveOutputs,
@@ -135,7 +134,7 @@ def build(ctx: AppContext) -> Refresh:
     with gr.Accordion("New task", open=False):
         with gr.Row():
             name = gr.Textbox(label="Name (optional)", scale=2, elem_id="task-name")
-            task_type = inputs.Dropdown(
+            task_type = gr.Dropdown(
                 service.task_types(),
                 value="text.generate",
                 label="Type",
@@ -144,7 +143,7 @@ def build(ctx: AppContext) -> Refresh:
                 elem_id="task-type",
             )
         with gr.Row():
-            provider = inputs.Dropdown(
+            provider = gr.Dropdown(
                 provider_choices(ctx),
                 value=next(iter(CHAT_PROVIDERS)),
                 label="Provider",
@@ -152,7 +151,7 @@ def build(ctx: AppContext) -> Refresh:
                 scale=2,
                 elem_id="task-provider",
             )
-            model = inputs.Dropdown(
+            model = gr.Dropdown(
                 [], label="Model", allow_custom_value=True, scale=2, elem_id="task-model"
             )
         prompt = gr.Textbox(
@@ -170,18 +169,16 @@ def build(ctx: AppContext) -> Refresh:
                 scale=3,
                 elem_id="task-options",
             )
-            priority = inputs.Number(0, label="Priority", precision=0, scale=1)
-            max_attempts = inputs.Number(3, label="Attempts", precision=0, minimum=1, scale=1)
+            priority = gr.Number(0, label="Priority", precision=0, scale=1)
+            max_attempts = gr.Number(3, label="Attempts", precision=0, minimum=1, scale=1)
         create_btn = gr.Button("Create task", variant="primary", elem_id="task-create")
 
     with gr.Row():
-        status = inputs.Dropdown(
-            ["all", *STATUSES], value="all", label="Status", elem_id="tf-status"
-        )
-        type_filter = inputs.Dropdown(
+        status = gr.Dropdown(["all", *STATUSES], value="all", label="Status", elem_id="tf-status")
+        type_filter = gr.Dropdown(
             ["all", *service.task_types()], value="all", label="Type", elem_id="tf-type"
         )
-        provider_filter = inputs.Dropdown(
+        provider_filter = gr.Dropdown(
             ["all", *CHAT_PROVIDERS, "comfyui"],
             value="all",
             label="Provider",
@@ -189,7 +186,7 @@ def build(ctx: AppContext) -> Refresh:
         )
         created_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="tf-from")
         created_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="tf-to")
-        page = inputs.Number(1, label="Page", precision=0, minimum=1, elem_id="tf-page")
+        page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="tf-page")
     summary = gr.Markdown(elem_id="tasks-summary")
     table = gr.Dataframe(
         headers=COLUMNS,

@@ -10,11 +10,12 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.comfyui.queueing import QueueHooks
-from spoonfeeder.comfyui.records import get_row, parse_id
+from spoonfeeder.comfyui.records import get_row
 from spoonfeeder.comfyui.views import CANCELLED, PENDING, RUNNING
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration
 from spoonfeeder.db.types import utcnow
+from spoonfeeder.ids import parse_id
 
 
 class CancelRequests:

@@ -13,7 +13,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.comfyui import grid, media, params
-from spoonfeeder.comfyui.records import generation_view, get_row, parse_id, snapshot_of
+from spoonfeeder.comfyui.records import generation_view, get_row, snapshot_of
 from spoonfeeder.comfyui.views import (
     COMPLETED,
     PENDING,
@@ -25,6 +25,7 @@ from spoonfeeder.comfyui.views import (
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration
 from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.ids import parse_id, shown
 
 if TYPE_CHECKING:
     from spoonfeeder.comfyui.cancelling import CancelRequests
@@ -109,7 +110,7 @@ def sweep_grid(sessions: sessionmaker[Session], sweep_id: str) -> SweepView:
         generation_view(r) for r in rows if (r.parameters.get("sweep") or {}).get("id") == sweep_id
     ]
     if not views:
-        raise NotFoundError(f"No sweep with id {sweep_id!r}")
+        raise NotFoundError(f"No sweep with id {shown(sweep_id)}")
     axes = [(name, list(values)) for name, values in views[0].parameters["sweep"].get("axes", [])]
     return SweepView(sweep_id, axes, sorted(views, key=lambda v: v.batch_index))
 

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from spoonfeeder.comfyui.records import parse_id
 from spoonfeeder.comfyui.views import CANCELLED, PROGRESS_TOPIC, TERMINAL, GenerationProgress
 from spoonfeeder.db.models import ComfyUIGeneration
 from spoonfeeder.events import EventBus
+from spoonfeeder.ids import parse_id
 
 
 def follow(

@@ -22,17 +22,9 @@ from spoonfeeder.comfyui.views import (
 from spoonfeeder.comfyui.workflow import ParamMap, Workflow, read_params
 from spoonfeeder.db.models import ComfyUIGeneration, ComfyUISession, ComfyUIWorkflow
 from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.ids import parse_id
 
 MAX_NAME = 200
-
-
-def parse_id(value: uuid.UUID | str, what: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
-        raise NotFoundError(f"No {what} with id {value!r}") from None
 
 
 def get_row(session: Session, model: type[Any], key: uuid.UUID | str, what: str) -> Any:

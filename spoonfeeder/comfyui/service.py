@@ -42,7 +42,6 @@ from spoonfeeder.comfyui import (
 from spoonfeeder.comfyui.cancelling import CancelRequests
 from spoonfeeder.comfyui.progress import coalesce as _coalesce  # noqa: F401  (tests use it)
 from spoonfeeder.comfyui.queueing import CancelTask, Enqueue, QueueHooks
-from spoonfeeder.comfyui.records import parse_id
 from spoonfeeder.comfyui.runner import GenerationRunner, Report, RunnerTimings, ShouldCancel
 from spoonfeeder.comfyui.server import OptionsCache
 from spoonfeeder.comfyui.views import (
@@ -57,6 +56,7 @@ from spoonfeeder.comfyui.views import (
 )
 from spoonfeeder.comfyui.workflow import Workflow
 from spoonfeeder.events import EventBus
+from spoonfeeder.ids import parse_id
 from spoonfeeder.profiles import ProfileService
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.ids import parse_id
 from spoonfeeder.tasks.handlers import HandlerRegistry, handlers
 from spoonfeeder.tasks.queue import (
     CANCELLED,
@@ -28,12 +29,7 @@ MAX_PAGE = 500
 
 
 def parse_task_id(value: uuid.UUID | str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
-        raise NotFoundError(f"{value!r} is not a task id") from None
+    return parse_id(value, "task")
 
 
 def parse_options(text: str | Mapping[str, Any] | None) -> dict[str, Any]:

@@ -3,10 +3,10 @@ over many inputs, one child task each)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import parse_id
 from spoonfeeder.providers.base import ChatMessage, ChatOptions, complete_reply, estimate_usage
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.tasks.handlers import TaskContext, register
@@ -40,10 +40,7 @@ def _target(payload: dict[str, Any]) -> dict[str, Any]:
     }
     profile_id = payload.get("profile_id")
     if profile_id:
-        try:
-            out["profile_id"] = str(uuid.UUID(str(profile_id)))
-        except ValueError:
-            raise ValidationError(f"profile_id {profile_id!r} is not a profile id") from None
+        out["profile_id"] = str(parse_id(profile_id, "profile", ValidationError))
     system = _text(payload, "system", "The system prompt", required=False)
     if system:
         out["system"] = system
