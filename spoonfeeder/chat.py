@@ -33,7 +33,7 @@ from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import Conversation, Message
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, ProviderError, ValidationError
-from spoonfeeder.ids import parse_id
+from spoonfeeder.ids import parse_id, shown
 from spoonfeeder.providers.base import (
     ChatMessage,
     ChatOptions,
@@ -63,7 +63,7 @@ class ChatTarget:
     def validated(self) -> ChatTarget:
         if self.provider not in CHAT_PROVIDERS:
             raise ValidationError(
-                f"Unknown chat provider {self.provider!r}; choose one of: "
+                f"Unknown chat provider {shown(self.provider)}; choose one of: "
                 + ", ".join(CHAT_PROVIDERS)
             )
         if not self.model.strip():
@@ -300,7 +300,7 @@ class ChatService:
             for offset, m in enumerate(messages):
                 if m.role not in ("user", "assistant"):
                     raise ValidationError(
-                        f"Message {offset + 1} has role {m.role!r}; use 'user' or 'assistant' "
+                        f"Message {offset + 1} has role {shown(m.role)}; use 'user' or 'assistant' "
                         "(pass the system prompt separately)"
                     )
                 session.add(
@@ -717,15 +717,15 @@ class ChatService:
 
     def _store_image(self, conversation_id: uuid.UUID, source: Path) -> dict[str, Any]:
         if not source.is_file():
-            raise ValidationError(f"The attached file {source.name!r} could not be read")
+            raise ValidationError(f"The attached file {shown(source.name)} could not be read")
         mime = mimetypes.guess_type(source.name)[0] or ""
         if mime not in IMAGE_TYPES:
             raise ValidationError(
-                f"{source.name!r} is not a supported image (PNG, JPEG, WebP or GIF)"
+                f"{shown(source.name)} is not a supported image (PNG, JPEG, WebP or GIF)"
             )
         size = source.stat().st_size
         if size > MAX_IMAGE_BYTES:
-            raise ValidationError(f"{source.name!r} is larger than 20 MB")
+            raise ValidationError(f"{shown(source.name)} is larger than 20 MB")
         folder = self._media / str(conversation_id)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{uuid.uuid4().hex}{source.suffix.lower()}"

@@ -151,9 +151,9 @@ def parse_int(value: Number, label: str, field: str) -> int | None:
     try:
         number = float(text)
     except ValueError:
-        raise ValidationError(f"{label}: {value!r} is not a number", field) from None
+        raise ValidationError(f"{label}: {shown(value)} is not a number", field) from None
     if not number.is_integer():
-        raise ValidationError(f"{label}: {value!r} is not a whole number", field)
+        raise ValidationError(f"{label}: {shown(value)} is not a whole number", field)
     return int(number)
 
 
@@ -163,9 +163,9 @@ def parse_float(value: Number, label: str, field: str) -> float | None:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValidationError(f"{label}: {value!r} is not a number", field) from None
+        raise ValidationError(f"{label}: {shown(value)} is not a number", field) from None
     if number != number or number in (float("inf"), float("-inf")):
-        raise ValidationError(f"{label}: {value!r} is not a number", field)
+        raise ValidationError(f"{label}: {shown(value)} is not a number", field)
     return number
 
 
@@ -208,7 +208,7 @@ def generation_conditions(filters: GenerationFilters) -> list[ColumnElement[bool
     if status := _choice(filters.status):
         if status not in GENERATION_STATUSES:
             raise ValidationError(
-                f"Status: {status!r} is not one of {', '.join(GENERATION_STATUSES)}", "status"
+                f"Status: {shown(status)} is not one of {', '.join(GENERATION_STATUSES)}", "status"
             )
         where.append(g.status == status)
     if not _blank(filters.session_id):

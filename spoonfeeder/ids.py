@@ -7,7 +7,7 @@ from typing import Any
 
 from spoonfeeder.errors import NotFoundError, SpoonFeederError
 
-SHOWN_CHARS = 40  # of a value quoted in a message: enough to recognise, never a megabyte
+SHOWN_CHARS = 80  # of a value quoted in a message: enough to recognise, never a megabyte
 
 
 def shown(value: Any) -> str:

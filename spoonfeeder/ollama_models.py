@@ -19,6 +19,7 @@ from typing import Any
 import ollama
 
 from spoonfeeder.errors import ProviderUnavailable, ValidationError
+from spoonfeeder.ids import shown
 from spoonfeeder.profiles import ProfileService
 from spoonfeeder.providers.base import DEFAULT_TIMEOUT
 from spoonfeeder.providers.ollama import PROVIDER, make_client, ollama_errors
@@ -44,19 +45,20 @@ def validate_model_name(name: str | None) -> str:
             "Enter a model name, for example llama3.2 or qwen2.5:7b", field="model"
         )
     if any(c.isspace() for c in value):
-        raise ValidationError(f"Model names cannot contain spaces: {value!r}", field="model")
+        raise ValidationError(f"Model names cannot contain spaces: {shown(value)}", field="model")
     if len(value) > MAX_NAME:
         raise ValidationError(f"The model name is longer than {MAX_NAME} characters", field="model")
     bad = sorted({c for c in value if not _NAME_CHARS.match(c)})
     if bad:
         raise ValidationError(
-            f"Model name {value!r} contains characters Ollama does not allow ({''.join(bad)}); "
+            f"Model name {shown(value)} contains characters Ollama does not allow "
+            f"({''.join(bad)}); "
             "use letters, digits, '.', '-', '_', ':' and '/'",
             field="model",
         )
     if not _NAME_SHAPE.match(value):
         raise ValidationError(
-            f"{value!r} is not a valid model name; expected name, name:tag or "
+            f"{shown(value)} is not a valid model name; expected name, name:tag or "
             "namespace/name:tag (for example llama3.2:3b)",
             field="model",
         )
@@ -293,7 +295,7 @@ class OllamaModelService:
                 stream.close()
         if not tracker.done:
             raise ProviderUnavailable(
-                f"Ollama at {url} ended the pull of {name!r} before it succeeded; try again",
+                f"Ollama at {url} ended the pull of {shown(name)} before it succeeded; try again",
                 provider=PROVIDER,
             )
 

@@ -32,7 +32,7 @@ from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import Profile, ProviderSetting
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, SecretError, ValidationError
-from spoonfeeder.ids import parse_id
+from spoonfeeder.ids import parse_id, shown
 from spoonfeeder.providers.kinds import PROVIDER_KINDS, ProviderKind, provider_kind
 from spoonfeeder.providers.options import check_options
 
@@ -129,12 +129,12 @@ def validate_url(text: str | None, *, what: str = "URL") -> str | None:
         or any(c.isspace() or ord(c) < 32 for c in value)
     ):
         raise ValidationError(
-            f"{what} {value!r} is not valid: expected http://host:port or https://host/path",
+            f"{what} {shown(value)} is not valid: expected http://host:port or https://host/path",
             field="url",
         )
     if parts.query or parts.fragment or "?" in value or "#" in value:
         raise ValidationError(
-            f"{what} {value!r} has a query string or fragment; a base URL is only "
+            f"{what} {shown(value)} has a query string or fragment; a base URL is only "
             "scheme://host:port/path",
             field="url",
         )
@@ -147,7 +147,9 @@ def validate_url(text: str | None, *, what: str = "URL") -> str | None:
     try:
         parts.port  # noqa: B018  (raises ValueError for a bad port)
     except ValueError:
-        raise ValidationError(f"{what} {value!r} has an invalid port number", field="url") from None
+        raise ValidationError(
+            f"{what} {shown(value)} has an invalid port number", field="url"
+        ) from None
     return value.rstrip("/")
 
 
@@ -558,7 +560,7 @@ class ProfileService:
         if exclude is not None:
             query = query.where(Profile.id != exclude)
         if session.scalar(query) is not None:
-            raise ValidationError(f"A profile named {name!r} already exists", field="name")
+            raise ValidationError(f"A profile named {shown(name)} already exists", field="name")
 
 
 def _recorded(status: str, message: str | None, tested: datetime | None) -> ConnectionCheck:
@@ -589,4 +591,6 @@ def _name_must_be_unique(name: str) -> Iterator[None]:
     try:
         yield
     except IntegrityError:
-        raise ValidationError(f"A profile named {name!r} already exists", field="name") from None
+        raise ValidationError(
+            f"A profile named {shown(name)} already exists", field="name"
+        ) from None

@@ -382,7 +382,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         return _opened(chat.get_conversation(cid))
 
     @shows_errors
-    def restore(current: str, kept: str | None, choice: str, model_name: str | None):
+    def restore(current: str | None, kept: str | None, choice: str, model_name: str | None):
         """Page load and tab open: fill the model list, quietly (no one asked yet, and the
         server may be off). After a reload (nothing open on this page, but the browser
         remembers a conversation), reopen it and follow a reply still streaming in it."""

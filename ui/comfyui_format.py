@@ -10,6 +10,7 @@ from typing import Any
 from spoonfeeder.comfyui.params import PARAM_KEYS
 from spoonfeeder.comfyui.views import GalleryPage, GenerationView, SessionView
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 from spoonfeeder.ollama_models import format_bytes
 from ui.common import format_time
 
@@ -43,7 +44,7 @@ def _number_or(value: Any, default: float) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"LoRA strength {value!r} is not a number", "loras") from None
+        raise ValidationError(f"LoRA strength {shown(value)} is not a number", "loras") from None
 
 
 def form_parameters(values: Sequence[Any]) -> dict[str, Any]:

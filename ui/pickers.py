@@ -10,6 +10,7 @@ import gradio as gr
 from spoonfeeder.chat import ChatTarget
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import SpoonFeederError, ValidationError
+from spoonfeeder.ids import shown
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 
@@ -32,7 +33,7 @@ def resolve_target(ctx: AppContext, choice: str, model: str | None) -> ChatTarge
         profile = ctx.profiles.get_profile(choice[len(PROFILE_PREFIX) :])
         return ChatTarget(profile.provider, model or "", profile.id)
     if choice not in CHAT_PROVIDERS:
-        raise ValidationError(f"Choose a chat provider (got {choice!r})")
+        raise ValidationError(f"Choose a chat provider (got {shown(choice)})")
     return ChatTarget(choice, model or "")
 
 

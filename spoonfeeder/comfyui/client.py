@@ -36,6 +36,7 @@ from spoonfeeder.errors import (
     ProviderServerError,
     ProviderUnavailable,
 )
+from spoonfeeder.ids import shown
 
 PROVIDER = "comfyui"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -400,7 +401,7 @@ class ComfyUIClient:
                 raise _Retryable(exc, exc.message) from None
             if size == 0:
                 raise ProviderRequestError(
-                    f"ComfyUI at {self.url} sent an empty file for {filename!r}",
+                    f"ComfyUI at {self.url} sent an empty file for {shown(filename)}",
                     provider=PROVIDER,
                 )
             return size
@@ -409,7 +410,7 @@ class ComfyUIClient:
 
     def _too_large(self, filename: str, max_bytes: int) -> ProviderRequestError:
         return ProviderRequestError(
-            f"ComfyUI at {self.url} sent more than {_size(max_bytes)} for {filename!r}, the "
+            f"ComfyUI at {self.url} sent more than {_size(max_bytes)} for {shown(filename)}, the "
             "most one output may take (COMFYUI_MAX_OUTPUT_BYTES); it was not kept",
             provider=PROVIDER,
         )

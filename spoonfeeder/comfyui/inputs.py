@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from spoonfeeder.comfyui import media
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 
 FOLDER = "inputs"
 MAX_BYTES = 50 * 1024 * 1024
@@ -39,12 +40,14 @@ def store(root: Path, source: Path | str | bytes, filename: str | None = None) -
     else:
         path = Path(source)
         if not path.is_file():
-            raise ValidationError(f"The input image {path.name!r} could not be read", "image")
+            raise ValidationError(f"The input image {shown(path.name)} could not be read", "image")
         if path.stat().st_size > MAX_BYTES:
-            raise ValidationError(f"The input image {path.name!r} is larger than 50 MB", "image")
+            raise ValidationError(
+                f"The input image {shown(path.name)} is larger than 50 MB", "image"
+            )
         data, original = path.read_bytes(), filename or path.name
     if len(data) > MAX_BYTES:
-        raise ValidationError(f"The input image {original!r} is larger than 50 MB", "image")
+        raise ValidationError(f"The input image {shown(original)} is larger than 50 MB", "image")
     ext, mime = _format(data, original)
     digest = hashlib.sha256(data).hexdigest()
     target = media.inside(root, root / media.FOLDER / FOLDER / f"{digest}.{ext}")
@@ -91,7 +94,7 @@ def for_run(
     found = sorted(folder.glob(f"{digest_start}*.*")) if len(digest_start) == 16 else []
     if not found:
         raise ValidationError(
-            f"The input image {name!r} is no longer in the media folder; choose it again",
+            f"The input image {shown(name)} is no longer in the media folder; choose it again",
             "image",
         )
     return [{**store(root, found[0]), "node_id": node_id}]
@@ -112,13 +115,13 @@ def stored_bytes(root: Path, image: Mapping[str, Any]) -> bytes:
         data = media.media_file(root, str(image.get("path") or "")).read_bytes()
     except Exception:  # gone from the media folder (deleted by hand, another machine)
         raise ValidationError(
-            f"The input image {image.get('filename') or image.get('name')!r} is no longer in "
+            f"The input image {shown(image.get('filename') or image.get('name'))} is no longer in "
             "the media folder; choose it again",
             "image",
         ) from None
     if hashlib.sha256(data).hexdigest() != image.get("sha256"):
         raise ValidationError(
-            f"The input image {image.get('filename')!r} changed on disk since it was used",
+            f"The input image {shown(image.get('filename'))} changed on disk since it was used",
             "image",
         )
     return data
@@ -137,10 +140,10 @@ def _format(data: bytes, name: str) -> tuple[str, str]:
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ValidationError(
-            f"{name!r} is not an image ComfyUI can load (PNG, JPEG or WebP)", "image"
+            f"{shown(name)} is not an image ComfyUI can load (PNG, JPEG or WebP)", "image"
         ) from None
     if kind not in FORMATS:
         raise ValidationError(
-            f"{name!r} is a {kind or 'non-image'} file; use a PNG, JPEG or WebP image", "image"
+            f"{shown(name)} is a {kind or 'non-image'} file; use a PNG, JPEG or WebP image", "image"
         )
     return FORMATS[kind]

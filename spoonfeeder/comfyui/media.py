@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.ids import shown
 
 FOLDER = "comfyui"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -75,7 +76,9 @@ def media_file(root: Path, relative_path: str) -> Path:
         raise ValidationError("No media file given")
     path = inside(root, root / text)
     if not path.is_file():
-        raise NotFoundError(f"The media file {text!r} does not exist (it may have been deleted)")
+        raise NotFoundError(
+            f"The media file {shown(text)} does not exist (it may have been deleted)"
+        )
     return path
 
 

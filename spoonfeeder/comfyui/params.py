@@ -16,6 +16,7 @@ from typing import Any
 from spoonfeeder.comfyui.views import ServerOptions
 from spoonfeeder.comfyui.workflow import MAX_SEED
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 
 PARAM_KEYS = (
     "prompt",
@@ -65,10 +66,10 @@ def _integer(name: str, value: Any, low: int, high: int) -> int:
         number = float(value)
     except (TypeError, ValueError):
         raise ValidationError(
-            f"{label(name)} must be a whole number, not {value!r}", name
+            f"{label(name)} must be a whole number, not {shown(value)}", name
         ) from None
     if not math.isfinite(number) or number != int(number):
-        raise ValidationError(f"{label(name)} must be a whole number, not {value!r}", name)
+        raise ValidationError(f"{label(name)} must be a whole number, not {shown(value)}", name)
     result = int(number)
     if not low <= result <= high:
         raise ValidationError(
@@ -81,7 +82,7 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValidationError(f"{label(name)} must be a number, not {value!r}", name) from None
+        raise ValidationError(f"{label(name)} must be a number, not {shown(value)}", name) from None
     if not math.isfinite(number) or not low <= number <= high:
         raise ValidationError(
             f"{label(name)} must be between {low:g} and {high:g} (got {value})", name
@@ -184,9 +185,9 @@ def check_against_server(
 
 def _not_offered(what: str, value: Any, offered: Sequence[str], url: str) -> str:
     if not offered:
-        return f"The ComfyUI server at {url} has no {what} called {value!r} (it lists none)"
-    shown = ", ".join(offered[:8]) + (f", … ({len(offered)} in all)" if len(offered) > 8 else "")
-    return f"The ComfyUI server at {url} has no {what} called {value!r}. Available: {shown}"
+        return f"The ComfyUI server at {url} has no {what} called {shown(value)} (it lists none)"
+    listed = ", ".join(offered[:8]) + (f", … ({len(offered)} in all)" if len(offered) > 8 else "")
+    return f"The ComfyUI server at {url} has no {what} called {shown(value)}. Available: {listed}"
 
 
 def batch_count(value: Any) -> int:
@@ -212,7 +213,7 @@ def sweep_cells(
     for name, values in axes:
         if name not in SWEEPABLE:
             raise ValidationError(
-                f"Cannot sweep {name!r}; choose one of: {', '.join(SWEEPABLE)}", "sweep"
+                f"Cannot sweep {shown(name)}; choose one of: {', '.join(SWEEPABLE)}", "sweep"
             )
         if not values:
             raise ValidationError(f"Give at least one value for {label(name)}", "sweep")

@@ -17,6 +17,7 @@ from spoonfeeder.comfyui.server import OptionsCache
 from spoonfeeder.comfyui.workflow import ParamMap, Workflow
 from spoonfeeder.db.models import ComfyUISession
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 
 # Form values that are not workflow parameters, allowed in what the form sends.
 FORM_EXTRAS = {"workflow_id", "batch_count", "session_id", "requested_seed", "sweep"}
@@ -46,7 +47,7 @@ def make(
     unknown = params.unknown_keys({k: v for k, v in parameters.items() if k not in FORM_EXTRAS})
     if unknown:
         raise ValidationError(
-            f"Unknown parameter {unknown[0]!r}; known: {', '.join(params.PARAM_KEYS)}",
+            f"Unknown parameter {shown(unknown[0])}; known: {', '.join(params.PARAM_KEYS)}",
             unknown[0],
         )
     with sessions() as session:

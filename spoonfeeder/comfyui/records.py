@@ -22,7 +22,7 @@ from spoonfeeder.comfyui.views import (
 from spoonfeeder.comfyui.workflow import ParamMap, Workflow, read_params
 from spoonfeeder.db.models import ComfyUIGeneration, ComfyUISession, ComfyUIWorkflow
 from spoonfeeder.errors import NotFoundError, ValidationError
-from spoonfeeder.ids import parse_id
+from spoonfeeder.ids import parse_id, shown
 
 MAX_NAME = 200
 
@@ -45,14 +45,16 @@ def clean_name(name: str | None, what: str) -> str:
 
 def refuse_duplicate(session: Session, model: type[Any], name: str, what: str) -> None:
     if session.scalar(select(func.count()).select_from(model).where(model.name == name)):
-        raise ValidationError(f"{what} called {name!r} already exists; choose another name", "name")
+        raise ValidationError(
+            f"{what} called {shown(name)} already exists; choose another name", "name"
+        )
 
 
 def clean_defaults(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
     values = dict(defaults or {})
     unknown = params.unknown_keys(values)
     if unknown:
-        raise ValidationError(f"Unknown parameter {unknown[0]!r}", unknown[0])
+        raise ValidationError(f"Unknown parameter {shown(unknown[0])}", unknown[0])
     return params.clean(values)
 
 

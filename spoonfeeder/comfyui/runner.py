@@ -60,6 +60,7 @@ from spoonfeeder.errors import (
     ProviderUnavailable,
     ValidationError,
 )
+from spoonfeeder.ids import shown
 from spoonfeeder.profiles import ProfileService
 
 log = logging.getLogger(__name__)
@@ -244,8 +245,8 @@ class _Run:
             )
             if kept != image["name"]:
                 raise ProviderServerError(
-                    f"ComfyUI at {self.client.url} stored the input image as {kept!r}, not "
-                    f"{image['name']!r}: the workflow would not find it",
+                    f"ComfyUI at {self.client.url} stored the input image as {shown(kept)}, not "
+                    f"{shown(image['name'])}: the workflow would not find it",
                     provider="comfyui",
                 )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 
 Workflow = dict[str, dict[str, Any]]
 Target = tuple[str, str]  # (node_id, input_name)
@@ -93,15 +94,15 @@ def validate_workflow(data: Any) -> Workflow:
     for node_id, node in data.items():
         if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
             raise ValidationError(
-                f"Node {node_id!r} has no class_type: this is not an API-format workflow",
+                f"Node {shown(node_id)} has no class_type: this is not an API-format workflow",
                 field="workflow",
             )
         if not isinstance(node.get("inputs", {}), dict):
-            raise ValidationError(f"Node {node_id!r} has no inputs object", field="workflow")
+            raise ValidationError(f"Node {shown(node_id)} has no inputs object", field="workflow")
         for name, value in node.get("inputs", {}).items():
             if is_link(value) and value[0] not in data:
                 raise ValidationError(
-                    f"Node {node_id!r} input {name!r} links to node {value[0]!r}, "
+                    f"Node {shown(node_id)} input {shown(name)} links to node {shown(value[0])}, "
                     "which is not in the workflow",
                     field="workflow",
                 )

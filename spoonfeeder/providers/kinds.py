@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,6 @@ def provider_kind(name: str | None) -> ProviderKind:
     if kind is None:
         known = ", ".join(PROVIDER_KINDS)
         raise ValidationError(
-            f"Unknown provider {name!r}. Choose one of: {known}.", field="provider"
+            f"Unknown provider {shown(name)}. Choose one of: {known}.", field="provider"
         )
     return kind

@@ -27,6 +27,7 @@ from spoonfeeder.errors import (
     ProviderServerError,
     ProviderUnavailable,
 )
+from spoonfeeder.ids import shown
 from spoonfeeder.providers.base import (
     CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -73,7 +74,7 @@ def _response_error(
     if code == -1:  # an {"error": …} line inside a 200 stream
         if during == "pull" and any(text in error for text in _NOT_IN_REGISTRY):
             return ProviderRequestError(
-                f"Ollama at {url} could not find model {model!r} in its registry ({error}); "
+                f"Ollama at {url} could not find model {shown(model)} in its registry ({error}); "
                 "check the name on ollama.com/library",
                 provider=PROVIDER,
             )

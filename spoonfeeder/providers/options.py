@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 from spoonfeeder.providers.kinds import PROVIDER_KINDS
 
 MAX_TIMEOUT = 3600.0
@@ -62,14 +63,15 @@ def check_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
             label = PROVIDER_KINDS[kind].label if kind in PROVIDER_KINDS else kind
             takes = ", ".join(allowed) if allowed else "none"
             raise ValidationError(
-                f"Unknown option {name!r} for {label} profiles; the options they take: {takes}",
+                f"Unknown option {shown(name)} for {label} profiles; "
+                f"the options they take: {takes}",
                 field="options",
             )
         what, check = RULES[name]
         checked = check(value)
         if checked is None:
             raise ValidationError(
-                f"Option {name!r} must be {what} (got {value!r})", field="options"
+                f"Option {shown(name)} must be {what} (got {shown(value)})", field="options"
             )
         clean[name] = checked
     return clean

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import replace
 
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 from spoonfeeder.profiles import Credentials, ProfileService
 from spoonfeeder.providers.base import ChatProvider
 from spoonfeeder.providers.options import KIND_OPTIONS, check_options
@@ -27,7 +28,8 @@ def build_provider(creds: Credentials) -> ChatProvider:
     target = CHAT_PROVIDERS.get(creds.provider)
     if target is None:
         raise ValidationError(
-            f"{creds.provider!r} is not a chat provider; choose one of: {', '.join(CHAT_PROVIDERS)}"
+            f"{shown(creds.provider)} is not a chat provider; "
+            f"choose one of: {', '.join(CHAT_PROVIDERS)}"
         )
     try:  # saved before options were checked at save: say what to fix, never crash
         options = check_options(creds.provider, creds.options or {})

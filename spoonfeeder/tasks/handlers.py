@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spoonfeeder.errors import ValidationError
+from spoonfeeder.ids import shown
 from spoonfeeder.tasks.queue import connection_lost
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,9 @@ class HandlerRegistry:
         spec = self._specs.get(type)
         if spec is None:
             known = ", ".join(self.types()) or "none registered"
-            raise ValidationError(f"Unknown task type {type!r}; choose one of: {known}", "type")
+            raise ValidationError(
+                f"Unknown task type {shown(type)}; choose one of: {known}", "type"
+            )
         if not isinstance(payload, Mapping):
             raise ValidationError(f"The payload of a {type} task must be a JSON object")
         return spec.validate(dict(payload)) if spec.validate else dict(payload)

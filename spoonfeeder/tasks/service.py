@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from spoonfeeder.errors import NotFoundError, ValidationError
-from spoonfeeder.ids import parse_id
+from spoonfeeder.ids import parse_id, shown
 from spoonfeeder.tasks.handlers import HandlerRegistry, handlers
 from spoonfeeder.tasks.queue import (
     CANCELLED,
@@ -60,7 +60,7 @@ def parse_when(value: datetime | date | str | None, *, end: bool = False) -> dat
             value = datetime.fromisoformat(text) if len(text) > 10 else date.fromisoformat(text)
         except ValueError:
             raise ValidationError(
-                f"{text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DD HH:MM", "date"
+                f"{shown(text)} is not a date; use YYYY-MM-DD or YYYY-MM-DD HH:MM", "date"
             ) from None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -144,7 +144,8 @@ class TaskService:
         unknown = [s for s in statuses if s not in STATUSES]
         if unknown:
             raise ValidationError(
-                f"Unknown status {unknown[0]!r}; choose one of: {', '.join(STATUSES)}", "status"
+                f"Unknown status {shown(unknown[0])}; choose one of: {', '.join(STATUSES)}",
+                "status",
             )
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"Page size must be between 1 and {MAX_PAGE}", "limit")

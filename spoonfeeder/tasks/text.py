@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from spoonfeeder.errors import ValidationError
-from spoonfeeder.ids import parse_id
+from spoonfeeder.ids import parse_id, shown
 from spoonfeeder.providers.base import ChatMessage, ChatOptions, complete_reply, estimate_usage
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.tasks.handlers import TaskContext, register
@@ -31,7 +31,7 @@ def _target(payload: dict[str, Any]) -> dict[str, Any]:
     provider = _text(payload, "provider", "A provider")
     if provider not in CHAT_PROVIDERS:
         raise ValidationError(
-            f"Unknown provider {provider!r}; choose one of: {', '.join(CHAT_PROVIDERS)}",
+            f"Unknown provider {shown(provider)}; choose one of: {', '.join(CHAT_PROVIDERS)}",
             "provider",
         )
     out: dict[str, Any] = {

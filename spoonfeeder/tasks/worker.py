@@ -34,6 +34,7 @@ from spoonfeeder.errors import (
     ValidationError,
 )
 from spoonfeeder.events import Event
+from spoonfeeder.ids import shown
 from spoonfeeder.tasks.handlers import (
     HandlerRegistry,
     TaskCancelled,
@@ -257,7 +258,7 @@ class WorkerPool:
         spec = self.registry.get(task.type)
         if spec is None:
             known = ", ".join(self.registry.types())
-            return "permanent", f"No handler for task type {task.type!r} (known: {known})"
+            return "permanent", f"No handler for task type {shown(task.type)} (known: {known})"
         try:
             if spec.validate is not None:
                 try:
