@@ -167,6 +167,7 @@ def assert_a_sentence(endpoint: Endpoint, data: list[Any], events: list) -> None
         assert generic not in message, f"{where}: {message!r}"
 
 
+@pytest.mark.timeout(max(180, 15 * EXAMPLES_PER_ENDPOINT))  # about 4 s per example of all
 def test_every_endpoint_answers_any_input_with_a_result_or_a_sentence(
     fuzzed: tuple[str, list[str]],
     capfd: pytest.CaptureFixture[str],
@@ -204,9 +205,7 @@ def test_every_endpoint_answers_any_input_with_a_result_or_a_sentence(
                 fuzz(endpoint)
             except Exception as exc:  # the shrunk failure (or group of them) of one endpoint
                 found = exc.exceptions if isinstance(exc, ExceptionGroup) else [exc]
-                failures += [
-                    f"{endpoint.name}: {type(one).__name__}: {str(one)[:2000]}" for one in found
-                ]
+                failures += [f"{endpoint.name}: {_described(one)}" for one in found]
     assert not failures, f"{len(failures)} endpoints failed:\n\n" + "\n\n".join(failures)
 
 
@@ -225,3 +224,9 @@ def test_the_fuzz_sends_what_it_claims() -> None:
     assert LONG_TEXT in flat
     assert str(2**63) in flat
     assert '"gradio.FileData"' in flat
+
+
+def _described(error: BaseException) -> str:
+    cause = error.__cause__ or error.__context__
+    text = f"{type(error).__name__}: {str(error)[:2000]}"
+    return text + (f" (from {type(cause).__name__}: {str(cause)[:500]})" if cause else "")
