@@ -41,7 +41,7 @@ class AppContext:
     tasks: TaskService
     comfyui: ComfyUIService
     history: HistoryService
-    notices: list[str] = field(default_factory=list)  # things the operator should know
+    notices: list[str] = field(default_factory=list)  # start-up news for the operator
     workers: WorkerPool | None = None  # started by start_workers()
 
     @classmethod
@@ -82,6 +82,12 @@ class AppContext:
         if seeded:
             log.info("Stored API keys from the environment for: %s", ", ".join(seeded))
         return ctx
+
+    def operator_notices(self) -> list[str]:
+        """What the operator should know now: the start-up notices, and stored API keys
+        that the encryption key cannot read (checked afresh: re-entering them clears it)."""
+        unreadable = self.profiles.unreadable_keys_notice()
+        return [*self.notices, *([unreadable] if unreadable else [])]
 
     def start_workers(self, threads: int | None = None, **options: Any) -> WorkerPool:
         """Run task workers in this process (WORKER_THREADS of them unless `threads`);

@@ -31,15 +31,18 @@ class SecretBox:
     app keeps running; every use raises `SecretError` with the reason.
     """
 
-    def __init__(self, key: bytes | None, *, problem: str | None = None) -> None:
+    def __init__(
+        self, key: bytes | None, *, problem: str | None = None, source: str = "ENCRYPTION_KEY"
+    ) -> None:
         if key is not None and len(key) != 32:
             raise SecretError("An AES-256 key must be exactly 32 bytes")
         self._aead = AESGCM(key) if key is not None else None
         self.problem = problem
+        self.source = source  # where the key came from, as messages name it
 
     @classmethod
-    def from_hex(cls, hex_key: str) -> SecretBox:
-        """Build from ENCRYPTION_KEY; a malformed key yields a broken box, not a crash."""
+    def from_hex(cls, hex_key: str, *, source: str = "ENCRYPTION_KEY") -> SecretBox:
+        """Build from a hex key; a malformed key yields a broken box, not a crash."""
         text = hex_key.strip()
         try:
             key = bytes.fromhex(text)
@@ -47,15 +50,16 @@ class SecretBox:
             key = b""
         if len(text) != 64 or len(key) != 32:
             return cls.broken(
-                f"ENCRYPTION_KEY is malformed: it must be 64 hexadecimal characters "
+                f"{source} is malformed: it must be 64 hexadecimal characters "
                 f"(32 bytes), got {len(text)} characters"
-                + ("" if _is_hex(text) else " including non-hex ones")
+                + ("" if _is_hex(text) else " including non-hex ones"),
+                source=source,
             )
-        return cls(key)
+        return cls(key, source=source)
 
     @classmethod
-    def broken(cls, problem: str) -> SecretBox:
-        return cls(None, problem=problem)
+    def broken(cls, problem: str, *, source: str = "ENCRYPTION_KEY") -> SecretBox:
+        return cls(None, problem=problem, source=source)
 
     @property
     def usable(self) -> bool:
@@ -85,7 +89,7 @@ class SecretBox:
             return aead.decrypt(iv, ciphertext + tag, None).decode("utf-8")
         except InvalidTag:
             raise SecretError(
-                f"The stored {what} cannot be decrypted: ENCRYPTION_KEY differs from the key it "
+                f"The stored {what} cannot be decrypted: {self.source} differs from the key it "
                 "was saved with, or the value was tampered with. Enter the key again to replace it."
             ) from None
 
@@ -109,9 +113,7 @@ def load_secret_box(encryption_key: str | None, data_dir: Path) -> tuple[SecretB
         return box, box.problem
     key_file = data_dir / KEY_FILE_NAME
     if key_file.exists():
-        box = SecretBox.from_hex(key_file.read_text())
-        if box.problem:
-            box = SecretBox.broken(box.problem.replace("ENCRYPTION_KEY", str(key_file)))
+        box = SecretBox.from_hex(key_file.read_text(), source=str(key_file))
         return box, box.problem
     data_dir.mkdir(parents=True, exist_ok=True)
     hex_key = secrets.token_hex(32)
@@ -126,7 +128,7 @@ def load_secret_box(encryption_key: str | None, data_dir: Path) -> tuple[SecretB
         f"No ENCRYPTION_KEY set: generated one into {key_file} (mode 0600). Back it up; "
         "stored API keys cannot be read without it."
     )
-    return SecretBox(bytes.fromhex(hex_key)), notice
+    return SecretBox(bytes.fromhex(hex_key), source=str(key_file)), notice
 
 
 def mask_secret(secret: str | None) -> str:

@@ -211,6 +211,23 @@ class ProfileService:
         self._cache_lock = threading.Lock()
         self._generation = 0  # bumped by every write; a read begun before it is not cached
 
+    def unreadable_keys_notice(self) -> str | None:
+        """A sentence for the operator when stored API keys cannot be decrypted with the
+        current key (another ENCRYPTION_KEY, or a key file generated anew), else None.
+        A key that is malformed is already a start-up notice of its own."""
+        if not self._secrets.usable:
+            return None
+        places = [f"the {view.label} setting" for view in self.list_settings() if view.key.error]
+        places += [f"profile '{view.name}'" for view in self.list_profiles() if view.key.error]
+        if not places:
+            return None
+        count = f"{len(places)} stored API key" + ("s" if len(places) > 1 else "")
+        return (
+            f"{count} cannot be decrypted with {self._secrets.source} ({', '.join(places)}): "
+            "they were saved with another key. Set the key they were saved with again, "
+            "or re-enter these API keys in Settings."
+        )
+
     # ----- provider settings -------------------------------------------------
 
     def default_url(self, kind: ProviderKind) -> str:

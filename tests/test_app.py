@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -88,6 +89,40 @@ def test_dashboard_refresh_renders_health(live: tuple[Client, AppContext]) -> No
     assert "unreachable" in rows["ComfyUI"][3]
     assert "ComfyUI" in rows["ComfyUI"][4]
     assert ["profiles", len(ctx.profiles.list_profiles())] in counts["data"]
+
+
+def test_start_up_and_the_dashboard_say_when_the_key_cannot_read_stored_keys(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPOONFEEDER_DATA_DIR", str(tmp_path / "module"))  # app's import-time demo
+    from app import create_demo
+
+    db_url = f"sqlite:///{tmp_path / 'app.db'}"
+    first = AppContext.create(make_settings(db_url, tmp_path, encryption_key="aa" * 32))
+    first.profiles.save_setting("gemini", api_key="AIzaSy-old-0000-1111")
+    first.close()
+
+    with caplog.at_level(logging.WARNING, logger="spoonfeeder"):
+        _demo, ctx = create_demo(make_settings(db_url, tmp_path, encryption_key="bb" * 32))
+    try:
+        unreadable = (
+            "1 stored API key cannot be decrypted with ENCRYPTION_KEY (the Google Gemini setting)"
+        )
+        assert any(unreadable in record.getMessage() for record in caplog.records)
+        with launched(ctx) as url:
+            client = Client(url, verbose=False)
+            notices, *_ = client.predict(api_name="/refresh_dashboard")
+            assert unreadable in notices
+            assert [unreadable in n for n in client.predict(api_name="/dashboard")["notices"]] == [
+                True
+            ]
+            client.predict(
+                "gemini", "AIzaSy-new-2222-3333", "", "", False, api_name="/save_provider_setting"
+            )
+            notices, *_ = client.predict(api_name="/refresh_dashboard")
+            assert "cannot be decrypted" not in notices
+    finally:
+        ctx.close()
 
 
 def test_client_gets_a_clear_error_and_nothing_is_stored(live: tuple[Client, AppContext]) -> None:

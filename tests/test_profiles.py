@@ -196,6 +196,58 @@ def test_wrong_encryption_key_is_reported_per_setting(db_url: str, tmp_path: Pat
         second.close()
 
 
+def test_start_up_names_the_stored_keys_another_key_cannot_read(
+    db_url: str, tmp_path: Path
+) -> None:
+    first = AppContext.create(make_settings(db_url, tmp_path / "a", encryption_key="aa" * 32))
+    first.profiles.save_setting("openai", api_key="sk-openai-0123456789")
+    lab = first.profiles.create_profile("lab", "openai", "http://lab:8000/v1", "sk-lab-0123456789")
+    first.profiles.create_profile("box", "ollama", "http://box:11434")  # no key: nothing to read
+    assert first.operator_notices() == []
+    first.close()
+
+    second = AppContext.create(make_settings(db_url, tmp_path / "b", encryption_key="bb" * 32))
+    try:
+        (notice,) = second.operator_notices()
+        assert notice.startswith(
+            "2 stored API keys cannot be decrypted with ENCRYPTION_KEY "
+            "(the OpenAI / compatible setting, profile 'lab'): they were saved with another key."
+        )
+        assert "sk-" not in notice
+        # Re-entering a key clears it from the notice at once; the notice goes with the last.
+        second.profiles.save_setting("openai", api_key="sk-openai-new-98765")
+        (notice,) = second.operator_notices()
+        assert notice.startswith(
+            "1 stored API key cannot be decrypted with ENCRYPTION_KEY (profile"
+        )
+        second.profiles.update_profile(lab.id, "lab", "openai", lab.url, api_key="sk-lab-new-4321")
+        assert second.operator_notices() == []
+    finally:
+        second.close()
+
+
+def test_a_newly_generated_key_file_is_named_when_it_cannot_read_the_stored_keys(
+    db_url: str, tmp_path: Path
+) -> None:
+    first = AppContext.create(make_settings(db_url, tmp_path, encryption_key=None))
+    first.profiles.save_setting("anthropic", api_key="sk-ant-0123456789")
+    first.close()
+    key_file = tmp_path / "secret.key"
+    key_file.unlink()  # lost in a move, a fresh volume, a restore without it
+
+    second = AppContext.create(make_settings(db_url, tmp_path, encryption_key=None))
+    try:
+        generated, unreadable = second.operator_notices()
+        assert generated.startswith(f"No ENCRYPTION_KEY set: generated one into {key_file}")
+        assert unreadable.startswith(
+            f"1 stored API key cannot be decrypted with {key_file} (the Anthropic Claude setting)"
+        )
+        key = second.profiles.get_setting("anthropic").key
+        assert key.error and str(key_file) in key.error
+    finally:
+        second.close()
+
+
 def test_malformed_encryption_key_keeps_the_app_running(db_url: str, tmp_path: Path) -> None:
     ctx = AppContext.create(make_settings(db_url, tmp_path, encryption_key="not-hex"))
     try:

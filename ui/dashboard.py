@@ -55,7 +55,7 @@ def build(ctx: AppContext) -> Refresh:
     def refresh():
         db = service.database_health()
         db_text = f"### Database {'✅' if db.ok else '❌'}\n{db.message}"
-        notice_text = "\n".join(f"> ⚠️ {n}" for n in ctx.notices)
+        notice_text = "\n\n".join(f"> ⚠️ {n}" for n in ctx.operator_notices())
         rows = [
             [
                 h.name,
@@ -81,7 +81,7 @@ def build(ctx: AppContext) -> Refresh:
     def dashboard() -> dict:
         """Health and counts as JSON."""
         return {
-            "notices": list(ctx.notices),
+            "notices": ctx.operator_notices(),
             "database": jsonable(service.database_health()),
             "providers": jsonable(service.provider_health()),
             "counts": service.table_counts(),
