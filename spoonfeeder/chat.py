@@ -44,6 +44,7 @@ from spoonfeeder.providers.base import (
     estimate_usage,
 )
 from spoonfeeder.providers.registry import CHAT_PROVIDERS, ProviderRegistry
+from spoonfeeder.search import search_term
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -253,7 +254,7 @@ class ChatService:
         )
         if owner_id is not None:
             query = query.where(Conversation.owner_id == owner_id)
-        if term := search.strip():
+        if term := search_term(search):
             pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             in_messages = select(Message.conversation_id).where(
                 Message.content.ilike(pattern, escape="\\")

@@ -35,6 +35,7 @@ from spoonfeeder.comfyui.views import (
 from spoonfeeder.db.models import ComfyUIGeneration, Conversation, Message
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.ids import parse_id, shown
+from spoonfeeder.search import search_term
 from spoonfeeder.tasks.service import parse_when
 
 GENERATION_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
@@ -203,7 +204,7 @@ def generation_conditions(filters: GenerationFilters) -> list[ColumnElement[bool
     """The WHERE clauses of a generation search; ValidationError names a bad field."""
     g = ComfyUIGeneration
     where: list[ColumnElement[bool]] = []
-    if term := (filters.text or "").strip():
+    if term := search_term(filters.text, field="text"):
         where.append(or_(_contains(g.prompt_text, term), _contains(g.negative_prompt, term)))
     if status := _choice(filters.status):
         if status not in GENERATION_STATUSES:

@@ -29,6 +29,7 @@ from spoonfeeder.history import (
     generation_conditions,
 )
 from spoonfeeder.providers.base import ChatMessage
+from spoonfeeder.search import MAX_TERM_CHARS
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import serve
 
@@ -176,6 +177,22 @@ def test_text_search_takes_wildcards_literally(ctx: AppContext, seeded: dict[str
     assert found(ctx.history, seeded, text="100%") == ["g3"]
     assert found(ctx.history, seeded, text="_") == ["g3"]
     assert found(ctx.history, seeded, text="%") == ["g3"]
+
+
+def test_a_search_term_longer_than_a_search_is_refused_by_name(
+    ctx: AppContext, seeded: dict[str, Any]
+) -> None:
+    # SQLite refused a megabyte LIKE pattern with its own words; now every search says it.
+    longest = "fox " + "x" * (MAX_TERM_CHARS - 4)
+    assert found(ctx.history, seeded, text=longest) == []  # the longest term still searches
+    too_long = "x" * 1_000_000
+    with pytest.raises(ValidationError, match="Search: at most 500 characters, got 1,000,000"):
+        ctx.history.search_generations(GenerationFilters(text=too_long))
+    with pytest.raises(ValidationError, match="at most 500 characters"):
+        ctx.history.search_conversations(ConversationFilters(text=too_long))
+    with pytest.raises(ValidationError, match="at most 500 characters"):
+        ctx.chat.list_conversations(too_long)
+    assert ctx.chat.list_conversations(" " * 2000) == ctx.chat.list_conversations("")  # blank
 
 
 def test_pages_add_up_to_the_total(ctx: AppContext, seeded: dict[str, Any]) -> None:
