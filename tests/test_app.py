@@ -230,3 +230,45 @@ def test_test_connection_tests_what_the_form_holds(live: tuple[Client, AppContex
         assert "✅ ok" in line and "not saved yet" in line  # a new profile, tested unsaved
     with pytest.raises(Exception, match="is not valid"):
         client.predict("openai", "localhost 8000", "", api_name="/test_provider_form")
+
+
+def test_idle_api_sessions_are_forgotten_and_open_pages_kept(tmp_path: Path) -> None:
+    """Gradio kept every raw call's session (a copy of every component's config) for good:
+    a bad-input sweep grew the app by gigabytes. Idle sessions of no open page now go."""
+    import datetime
+
+    import gradio as gr
+    import httpx
+
+    from tests.fakes.server import free_port
+    from ui.app import build_demo
+
+    ctx = AppContext.create(make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path))
+    demo = build_demo(ctx)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        base = f"http://127.0.0.1:{port}/gradio_api/call/list_profiles"
+        for session in ("api-call", "open-page"):
+            posted = httpx.post(base, json={"data": [], "session_hash": session})
+            httpx.get(f"{base}/{posted.json()['event_id']}", timeout=30)
+        holder = demo.state_holder
+        assert {"api-call", "open-page"} <= set(holder.session_data)
+        reaper = demo.session_reaper
+        reaper.opened(gr.Request(session_hash="open-page"))  # its load event ran
+        assert reaper.sweep(demo) == 0  # nothing is idle yet
+        later = datetime.datetime.now() + datetime.timedelta(hours=1)
+        reaper._now = lambda: later
+        assert reaper.sweep(demo) >= 1
+        assert "api-call" not in holder.session_data  # forgotten
+        assert "open-page" in holder.session_data  # an open page keeps its session
+        reaper.closed(gr.Request(session_hash="open-page"))  # its tab was closed
+        reaper.sweep(demo)
+        assert "open-page" not in holder.session_data
+        # A forgotten session simply starts afresh.
+        posted = httpx.post(base, json={"data": [], "session_hash": "api-call"})
+        answer = httpx.get(f"{base}/{posted.json()['event_id']}", timeout=30).text
+        assert "event: complete" in answer
+    finally:
+        demo.close()
+        ctx.close()

@@ -7,6 +7,7 @@ import gradio as gr
 from spoonfeeder.context import AppContext
 from ui import chat, comfyui, dashboard, history, models, settings, tasks
 from ui.inputs import CheckedBlocks
+from ui.sessions import SessionReaper
 
 TITLE = "Spoon Feeder"
 
@@ -41,5 +42,11 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         for tab, (refresh, outputs) in tabs:
             demo.load(refresh, None, outputs, api_visibility="private")
             tab.select(refresh, None, outputs, api_visibility="private")
+        # An open page keeps its session; every other one is forgotten once idle.
+        reaper = SessionReaper()
+        demo.load(reaper.opened, None, None, api_visibility="private")
+        demo.unload(reaper.closed)
     demo.queue(default_concurrency_limit=8, max_size=256)
+    demo.session_reaper = reaper  # type: ignore[attr-defined]  # for tests and benches
+    reaper.watch(demo)
     return demo

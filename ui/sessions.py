@@ -1,0 +1,123 @@
+"""Forgets the Gradio sessions that no open page holds, so their memory comes back.
+
+Gradio keeps each session's state — its own copy of every component's config (about
+0.4 MB in this app) and whatever values its calls left there — until 10,000 sessions
+exist; it never forgets one for being idle. Every raw API call is a session of its own,
+so a burst of calls kept gigabytes for good. Here a page the browser has open (its load
+event ran and its unload has not) is kept however long it idles; any other session — an
+API caller, a page that was closed — is forgotten once idle for `idle_seconds`. The next
+call of a forgotten session starts from the components' initial values, as a new page
+would.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime
+import logging
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+
+import gradio as gr
+
+log = logging.getLogger(__name__)
+
+IDLE_SECONDS = 30.0
+SWEEP_SECONDS = 5.0
+MAX_OPEN_PAGES = 2000  # a caller that fakes page loads cannot pin sessions without end
+
+Now = Callable[[], datetime.datetime]
+
+
+class SessionReaper:
+    """Tracks open pages (`opened`/`closed`, wired to the page's load and unload
+    events) and drops idle sessions of everyone else from Gradio's state holder."""
+
+    def __init__(self, idle_seconds: float = IDLE_SECONDS, now: Now = datetime.datetime.now):
+        self.idle = datetime.timedelta(seconds=idle_seconds)
+        self._now = now  # Gradio stamps sessions' last use with datetime.now()
+        self._open_pages: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def opened(self, request: gr.Request) -> None:
+        if request.session_hash:
+            with self._lock:
+                self._open_pages[request.session_hash] = None
+                self._open_pages.move_to_end(request.session_hash)
+                while len(self._open_pages) > MAX_OPEN_PAGES:
+                    self._open_pages.popitem(last=False)
+
+    def closed(self, request: gr.Request) -> None:
+        with self._lock:
+            self._open_pages.pop(request.session_hash or "", None)
+
+    def is_open(self, session_hash: str) -> bool:
+        with self._lock:
+            return session_hash in self._open_pages
+
+    def sweep(self, demo: gr.Blocks) -> int:
+        """Forget every session idle longer than `idle` that no open page holds; returns
+        how many were forgotten."""
+        holder = getattr(demo, "state_holder", None)
+        if holder is None:  # not launched yet
+            return 0
+        cutoff = self._now() - self.idle
+        # A session with an event still queued or running (a long stream) is in use.
+        busy = getattr(getattr(demo, "_queue", None), "pending_event_ids_session", {})
+        with holder.lock:
+            idle = [
+                session
+                for session, used in list(holder.time_last_used.items())
+                if used < cutoff and not self.is_open(session) and not busy.get(session)
+            ]
+            for session in idle:
+                holder.delete_state(session)  # runs gr.State delete callbacks
+                holder.session_data.pop(session, None)
+                holder.time_last_used.pop(session, None)
+        if idle:
+            _return_freed_memory()
+        return len(idle)
+
+    def watch(self, demo: gr.Blocks, every: float = SWEEP_SECONDS) -> threading.Thread:
+        """Sweep `demo` every `every` seconds on a daemon thread, until it is closed."""
+        demo_ref = weakref.ref(demo)
+
+        def run() -> None:
+            launched = False
+            while True:
+                time.sleep(every)
+                current = demo_ref()
+                if current is None or (launched and not current.is_running):
+                    return
+                launched = launched or current.is_running
+                try:
+                    self.sweep(current)
+                except Exception:  # never let housekeeping take the server down
+                    log.exception("Could not forget idle sessions")
+
+        thread = threading.Thread(target=run, name="session-reaper", daemon=True)
+        thread.start()
+        return thread
+
+
+def _return_freed_memory() -> None:
+    """Ask glibc to give freed heap pages back to the system: without it, memory freed
+    by many threads' arenas stays counted as the process's for good."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (musl, macOS): the allocator returns memory its own way
+        return None
+
+
+_libc = _load_libc()
