@@ -27,8 +27,6 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def create_demo(settings: Settings | None = None) -> tuple[gr.Blocks, AppContext]:
     ctx = AppContext.create(settings or load_settings())
-    for notice in ctx.operator_notices():
-        log.warning(notice)
     return build_demo(ctx), ctx
 
 

@@ -62,8 +62,6 @@ def run_worker(args: argparse.Namespace) -> None:
     settings = load_settings(database_url=args.database_url)
     threads = args.threads or settings.worker_threads or 2
     ctx = AppContext.create(settings)
-    for notice in ctx.operator_notices():
-        log.warning(notice)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

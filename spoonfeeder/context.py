@@ -81,6 +81,8 @@ class AppContext:
         seeded = profiles.seed_from_environment()
         if seeded:
             log.info("Stored API keys from the environment for: %s", ", ".join(seeded))
+        for notice in ctx.operator_notices():  # every process says it at start: app, worker
+            log.warning(notice)
         return ctx
 
     def operator_notices(self) -> list[str]:

@@ -55,10 +55,6 @@ class SessionReaper:
         with self._lock:
             self._open_pages.pop(request.session_hash or "", None)
 
-    def is_open(self, session_hash: str) -> bool:
-        with self._lock:
-            return session_hash in self._open_pages
-
     def sweep(self, demo: gr.Blocks) -> int:
         """Forget every session idle longer than `idle` that no open page holds; returns
         how many were forgotten."""
@@ -68,11 +64,13 @@ class SessionReaper:
         cutoff = self._now() - self.idle
         # A session with an event still queued or running (a long stream) is in use.
         busy = getattr(getattr(demo, "_queue", None), "pending_event_ids_session", {})
+        with self._lock:
+            open_pages = set(self._open_pages)
         with holder.lock:
             idle = [
                 session
                 for session, used in list(holder.time_last_used.items())
-                if used < cutoff and not self.is_open(session) and not busy.get(session)
+                if used < cutoff and session not in open_pages and not busy.get(session)
             ]
             for session in idle:
                 holder.delete_state(session)  # runs gr.State delete callbacks
