@@ -9,8 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MEDIA_STORAGE_PATH=/data/media
 
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+COPY requirements.txt requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.txt -c requirements.lock
 
 COPY . .
 RUN useradd --create-home --uid 1000 spoonfeeder && mkdir -p /data && chown spoonfeeder /data
