@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per reaper run too
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin
     args = parse_args(argv)
     try:
         if args.auth:

@@ -2,7 +2,9 @@
 
 Run it on any machine that reaches the app's PostgreSQL to add workers; it reads the
 same environment and `.env` as the app. SIGTERM or Ctrl-C stops it gracefully:
-running tasks finish (or, after --shutdown-timeout, go back to the queue).
+running tasks finish (or, after --shutdown-timeout, go back to the queue). A worker
+never changes the schema: the app upgrades it at start, or `python -m spoonfeeder
+migrate` does (before a deployment's workers are started on a new version).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ log = logging.getLogger("spoonfeeder.worker")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m spoonfeeder")
     commands = parser.add_subparsers(dest="command", required=True)
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to this version")
+    migrate.add_argument("--database-url", help="SQLAlchemy URL (DATABASE_URL)")
     worker = commands.add_parser("worker", help="run task workers (no web UI)")
     worker.add_argument("--threads", type=int, help="worker threads (WORKER_THREADS, default 2)")
     worker.add_argument("--database-url", help="SQLAlchemy URL (DATABASE_URL)")
@@ -61,7 +65,7 @@ def run_worker(args: argparse.Namespace) -> None:
         importlib.import_module(module)
     settings = load_settings(database_url=args.database_url)
     threads = args.threads or settings.worker_threads or 2
-    ctx = AppContext.create(settings)
+    ctx = AppContext.create(settings, role="worker")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -84,16 +88,34 @@ def run_worker(args: argparse.Namespace) -> None:
         ctx.close()
 
 
+def run_migrate(args: argparse.Namespace) -> None:
+    from spoonfeeder.db.engine import head_revision, make_engine, prepare_schema
+
+    settings = load_settings(database_url=args.database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        before = prepare_schema(engine, migrate=True)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    head = head_revision()
+    change = "already at" if before == head else f"upgraded from {before or 'empty'} to"
+    print(f"{where}: {change} schema revision {head}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin
     args = parse_args(argv)
     try:
         if args.command == "worker":
             run_worker(args)
+        elif args.command == "migrate":
+            run_migrate(args)
     except ConfigError as exc:
         sys.exit(f"spoonfeeder: {exc}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +15,7 @@ from spoonfeeder.comfyui.service import ComfyUIService
 from spoonfeeder.config import Settings
 from spoonfeeder.crypto import SecretBox, load_secret_box
 from spoonfeeder.dashboard import DashboardService
-from spoonfeeder.db.engine import make_engine, make_session_factory, upgrade_schema
+from spoonfeeder.db.engine import make_engine, make_session_factory, prepare_schema
 from spoonfeeder.events import EventBus
 from spoonfeeder.history import HistoryService
 from spoonfeeder.ollama_models import OllamaModelService
@@ -24,6 +24,10 @@ from spoonfeeder.providers.registry import ProviderRegistry
 from spoonfeeder.tasks import TaskQueue, TaskService, WorkerPool
 
 log = logging.getLogger(__name__)
+
+# The app migrates the schema and recovers what a stopped app left behind; a worker
+# (`python -m spoonfeeder worker`, maybe one of many, beside a running app) does neither.
+Role = Literal["app", "worker"]
 
 
 @dataclass
@@ -45,10 +49,16 @@ class AppContext:
     workers: WorkerPool | None = None  # started by start_workers()
 
     @classmethod
-    def create(cls, settings: Settings) -> AppContext:
-        """Connect, upgrade the schema to head, load the key, seed settings from env."""
+    def create(cls, settings: Settings, role: Role = "app") -> AppContext:
+        """Connect and load the key. The app also upgrades the schema to head, seeds
+        settings from the environment and recovers interrupted replies and generations;
+        a worker only checks that the schema is current."""
         engine = make_engine(settings.resolved_database_url)
-        upgrade_schema(engine)
+        try:
+            prepare_schema(engine, migrate=role == "app")
+        except BaseException:
+            engine.dispose()
+            raise
         sessions = make_session_factory(engine)
         secrets, notice = load_secret_box(settings.encryption_key, settings.data_dir)
         settings.media_path.mkdir(parents=True, exist_ok=True)
@@ -76,11 +86,12 @@ class AppContext:
             history=HistoryService(sessions, chat, comfyui),
             notices=[notice] if notice else [],
         )
-        ctx.chat.recover_interrupted()
-        comfyui_tasks.setup(ctx)  # comfyui.generate tasks; built-in workflow; resume runs
-        seeded = profiles.seed_from_environment()
-        if seeded:
-            log.info("Stored API keys from the environment for: %s", ", ".join(seeded))
+        comfyui_tasks.setup(ctx, recover=role == "app")  # comfyui.generate tasks
+        if role == "app":
+            ctx.chat.recover_interrupted()
+            seeded = profiles.seed_from_environment()
+            if seeded:
+                log.info("Stored API keys from the environment for: %s", ", ".join(seeded))
         for notice in ctx.operator_notices():  # every process says it at start: app, worker
             log.warning(notice)
         return ctx

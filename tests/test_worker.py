@@ -19,6 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from spoonfeeder.context import AppContext
+from spoonfeeder.db.engine import current_revision, head_revision, make_engine, transaction
+from spoonfeeder.db.models import Conversation, Message
 from spoonfeeder.errors import PermanentTaskError, RetryableTaskError
 from spoonfeeder.providers.base import EMPTY_REPLY
 from spoonfeeder.tasks import (
@@ -407,8 +409,11 @@ def spawn_worker(db_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[st
     return wait_ready(launch_worker(db_url, tmp_path, *args))
 
 
-def launch_worker(db_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    """`python -m spoonfeeder worker` with the tests' handlers, configured from the env."""
+def launch_worker(
+    db_url: str, tmp_path: Path, *args: str, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """`python -m spoonfeeder worker` with the tests' handlers, configured from the env
+    (stderr=subprocess.PIPE to read what it says; a live worker must not fill the pipe)."""
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -422,7 +427,7 @@ def launch_worker(db_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[s
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )  # fmt: skip
     return proc
@@ -619,3 +624,57 @@ def test_dropped_database_connections_cost_no_task_an_attempt(
     assert len(rows) == len(ids)
     assert {row.attempts for row in rows} == {1}  # no attempt spent on the database
     assert not [row.error for row in rows if row.error]
+
+
+# -- process roles: the app migrates and recovers, a worker does neither ----------------
+
+
+def test_a_worker_process_leaves_replies_the_app_is_streaming_alone(
+    db_url: str, tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    ctx = make_context(db_url, tmp_path)  # the running app
+    try:
+        with transaction(ctx.sessions) as session:
+            conversation = Conversation(title="Streaming now")
+            session.add(conversation)
+            session.flush()
+            session.add(Message(conversation_id=conversation.id, role="user", content="hi"))
+            reply = Message(
+                conversation_id=conversation.id, role="assistant", position=1, status="streaming"
+            )
+            session.add(reply)
+        processes.append(spawn_worker(db_url, tmp_path, "--threads", "1"))
+        with ctx.sessions() as session:
+            assert session.get(Message, reply.id).status == "streaming"  # still the app's
+    finally:
+        ctx.close()
+
+
+def test_a_worker_refuses_an_unmigrated_database_until_migrate_runs(
+    empty_db_url: str, tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    refused = launch_worker(empty_db_url, tmp_path, "--threads", "1", stderr=subprocess.PIPE)
+    processes.append(refused)
+    out, err = refused.communicate(timeout=60)
+    assert refused.returncode != 0
+    assert "worker ready" not in out
+    assert "python -m spoonfeeder migrate" in err and "Traceback" not in err
+    assert current_revision_of(empty_db_url) is None  # the worker changed nothing
+
+    migrate = subprocess.run(
+        [sys.executable, "-m", "spoonfeeder", "migrate", "--database-url", empty_db_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "SPOONFEEDER_DATA_DIR": str(tmp_path / "migrate-data")},
+    )  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr
+    assert head_revision() in migrate.stdout  # says where the schema is now
+    assert current_revision_of(empty_db_url) == head_revision()
+    processes.append(spawn_worker(empty_db_url, tmp_path, "--threads", "1"))
+
+
+def current_revision_of(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()

@@ -64,10 +64,11 @@ def run_generation_task(task: TaskContext) -> dict[str, Any]:
     }
 
 
-def setup(app: AppContext) -> None:
-    """At start-up: generations enqueue tasks; the built-in workflow exists; generations
-    a stopped app left behind without a live task get one (their task, if any, is
-    handed back by the queue's reaper and resumes the same way)."""
+def setup(app: AppContext, recover: bool = True) -> None:
+    """At start-up: generations enqueue tasks. With `recover` (the app, not a worker):
+    the built-in workflow exists, and generations a stopped app left behind without a
+    live task get one (their task, if any, is handed back by the queue's reaper and
+    resumes the same way)."""
     queue = app.tasks.queue
 
     def enqueue(view: GenerationView) -> uuid.UUID:
@@ -95,6 +96,8 @@ def setup(app: AppContext) -> None:
     app.comfyui.attach_events(app.events)
     app.comfyui.attach_queue(enqueue, cancel_task)
     app.events.subscribe("task:cancelled", callback=on_task_cancelled)
+    if not recover:
+        return
     app.comfyui.ensure_builtin_workflow()
     for generation_id in app.comfyui.interrupted_generations():
         view = app.comfyui.get_generation(generation_id)

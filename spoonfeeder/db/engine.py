@@ -13,7 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from spoonfeeder.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -63,6 +66,39 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
+
+
+def prepare_schema(engine: Engine, migrate: bool) -> str | None:
+    """At start: upgrade the schema to head (`migrate`, the app) or check that it is
+    there (a worker); returns the revision found. A database that cannot be reached is
+    said in a sentence."""
+    try:
+        if not migrate:
+            ensure_schema_current(engine)
+            return head_revision()
+        found = current_revision(engine)
+        upgrade_schema(engine)
+        return found
+    except OperationalError:
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(
+            f"Cannot connect to the database {where}: check that it is running and "
+            "reachable from here, and that the database name, user and password are right."
+        ) from None
+
+
+def ensure_schema_current(engine: Engine) -> None:
+    """Refuse, in a sentence, a database whose schema is not at this code's head: a
+    worker never migrates (the app, or `python -m spoonfeeder migrate`, does)."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    state = f"is at schema revision {current}" if current else "has no Spoon Feeder schema yet"
+    raise ConfigError(
+        f"The database {where} {state}; this version needs revision {head}. Start the app "
+        "once, or run `python -m spoonfeeder migrate`, then start the worker again."
+    )
 
 
 def current_revision(engine: Engine) -> str | None:
