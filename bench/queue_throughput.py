@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url
 
 from spoonfeeder.config import Settings, normalize_database_url
 from spoonfeeder.context import AppContext
-from spoonfeeder.tasks import COMPLETED, handlers
+from spoonfeeder.tasks import COMPLETED
 
 TARGET_RATE = 1000.0
 TARGET_RATIO = 0.40
@@ -54,7 +54,7 @@ def drain(url: str, tasks: int, threads: int, data_dir: Path) -> tuple[float, fl
         worker_threads=0,
     )
     ctx = AppContext.create(settings)
-    registry = handlers.copy()
+    registry = ctx.handlers.copy()
     registry.add("bench.noop", lambda task: None)
     done = threading.Event()
     finished = 0

@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import MODULE first, so the task handlers it registers are available",
+        help="add the task handlers of MODULE: its install(registry, app) is called at start",
     )
     return parser.parse_args(argv)
 
@@ -61,11 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_worker(args: argparse.Namespace) -> None:
     from spoonfeeder.context import AppContext  # heavy imports after argument parsing
 
-    for module in args.handlers:
-        importlib.import_module(module)
+    extra = [importlib.import_module(module) for module in args.handlers]
     settings = load_settings(database_url=args.database_url)
     threads = args.threads or settings.worker_threads or 2
     ctx = AppContext.create(settings, role="worker")
+    for module in extra:  # it takes from the app what its handlers need, and binds it
+        module.install(ctx.handlers, ctx)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -313,10 +313,6 @@ class ChatService:
                     )
                 )
 
-    def set_system_prompt(self, conversation_id: uuid.UUID | str, system_prompt: str) -> None:
-        with transaction(self._sessions) as session:
-            _conversation(session, conversation_id).system_prompt = system_prompt.strip() or None
-
     # ----- chatting ---------------------------------------------------------------------
 
     def send(

@@ -21,7 +21,11 @@ from spoonfeeder.history import HistoryService
 from spoonfeeder.ollama_models import OllamaModelService
 from spoonfeeder.profiles import ProfileService
 from spoonfeeder.providers.registry import ProviderRegistry
-from spoonfeeder.tasks import TaskQueue, TaskService, WorkerPool
+from spoonfeeder.tasks import text as text_tasks
+from spoonfeeder.tasks.handlers import HandlerRegistry
+from spoonfeeder.tasks.queue import TaskQueue
+from spoonfeeder.tasks.service import TaskService
+from spoonfeeder.tasks.worker import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class AppContext:
     ollama_models: OllamaModelService
     chat: ChatService
     events: EventBus
+    handlers: HandlerRegistry  # task type -> handler, for this process's workers
     tasks: TaskService
     comfyui: ComfyUIService
     history: HistoryService
@@ -70,6 +75,10 @@ class AppContext:
             sessions, profiles, settings.media_path, sweep_max_cells=settings.sweep_max_cells
         )
         comfyui.timings.max_output_bytes = settings.comfyui_max_output_bytes
+        handlers = HandlerRegistry()
+        text_tasks.install(handlers, providers)
+        comfyui_tasks.install(handlers, comfyui)
+        queue = TaskQueue(engine, events)
         ctx = cls(
             settings=settings,
             engine=engine,
@@ -81,12 +90,13 @@ class AppContext:
             providers=providers,
             chat=chat,
             events=events,
-            tasks=TaskService(TaskQueue(engine, events)),
+            handlers=handlers,
+            tasks=TaskService(queue, handlers),
             comfyui=comfyui,
             history=HistoryService(sessions, chat, comfyui),
             notices=[notice] if notice else [],
         )
-        comfyui_tasks.setup(ctx, recover=role == "app")  # comfyui.generate tasks
+        comfyui_tasks.setup(comfyui, queue, events, recover=role == "app")
         if role == "app":
             ctx.chat.recover_interrupted()
             seeded = profiles.seed_from_environment()
@@ -104,10 +114,12 @@ class AppContext:
 
     def start_workers(self, threads: int | None = None, **options: Any) -> WorkerPool:
         """Run task workers in this process (WORKER_THREADS of them unless `threads`);
-        `options` go to WorkerPool (lease_seconds, poll_interval, registry, …)."""
+        `options` go to WorkerPool (lease_seconds, poll_interval, …); `registry`
+        replaces the app's handlers (tests add their own to a copy)."""
         if self.workers is None or not self.workers.running:
             count = threads or self.settings.worker_threads or 1
-            self.workers = WorkerPool(self.tasks.queue, threads=count, app=self, **options)
+            registry = options.pop("registry", None) or self.handlers
+            self.workers = WorkerPool(self.tasks.queue, registry, threads=count, **options)
             self.workers.start()
         return self.workers
 

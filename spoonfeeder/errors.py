@@ -98,23 +98,6 @@ class ComfyUIPromptRejected(ProviderRequestError):
         self.input_name = input_name
 
 
-class ComfyUIExecutionError(ProviderError):
-    """A node raised while ComfyUI ran the workflow (`execution_error`)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        node_id: str | None = None,
-        node_type: str | None = None,
-        exception_type: str | None = None,
-    ) -> None:
-        super().__init__(message, provider="comfyui")
-        self.node_id = node_id
-        self.node_type = node_type
-        self.exception_type = exception_type
-
-
 class TaskError(SpoonFeederError):
     """A task handler failed; the queue decides from the subclass whether to try again."""
 
@@ -133,3 +116,23 @@ class RetryableTaskError(TaskError):
 
 class PermanentTaskError(TaskError):
     """Trying again cannot help (a bad payload, a rejected key): fail the task now."""
+
+
+class TaskStopped(SpoonFeederError):
+    """A task ended before its handler finished, without failing: the worker records
+    the stop (or nothing) rather than an error."""
+
+
+class TaskCancelled(TaskStopped):
+    """Raised by `TaskContext.check_cancelled()`: the user asked this task to stop."""
+
+
+class TaskInterrupted(TaskStopped):
+    """Raised by `TaskContext.check_cancelled()`: this worker gave the task up (shutdown,
+    a lost lease); whoever holds it now, or a later attempt, carries on."""
+
+
+class RunAbandoned(TaskInterrupted):
+    """A ComfyUI run given up by this process (shutdown, lost task lease) without
+    touching ComfyUI: the row stays `running` with its prompt_id, and a later run
+    resumes it."""

@@ -153,10 +153,6 @@ class EventBus:
         url = engine.url.set(drivername="postgresql")
         return cls(url.render_as_string(hide_password=False))
 
-    @property
-    def cross_process(self) -> bool:
-        return self._conninfo is not None
-
     # -- publishing ----------------------------------------------------------
 
     def publish(self, topic: str, data: dict[str, Any] | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -33,42 +34,42 @@ def executions(engine: Engine) -> list[tuple[str, int, int]]:
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-def _record(task: TaskContext) -> None:
-    assert task.app is not None
-    with task.app.engine.begin() as conn:
+def _record(engine: Engine, task: TaskContext) -> None:
+    with engine.begin() as conn:
         conn.execute(
             text("INSERT INTO test_executions (task_id, pid, attempt) VALUES (:t, :p, :a)"),
             {"t": str(task.id), "p": os.getpid(), "a": task.attempt},
         )
 
 
-def record(task: TaskContext) -> dict[str, Any]:
+def record(engine: Engine, task: TaskContext) -> dict[str, Any]:
     """Record the run, optionally take `sleep` seconds, report progress once."""
-    _record(task)
+    _record(engine, task)
     time.sleep(float(task.payload.get("sleep", 0)))
     task.progress(0.5, "half way", force=True)
     return {"pid": os.getpid()}
 
 
-def hang_first(task: TaskContext) -> dict[str, Any]:
+def hang_first(engine: Engine, task: TaskContext) -> dict[str, Any]:
     """Hang on the first attempt (the test kills this process), finish on the next."""
-    _record(task)
+    _record(engine, task)
     if task.attempt == 1:
         time.sleep(120)
     return {"pid": os.getpid(), "attempt": task.attempt}
 
 
-def until_cancelled(task: TaskContext) -> None:
+def until_cancelled(engine: Engine, task: TaskContext) -> None:
     """Run until cancelled (at most a minute), checking every 20 ms."""
-    _record(task)
+    _record(engine, task)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         task.check_cancelled()
         time.sleep(0.02)
 
 
-def install(registry: HandlerRegistry) -> HandlerRegistry:
-    registry.add("test.record", record)
-    registry.add("test.hang_first", hang_first)
-    registry.add("test.until_cancelled", until_cancelled)
+def install(registry: HandlerRegistry, engine: Engine) -> HandlerRegistry:
+    """The tests' handlers, recording their runs in `engine`'s test_executions table."""
+    registry.add("test.record", partial(record, engine))
+    registry.add("test.hang_first", partial(hang_first, engine))
+    registry.add("test.until_cancelled", partial(until_cancelled, engine))
     return registry

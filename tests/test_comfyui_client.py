@@ -276,6 +276,31 @@ def test_a_server_that_is_not_comfyui_is_named(fake: FakeComfyUI) -> None:
     assert "is this URL a ComfyUI server?" in str(caught.value)
 
 
+def test_a_proxy_page_instead_of_json_is_a_sentence_on_every_call(
+    workflow: dict[str, Any],
+) -> None:
+    """A reverse proxy's login page answers 200 with HTML where ComfyUI answers JSON."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    async def login_page(_request: Any) -> HTMLResponse:
+        return HTMLResponse("<html><form>Sign in to the proxy</form></html>")
+
+    app = Starlette(routes=[Route("/{path:path}", login_page, methods=["GET", "POST"])])
+    with serve(app) as url, ComfyUIClient(url) as client:
+        calls = {
+            "/prompt": lambda: client.queue_prompt(workflow, "client-1"),
+            "/upload/image": lambda: client.upload_image(b"\x89PNG", "in.png"),
+            "/system_stats": client.system_stats,
+        }
+        for path, call in calls.items():
+            with pytest.raises(ProviderServerError) as caught:
+                call()
+            assert path in str(caught.value) and "not JSON" in str(caught.value)
+            assert "<html>" not in str(caught.value)
+
+
 def test_a_profile_timeout_option_reaches_the_client() -> None:
     from spoonfeeder.profiles import Credentials
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from spoonfeeder.comfyui.runner import RunAbandoned
 from spoonfeeder.comfyui.service import ComfyUIService
 from spoonfeeder.comfyui.views import GenerationProgress, GenerationView
 from spoonfeeder.comfyui.workflow import UI_FORMAT_HELP
@@ -25,6 +24,7 @@ from spoonfeeder.errors import (
     NotFoundError,
     ProviderAuthError,
     ProviderUnavailable,
+    RunAbandoned,
     ValidationError,
 )
 from tests.conftest import make_settings

@@ -25,15 +25,24 @@ from spoonfeeder.tasks import (
     TaskQueue,
     TaskService,
 )
+from spoonfeeder.tasks import text as text_tasks
+from spoonfeeder.tasks.handlers import HandlerRegistry
 
 LEASE = 5.0
+
+
+def text_handlers() -> HandlerRegistry:
+    """The built-in text.* handlers, for their payload checks: nothing runs them here."""
+    registry = HandlerRegistry()
+    text_tasks.install(registry, providers=None)  # type: ignore[arg-type]
+    return registry
 
 
 @pytest.fixture
 def tasks(db_url: str) -> Iterator[TaskService]:
     """The queue alone on a migrated database: no app around it, so each test is cheap."""
     engine = make_engine(db_url)
-    yield TaskService(TaskQueue(engine, EventBus()))
+    yield TaskService(TaskQueue(engine, EventBus()), text_handlers())
     engine.dispose()
 
 
@@ -442,7 +451,7 @@ def test_a_delete_never_removes_a_task_a_worker_claimed_a_moment_before(
     url = postgres.create(template=postgres.migrated_template())
     engine = make_engine(url)
     try:
-        service = TaskService(TaskQueue(engine, EventBus()))
+        service = TaskService(TaskQueue(engine, EventBus()), text_handlers())
         q = service.queue
         victim = q.enqueue("t")
         claimed: list[Any] = []

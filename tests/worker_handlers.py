@@ -1,6 +1,15 @@
 """Loaded by worker processes in the tests: `--handlers tests.worker_handlers`."""
 
-from spoonfeeder.tasks import handlers
-from tests.task_handlers import install
+from __future__ import annotations
 
-install(handlers)
+from typing import TYPE_CHECKING
+
+from tests import task_handlers
+
+if TYPE_CHECKING:
+    from spoonfeeder.context import AppContext
+    from spoonfeeder.tasks.handlers import HandlerRegistry
+
+
+def install(registry: HandlerRegistry, app: AppContext) -> None:
+    task_handlers.install(registry, app.engine)

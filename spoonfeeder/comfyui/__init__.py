@@ -8,35 +8,58 @@ what will be posted), `generate` (new generations), `generations` (stored ones),
 `runner` (one run), `progress` (following runs), `cancelling`, `queueing` (task hooks),
 `recovery` (after a restart), `media` (paths under MEDIA_STORAGE_PATH), `records`
 (rows → views), `views`, `tasks` (queue handler), `builtin` (the seeded workflow).
+
+The names below are imported on first use, so that the pure modules (`workflow`,
+`params`) load without the HTTP client, websockets or the database.
 """
 
-from spoonfeeder.comfyui.client import ComfyUIClient, PreviewImage, ServerMessage
-from spoonfeeder.comfyui.runner import RunAbandoned, RunnerTimings
-from spoonfeeder.comfyui.service import ComfyUIService
-from spoonfeeder.comfyui.views import (
-    PROGRESS_TOPIC,
-    GenerationProgress,
-    GenerationView,
-    OutputFile,
-    ServerOptions,
-    SessionView,
-    SweepView,
-    WorkflowView,
-)
+from __future__ import annotations
 
-__all__ = [
-    "PROGRESS_TOPIC",
-    "ComfyUIClient",
-    "ComfyUIService",
-    "GenerationProgress",
-    "GenerationView",
-    "OutputFile",
-    "PreviewImage",
-    "RunAbandoned",
-    "RunnerTimings",
-    "ServerMessage",
-    "ServerOptions",
-    "SessionView",
-    "SweepView",
-    "WorkflowView",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spoonfeeder.comfyui.client import ComfyUIClient, PreviewImage, ServerMessage
+    from spoonfeeder.comfyui.runner import RunnerTimings
+    from spoonfeeder.comfyui.service import ComfyUIService
+    from spoonfeeder.comfyui.views import (
+        PROGRESS_TOPIC,
+        GenerationProgress,
+        GenerationView,
+        OutputFile,
+        ServerOptions,
+        SessionView,
+        SweepView,
+        WorkflowView,
+    )
+
+_HOME = {
+    "ComfyUIClient": "client",
+    "PreviewImage": "client",
+    "ServerMessage": "client",
+    "RunnerTimings": "runner",
+    "ComfyUIService": "service",
+    **dict.fromkeys(
+        [
+            "PROGRESS_TOPIC",
+            "GenerationProgress",
+            "GenerationView",
+            "OutputFile",
+            "ServerOptions",
+            "SessionView",
+            "SweepView",
+            "WorkflowView",
+        ],
+        "views",
+    ),
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value

@@ -331,7 +331,7 @@ class ComfyUIClient:
             parsed = json.loads(text) if isinstance(prompt, str) else prompt
             raise describe_rejection(_json_or_text(response), parsed)
         self._raise_for_status(response, "/prompt")
-        data = response.json()
+        data = self._json(response, "/prompt")
         if not isinstance(data, dict) or not isinstance(data.get("prompt_id"), str):
             raise ProviderServerError(
                 f"ComfyUI at {self.url} accepted the prompt but returned no prompt_id",
@@ -456,7 +456,7 @@ class ComfyUIClient:
             files={"image": (filename, data)},
             data={"subfolder": subfolder, "type": folder_type, "overwrite": str(overwrite).lower()},
         )
-        return response.json()
+        return self._json(response, "/upload/image")
 
     def close(self) -> None:
         self._http.close()
@@ -470,7 +470,11 @@ class ComfyUIClient:
     # ----- one place for transport errors ------------------------------------
 
     def _get_json(self, path: str) -> Any:
-        response = self._send("GET", path)
+        return self._json(self._send("GET", path), path)
+
+    def _json(self, response: httpx.Response, path: str) -> Any:
+        """The answer's JSON, or a sentence saying the URL is not a ComfyUI server (a
+        proxy's login page answers 200 with HTML); what it sent is never echoed."""
         try:
             return response.json()
         except ValueError:

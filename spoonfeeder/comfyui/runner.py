@@ -58,6 +58,7 @@ from spoonfeeder.errors import (
     ProviderRequestError,
     ProviderServerError,
     ProviderUnavailable,
+    RunAbandoned,
     ValidationError,
 )
 from spoonfeeder.ids import shown
@@ -67,11 +68,6 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[GenerationProgress], None]
 ShouldCancel = Callable[[], bool]
-
-
-class RunAbandoned(Exception):  # control flow, not an error
-    """This process gave the run up (shutdown, lost task lease) without touching ComfyUI:
-    the row stays `running` with its prompt_id, and a later run resumes it."""
 
 
 OUTPUT_KEYS = ("images", "gifs", "video", "audio")

@@ -54,7 +54,6 @@ from spoonfeeder.comfyui.views import (
     SweepView,
     WorkflowView,
 )
-from spoonfeeder.comfyui.workflow import Workflow
 from spoonfeeder.events import EventBus
 from spoonfeeder.ids import parse_id
 from spoonfeeder.profiles import ProfileService
@@ -109,13 +108,6 @@ class ComfyUIService:
     def default_workflow(self) -> WorkflowView:
         """The workflow marked default, else the oldest; seeds the built-in one if none."""
         return workflows.default(self._sessions)
-
-    @staticmethod
-    def parse_workflow(source: str | bytes | Mapping[str, Any]) -> Workflow:
-        """An API-format workflow from pasted/uploaded JSON text or a dict.
-
-        A UI-format export is refused with how to export the API format instead."""
-        return workflows.parse(source)
 
     def inspect_workflow(self, source: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
         """What an import would find, without saving: parameters with their values and

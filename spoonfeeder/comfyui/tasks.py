@@ -10,16 +10,17 @@ image was sent; status becomes completed | failed | cancelled on the last event)
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from spoonfeeder.comfyui.runner import RunAbandoned
 from spoonfeeder.comfyui.views import CANCELLED, COMPLETED, GenerationProgress, GenerationView
-from spoonfeeder.errors import PermanentTaskError, ValidationError
-from spoonfeeder.events import Event
-from spoonfeeder.tasks.handlers import TaskCancelled, TaskContext, TaskInterrupted, register
+from spoonfeeder.errors import PermanentTaskError, TaskCancelled, ValidationError
+from spoonfeeder.events import Event, EventBus
+from spoonfeeder.tasks.handlers import HandlerRegistry, TaskContext
 
 if TYPE_CHECKING:
-    from spoonfeeder.context import AppContext
+    from spoonfeeder.comfyui.service import ComfyUIService
+    from spoonfeeder.tasks.queue import TaskQueue
 
 TASK_TYPE = "comfyui.generate"
 
@@ -34,24 +35,26 @@ def validate_payload(payload: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
-@register(TASK_TYPE, validate=validate_payload, description="Run a ComfyUI generation")
-def run_generation_task(task: TaskContext) -> dict[str, Any]:
-    if task.app is None:
-        raise PermanentTaskError("comfyui.generate runs inside the app (it needs its context)")
-    app = task.app
+def install(registry: HandlerRegistry, comfyui: ComfyUIService) -> None:
+    registry.add(
+        TASK_TYPE,
+        partial(run_generation_task, comfyui),
+        validate=validate_payload,
+        description="Run a ComfyUI generation",
+    )
 
+
+def run_generation_task(comfyui: ComfyUIService, task: TaskContext) -> dict[str, Any]:
     def report(progress: GenerationProgress) -> None:  # the service publishes the event
         task.progress(progress.fraction, progress.message, force=progress.status != "running")
 
-    try:
-        view = app.comfyui.run_generation(
-            task.payload["generation_id"],
-            report,
-            lambda: task.cancel_requested,
-            should_abandon=lambda: task.interrupted,
-        )
-    except RunAbandoned:
-        raise TaskInterrupted(f"task {task.id} given up; its generation resumes later") from None
+    # A run given up (RunAbandoned, a TaskInterrupted) leaves the generation to resume.
+    view = comfyui.run_generation(
+        task.payload["generation_id"],
+        report,
+        lambda: task.cancel_requested,
+        should_abandon=lambda: task.interrupted,
+    )
     if view.status == CANCELLED:
         raise TaskCancelled(view.error or "cancelled")
     if view.status != COMPLETED:
@@ -64,12 +67,13 @@ def run_generation_task(task: TaskContext) -> dict[str, Any]:
     }
 
 
-def setup(app: AppContext, recover: bool = True) -> None:
+def setup(
+    comfyui: ComfyUIService, queue: TaskQueue, events: EventBus, *, recover: bool = True
+) -> None:
     """At start-up: generations enqueue tasks. With `recover` (the app, not a worker):
     the built-in workflow exists, and generations a stopped app left behind without a
     live task get one (their task, if any, is handed back by the queue's reaper and
     resumes the same way)."""
-    queue = app.tasks.queue
 
     def enqueue(view: GenerationView) -> uuid.UUID:
         lines = (view.prompt or "").strip().splitlines()
@@ -85,25 +89,22 @@ def setup(app: AppContext, recover: bool = True) -> None:
             max_attempts=3,
         )
 
-    def cancel_task(task_id: uuid.UUID) -> None:
-        queue.cancel(task_id)
-
     def on_task_cancelled(event: Event) -> None:
         # Cancelled in the Tasks tab before it ran: the handler never will, say so here.
         if event.data.get("type") == TASK_TYPE and event.data.get("id"):
-            app.comfyui.task_cancelled(uuid.UUID(str(event.data["id"])))
+            comfyui.task_cancelled(uuid.UUID(str(event.data["id"])))
 
-    app.comfyui.attach_events(app.events)
-    app.comfyui.attach_queue(enqueue, cancel_task)
-    app.events.subscribe("task:cancelled", callback=on_task_cancelled)
+    comfyui.attach_events(events)
+    comfyui.attach_queue(enqueue, queue.cancel)
+    events.subscribe("task:cancelled", callback=on_task_cancelled)
     if not recover:
         return
-    app.comfyui.ensure_builtin_workflow()
-    for generation_id in app.comfyui.interrupted_generations():
-        view = app.comfyui.get_generation(generation_id)
+    comfyui.ensure_builtin_workflow()
+    for generation_id in comfyui.interrupted_generations():
+        view = comfyui.get_generation(generation_id)
         task = queue.get(view.task_id) if view.task_id else None
         if task is not None and task.status == "cancelled":
-            app.comfyui.task_cancelled(task.id, task_is_final=True)
+            comfyui.task_cancelled(task.id, task_is_final=True)
         elif task is None or task.status in ("completed", "failed"):
             # its worker died more often than the task's attempts allow: resume anyway
-            app.comfyui.requeue(generation_id, replacing=view.task_id)
+            comfyui.requeue(generation_id, replacing=view.task_id)

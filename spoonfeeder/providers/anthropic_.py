@@ -203,4 +203,3 @@ def _error_type(exc: anthropic.APIStatusError) -> str | None:
     body = exc.body
     error = body.get("error") if isinstance(body, dict) else None
     return error.get("type") if isinstance(error, dict) else None
-    return None

@@ -197,4 +197,3 @@ def _wire_message(message: ChatMessage) -> dict[str, Any]:
         url = f"data:{image.mime_type};base64,{encoded}"
         parts.append({"type": "image_url", "image_url": {"url": url}})
     return {"role": message.role, "content": parts}
-    return None

@@ -5,57 +5,85 @@
     ctx.start_workers()            # or: python -m spoonfeeder worker
 
 `queue` holds the SQL, `worker` the thread pool, `handlers` the type → handler
-registry (`register`), `service` what the UI calls, `retry` the backoff policy.
+registry (`spoonfeeder.tasks.handlers.handlers`, `register`), `service` what the UI
+calls, `retry` the backoff policy, `text` the built-in text.* handlers (registered by
+`AppContext`).
+
+The names below are imported on first use, so that the pure `retry` loads without the
+database, the providers or the services.
 """
 
-from spoonfeeder.tasks import text as _builtin_handlers  # noqa: F401  (registers text.*)
-from spoonfeeder.tasks.handlers import (
-    HandlerRegistry,
-    HandlerSpec,
-    TaskCancelled,
-    TaskContext,
-    TaskInterrupted,
-    handlers,
-    register,
-)
-from spoonfeeder.tasks.queue import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    STATUSES,
-    ClaimedTask,
-    TaskPage,
-    TaskQueue,
-    TaskStats,
-    TaskView,
-)
-from spoonfeeder.tasks.retry import RetryDecision, RetryPolicy
-from spoonfeeder.tasks.service import TaskService
-from spoonfeeder.tasks.worker import WorkerPool
+from __future__ import annotations
 
-__all__ = [
-    "CANCELLED",
-    "COMPLETED",
-    "FAILED",
-    "QUEUED",
-    "RUNNING",
-    "STATUSES",
-    "ClaimedTask",
-    "HandlerRegistry",
-    "HandlerSpec",
-    "RetryDecision",
-    "RetryPolicy",
-    "TaskCancelled",
-    "TaskContext",
-    "TaskInterrupted",
-    "TaskPage",
-    "TaskQueue",
-    "TaskService",
-    "TaskStats",
-    "TaskView",
-    "WorkerPool",
-    "handlers",
-    "register",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spoonfeeder.tasks.handlers import (
+        HandlerRegistry,
+        HandlerSpec,
+        TaskCancelled,
+        TaskContext,
+        TaskInterrupted,
+        register,
+    )
+    from spoonfeeder.tasks.queue import (
+        CANCELLED,
+        COMPLETED,
+        FAILED,
+        QUEUED,
+        RUNNING,
+        STATUSES,
+        ClaimedTask,
+        TaskPage,
+        TaskQueue,
+        TaskStats,
+        TaskView,
+    )
+    from spoonfeeder.tasks.retry import RetryDecision, RetryPolicy
+    from spoonfeeder.tasks.service import TaskService
+    from spoonfeeder.tasks.worker import WorkerPool
+
+_HOME = {
+    **dict.fromkeys(
+        [
+            "HandlerRegistry",
+            "HandlerSpec",
+            "TaskCancelled",
+            "TaskContext",
+            "TaskInterrupted",
+            "register",
+        ],
+        "handlers",
+    ),
+    **dict.fromkeys(
+        [
+            "CANCELLED",
+            "COMPLETED",
+            "FAILED",
+            "QUEUED",
+            "RUNNING",
+            "STATUSES",
+            "ClaimedTask",
+            "TaskPage",
+            "TaskQueue",
+            "TaskStats",
+            "TaskView",
+        ],
+        "queue",
+    ),
+    "RetryDecision": "retry",
+    "RetryPolicy": "retry",
+    "TaskService": "service",
+    "WorkerPool": "worker",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value

@@ -1,11 +1,12 @@
 """Task handlers: a registry from task type to the function that runs it.
 
-Adding a type takes one decorator, anywhere that is imported before workers start:
+The app's registry is built by `AppContext` (`ctx.handlers`); each area installs its
+handlers with what they need bound in, never the whole app:
 
-    from spoonfeeder.tasks import TaskContext, register
+    def install(registry: HandlerRegistry, providers: ProviderRegistry) -> None:
+        registry.add("text.generate", partial(generate, providers), validate=check)
 
-    @register("comfyui.generate", validate=check_payload, description="Run a workflow")
-    def generate(task: TaskContext) -> dict:
+    def generate(providers: ProviderRegistry, task: TaskContext) -> dict:
         task.progress(0.5, "sampling")   # stored, published as task:progress
         task.check_cancelled()           # raises when the user pressed Cancel
         return {"outputs": [...]}        # stored as the task's result
@@ -27,26 +28,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from spoonfeeder.errors import ValidationError
+from spoonfeeder.errors import TaskCancelled, TaskInterrupted, ValidationError
 from spoonfeeder.ids import shown
 from spoonfeeder.tasks.queue import connection_lost
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from spoonfeeder.context import AppContext
     from spoonfeeder.tasks.queue import ClaimedTask, TaskQueue
 
 Handler = Callable[["TaskContext"], Mapping[str, Any] | None]
 Validator = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class TaskCancelled(Exception):
-    """Raised by `check_cancelled()`: the user asked this task to stop."""
-
-
-class TaskInterrupted(Exception):
-    """Raised by `check_cancelled()`: this worker gave the task up (shutdown, lost lease)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +56,7 @@ class HandlerRegistry:
     def register(
         self, type: str, *, validate: Validator | None = None, description: str = ""
     ) -> Callable[[Handler], Handler]:
-        """Decorator: `@register("text.generate")`. Registering a type again replaces it."""
+        """Decorator: `@registry.register("test.echo")`. Registering a type again replaces it."""
 
         def decorate(run: Handler) -> Handler:
             self.add(type, run, validate=validate, description=description)
@@ -107,26 +99,19 @@ class HandlerRegistry:
         return other
 
 
-# The app's registry; built-in handlers add themselves on import (spoonfeeder.tasks.text).
-handlers = HandlerRegistry()
-register = handlers.register
-
-
 class TaskContext:
-    """What a handler gets: its task, the app, progress reporting and cancellation."""
+    """What a handler gets: its task, progress reporting and cancellation."""
 
     def __init__(
         self,
         task: ClaimedTask,
         queue: TaskQueue,
-        app: AppContext | None,
         *,
         lease_seconds: float,
         progress_interval: float = 0.25,
     ) -> None:
         self.task = task
         self.queue = queue
-        self.app = app
         self.payload: dict[str, Any] = dict(task.payload)
         self._lease = lease_seconds
         self._interval = progress_interval
@@ -185,9 +170,6 @@ class TaskContext:
             raise TaskInterrupted(f"task {self.id} was given up by this worker")
         if self._cancel.is_set():
             raise TaskCancelled(f"task {self.id} was cancelled")
-
-    def enqueue_child(self, type: str, payload: Mapping[str, Any], **options: Any) -> uuid.UUID:
-        return self.queue.enqueue(type, payload, parent_id=self.id, **options)
 
     # Called by the worker pool, from other threads.
     def request_cancel(self) -> None:

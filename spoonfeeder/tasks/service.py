@@ -11,7 +11,7 @@ from typing import Any
 
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.ids import parse_id, shown
-from spoonfeeder.tasks.handlers import HandlerRegistry, handlers
+from spoonfeeder.tasks.handlers import HandlerRegistry
 from spoonfeeder.tasks.queue import (
     CANCELLED,
     FAILED,
@@ -69,9 +69,9 @@ def parse_when(value: datetime | date | str | None, *, end: bool = False) -> dat
 
 
 class TaskService:
-    def __init__(self, queue: TaskQueue, registry: HandlerRegistry | None = None) -> None:
+    def __init__(self, queue: TaskQueue, registry: HandlerRegistry) -> None:
         self.queue = queue
-        self.registry = registry or handlers
+        self.registry = registry
 
     def task_types(self) -> list[str]:
         return self.registry.types()

@@ -1,15 +1,20 @@
 """Built-in text handlers: `text.generate` (one prompt) and `text.batch` (a template
-over many inputs, one child task each)."""
+over many inputs, one child task each). `install` adds them to a registry, with the
+providers they ask."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.ids import parse_id, shown
 from spoonfeeder.providers.base import ChatMessage, ChatOptions, complete_reply, estimate_usage
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
-from spoonfeeder.tasks.handlers import TaskContext, register
+from spoonfeeder.tasks.handlers import HandlerRegistry, TaskContext
+
+if TYPE_CHECKING:
+    from spoonfeeder.providers.registry import ProviderRegistry
 
 MAX_BATCH_INPUTS = 1000
 PLACEHOLDER = "{input}"
@@ -86,16 +91,25 @@ def validate_batch(payload: dict[str, Any]) -> dict[str, Any]:
     return {**_target(payload), "template": template, "inputs": inputs}
 
 
-@register(
-    "text.generate",
-    validate=validate_generate,
-    description="One prompt to a chat model; the result is the text and its token usage.",
-)
-def generate(task: TaskContext) -> dict[str, Any]:
+def install(registry: HandlerRegistry, providers: ProviderRegistry) -> None:
+    registry.add(
+        "text.generate",
+        partial(generate, providers),
+        validate=validate_generate,
+        description="One prompt to a chat model; the result is the text and its token usage.",
+    )
+    registry.add(
+        "text.batch",
+        batch,
+        validate=validate_batch,
+        description="A prompt template with {input} over a list of inputs: one text.generate each.",
+    )
+
+
+def generate(providers: ProviderRegistry, task: TaskContext) -> dict[str, Any]:
     p = task.payload
-    assert task.app is not None, "text.generate needs the app's providers"
     # No hidden SDK retries: a refused attempt goes back to the queue, which backs off.
-    provider = task.app.providers.get(p["provider"], p.get("profile_id"), retries=0)
+    provider = providers.get(p["provider"], p.get("profile_id"), retries=0)
     options = ChatOptions(
         system=p.get("system"), temperature=p.get("temperature"), max_tokens=p.get("max_tokens")
     )
@@ -135,11 +149,6 @@ def generate(task: TaskContext) -> dict[str, Any]:
     }
 
 
-@register(
-    "text.batch",
-    validate=validate_batch,
-    description="A prompt template with {input} over a list of inputs: one text.generate each.",
-)
 def batch(task: TaskContext) -> dict[str, Any]:
     p = task.payload
     # Idempotent: a rerun after a crash finds the children it already created.

@@ -11,41 +11,25 @@ gives them back to the queue.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy.exc import SQLAlchemyError
 
 from spoonfeeder.db.types import utcnow
-from spoonfeeder.errors import (
-    PermanentTaskError,
-    ProviderError,
-    ProviderRateLimited,
-    RetryableTaskError,
-    SpoonFeederError,
-    ValidationError,
-)
+from spoonfeeder.errors import ValidationError
 from spoonfeeder.events import Event
 from spoonfeeder.ids import shown
-from spoonfeeder.tasks.handlers import (
-    HandlerRegistry,
-    TaskCancelled,
-    TaskContext,
-    TaskInterrupted,
-    handlers,
-)
+from spoonfeeder.tasks import outcome
+from spoonfeeder.tasks.handlers import HandlerRegistry, TaskContext
+from spoonfeeder.tasks.outcome import Outcome
 from spoonfeeder.tasks.queue import ClaimedTask, TaskQueue, connection_lost
-
-if TYPE_CHECKING:
-    from spoonfeeder.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +40,9 @@ class WorkerPool:
     def __init__(
         self,
         queue: TaskQueue,
-        registry: HandlerRegistry | None = None,
+        registry: HandlerRegistry,
         *,
         threads: int = 2,
-        app: AppContext | None = None,
         lease_seconds: float = 30.0,
         heartbeat_interval: float | None = None,
         reaper_interval: float = 10.0,
@@ -71,9 +54,8 @@ class WorkerPool:
         if threads < 1:
             raise ValueError("a worker pool needs at least one thread")
         self.queue = queue
-        self.registry = registry or handlers
+        self.registry = registry
         self.threads = threads
-        self.app = app
         self.lease_seconds = lease_seconds
         self.heartbeat_interval = heartbeat_interval or max(lease_seconds / 3, 0.05)
         self.reaper_interval = reaper_interval
@@ -94,7 +76,6 @@ class WorkerPool:
         self._heartbeat: threading.Thread | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._subscription: Any = None
-        self.executed = 0  # handler runs finished by this pool, any outcome
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -234,7 +215,6 @@ class WorkerPool:
         context = TaskContext(
             task,
             self.queue,
-            self.app,
             lease_seconds=self.lease_seconds,
             progress_interval=self.progress_interval,
         )
@@ -249,83 +229,59 @@ class WorkerPool:
         finally:
             with self._busy_lock:
                 self._busy.pop(worker_id, None)
-            self.executed += 1
         return None
 
-    def _run(self, context: TaskContext) -> tuple[str, Any]:
-        """Run the handler; classify how it ended as (outcome, detail)."""
+    def _run(self, context: TaskContext) -> Outcome:
+        """Run the handler; how it ended, as a value."""
         task = context.task
         spec = self.registry.get(task.type)
         if spec is None:
             known = ", ".join(self.registry.types())
-            return "permanent", f"No handler for task type {shown(task.type)} (known: {known})"
+            return outcome.failed(f"No handler for task type {shown(task.type)} (known: {known})")
         try:
             if spec.validate is not None:
                 try:
                     context.payload = spec.validate(dict(task.payload))
                 except ValidationError as exc:
-                    return "permanent", f"Bad payload for {task.type}: {exc}"
+                    return outcome.invalid_payload(task.type, exc)
             result = spec.run(context)
-        except TaskCancelled:
-            return "cancelled", None
-        except TaskInterrupted:
-            return "interrupted", None
-        except SQLAlchemyError as exc:
-            if connection_lost(exc):  # not the task's fault: it goes back, attempt uncounted
-                log.warning("Task %s lost its database connection; requeueing it", task.id)
-                return "requeue", None
-            log.exception("Task %s (%s) failed on the database", task.id, task.type)
-            return "retry", (
-                f"A database error stopped it ({type(exc).__name__}); "
-                "the details are in the worker's log",
-                None,
-            )
-        except RetryableTaskError as exc:
-            return "retry", (str(exc), exc.retry_after)
-        except PermanentTaskError as exc:
-            return "permanent", str(exc)
-        except ProviderError as exc:
-            retry_after = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
-            return ("retry", (str(exc), retry_after)) if exc.retryable else ("permanent", str(exc))
-        except SpoonFeederError as exc:  # configuration the user must fix: a key, a profile
-            return "permanent", str(exc)
         except Exception as exc:
-            log.exception("Task %s (%s) raised unexpectedly", task.id, task.type)
-            return "retry", (f"Unexpected error: {type(exc).__name__}: {exc}", None)
+            ended = outcome.outcome_of(exc, task.type)
+            if ended.kind == "requeued":
+                log.warning("Task %s lost its database connection; requeueing it", task.id)
+            elif ended.unexpected:
+                log.exception("Task %s (%s) raised unexpectedly", task.id, task.type)
+            return ended
         if context.interrupted:
-            return "interrupted", None
-        if result is not None and not isinstance(result, Mapping):
-            result = {"value": result}
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            return "permanent", f"The {task.type} handler returned a result that is not JSON: {exc}"
-        return "complete", result
+            return outcome.INTERRUPTED
+        return outcome.completed(task.type, result)
 
-    def _finish(self, context: TaskContext, outcome: tuple[str, Any]) -> ClaimedTask | None:
+    def _finish(self, context: TaskContext, ended: Outcome) -> ClaimedTask | None:
         """Record how the task ended — through a lost database connection too: the
         write is tried again (reconnecting) for up to `db_retry_seconds`."""
-        kind, detail = outcome
         task = context.task
-        if kind == "complete":
+        if ended.kind == "completed":
             if self._stopping.is_set():
-                self._durably(task, lambda: self.queue.complete(task, detail))
+                self._durably(task, lambda: self.queue.complete(task, ended.result))
                 return None
             done = self._durably(
-                task, lambda: self.queue.complete_and_claim(task, detail, self.lease_seconds)
+                task,
+                lambda: self.queue.complete_and_claim(task, ended.result, self.lease_seconds),
             )
             return done[1]
-        if kind == "cancelled":
+        if ended.kind == "cancelled":
             self._durably(task, lambda: self.queue.finish_cancelled(task))
-        elif kind == "retry":
-            message, retry_after = detail
+        elif ended.kind == "failed":
             self._durably(
                 task,
-                lambda: self.queue.fail(task, message, retryable=True, retry_after=retry_after),
+                lambda: self.queue.fail(
+                    task,
+                    ended.error or "failed",
+                    retryable=ended.retryable,
+                    retry_after=ended.retry_after,
+                ),
             )
-        elif kind == "permanent":
-            self._durably(task, lambda: self.queue.fail(task, detail, retryable=False))
-        elif kind == "requeue":
+        elif ended.kind == "requeued":
             self._durably(task, lambda: self.queue.release(task))
         # "interrupted": the task was given back or taken over; nothing to record.
         return None
