@@ -14,6 +14,7 @@ cancelled request never loses what was already received.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import mimetypes
 import queue
 import shutil
@@ -45,6 +46,8 @@ from spoonfeeder.providers.base import (
 )
 from spoonfeeder.providers.registry import CHAT_PROVIDERS, ProviderRegistry
 from spoonfeeder.search import search_term
+
+log = logging.getLogger(__name__)
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif"}
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -197,6 +200,117 @@ class Reply:
     def wait(self, timeout: float | None = None) -> Reply:
         self._done.wait(timeout)
         return self
+
+    # ----- the stream, owned here; the service says when the row exists -------------
+
+    def start(
+        self,
+        provider: ChatProvider,
+        model: str,
+        messages: list[ChatMessage],
+        options: ChatOptions,
+        *,
+        save: Callable[[Reply], None],
+        release: Callable[[Reply], None],
+    ) -> None:
+        """Stream on a thread. When the reply has ended, `save(reply)` stores it (once
+        `committed()` says its row exists; never if `abandon()`ed), then `release(reply)`
+        frees the conversation for the next turn."""
+        thread = threading.Thread(
+            target=self._run,
+            args=(provider, model, messages, options, save, release),
+            name=f"reply-{self.conversation_id}",
+            daemon=True,
+        )
+        thread.start()
+
+    def committed(self) -> None:
+        """The user message and this reply's row are committed: the end may be saved."""
+        self._committed.set()
+
+    def abandon(self) -> None:
+        """The turn was not committed: stop the stream (before its request, if that has
+        not gone out yet) and save nothing."""
+        self._abandoned = True
+        self._stop.set()
+        self._committed.set()
+
+    def _run(
+        self,
+        provider: ChatProvider,
+        model: str,
+        messages: list[ChatMessage],
+        options: ChatOptions,
+        save: Callable[[Reply], None],
+        release: Callable[[Reply], None],
+    ) -> None:
+        started = time.perf_counter()
+        status = COMPLETE
+        try:
+            status = self._receive(provider, model, messages, options, started)
+        except ProviderError as exc:
+            status, self.error = ERROR, str(exc)
+        except Exception as exc:  # a bug or an unmapped SDK error: still save what we have
+            log.exception("The reply in conversation %s failed unexpectedly", self.conversation_id)
+            status = ERROR
+            self.error = f"The reply failed unexpectedly ({type(exc).__name__}); see the app's log"
+        self.text = "".join(self._parts)
+        self.status = status
+        self.latency_ms = (time.perf_counter() - started) * 1000
+        no_count = self.usage is None or self.usage.tokens_out is None
+        if no_count and (self._parts or status != ERROR):  # something was asked and answered
+            self.usage = estimate_usage(messages, options.system, len(self._parts), self.usage)
+            self.usage_estimated = True
+        try:
+            self._committed.wait()  # the row exists (or never will): only then save it
+            if not self._abandoned:
+                save(self)
+        finally:
+            release(self)
+            with self._grew:
+                self._done.set()
+                self._grew.notify_all()
+            self._deltas.put(None)
+
+    def _receive(
+        self,
+        provider: ChatProvider,
+        model: str,
+        messages: list[ChatMessage],
+        options: ChatOptions,
+        started: float,
+    ) -> str:
+        """Read the provider's stream into this reply; the status it ended with."""
+        # Abandoned already (see ChatService._reply): the request never goes out.
+        stream = (
+            iter(())
+            if self._stop.is_set()
+            else complete_reply(provider.stream_chat(model, messages, options), provider.name)
+        )
+        try:
+            for chunk in stream:
+                if self._stop.is_set():
+                    return STOPPED
+                if chunk.text:
+                    self._parts.append(chunk.text)
+                    self._deltas.put(chunk.text)
+                    with self._grew:
+                        self._grew.notify_all()
+                    if self.ttft_ms is None:
+                        self.ttft_ms = (time.perf_counter() - started) * 1000
+                        # Let a waiting reader take the first delta now, instead of after
+                        # this thread's next GIL switch interval (5 ms) of parsing;
+                        # without a reader, go on after 2 ms.
+                        self._first_taken.wait(0.002)
+                if chunk.finish_reason:
+                    self.finish_reason = chunk.finish_reason
+                if chunk.usage:
+                    self.usage = chunk.usage
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # closes the upstream HTTP stream when we stopped early
+        return STOPPED if self._stop.is_set() else COMPLETE
 
     @property
     def done(self) -> bool:
@@ -484,7 +598,7 @@ class ChatService:
         request starts. If the writes or the commit still fail, the reply is abandoned:
         its stream is closed at its next chunk (before the request, if that has not gone
         out yet), nothing of it is saved, and the error reaches the caller as before. The
-        reply thread saves its row only after the commit (`Reply._committed`).
+        reply thread saves its row only after the commit (`Reply.committed()`).
 
         Plain SQL statements rather than the ORM's unit of work: they take a fraction of
         the CPU, and here the CPU (one GIL) is shared with the request being sent.
@@ -530,7 +644,14 @@ class ChatService:
                     if m.role in ("user", "assistant")
                     and (m.content or (m.images if isinstance(m, ChatMessage) else m.attachments))
                 ]
-                self._start_stream(reply, provider, target.model, messages, options)
+                reply.start(
+                    provider,
+                    target.model,
+                    messages,
+                    options,
+                    save=self._save_reply,
+                    release=self._release,
+                )
                 # The request is on its way; from here on, the writes.
                 for statement in turn.before:
                     db.execute(statement)
@@ -578,7 +699,7 @@ class ChatService:
             if reply is not None:
                 self._abandon(reply)
             raise
-        reply._committed.set()
+        reply.committed()
         return reply
 
     def _claim(self, conv_id: uuid.UUID) -> Reply:
@@ -594,99 +715,15 @@ class ChatService:
             self._active[conv_id] = reply
         return reply
 
-    def _start_stream(
-        self,
-        reply: Reply,
-        provider: ChatProvider,
-        model: str,
-        messages: list[ChatMessage],
-        options: ChatOptions,
-    ) -> None:
-        """Stream on a thread that saves the row when the reply ends."""
-        thread = threading.Thread(
-            target=self._stream,
-            args=(reply, provider, model, messages, options),
-            name=f"reply-{reply.conversation_id}",
-            daemon=True,
-        )
-        thread.start()
-
     def _abandon(self, reply: Reply) -> None:
         """The turn was not committed: stop the stream, save nothing, free the slot."""
-        reply._abandoned = True
-        reply._stop.set()
-        reply._committed.set()
+        reply.abandon()
+        self._release(reply)
+
+    def _release(self, reply: Reply) -> None:
         with self._lock:
             if self._active.get(reply.conversation_id) is reply:
                 del self._active[reply.conversation_id]
-
-    def _stream(
-        self,
-        reply: Reply,
-        provider: ChatProvider,
-        model: str,
-        messages: list[ChatMessage],
-        options: ChatOptions,
-    ) -> None:
-        started = time.perf_counter()
-        parts = reply._parts  # appended in place: follow() reads it under reply._grew
-        status = COMPLETE
-        try:
-            # Abandoned already (see _reply): the request never goes out.
-            stream = (
-                iter(())
-                if reply._stop.is_set()
-                else complete_reply(provider.stream_chat(model, messages, options), provider.name)
-            )
-            try:
-                for chunk in stream:
-                    if reply._stop.is_set():
-                        status = STOPPED
-                        break
-                    if chunk.text:
-                        parts.append(chunk.text)
-                        reply._deltas.put(chunk.text)
-                        with reply._grew:
-                            reply._grew.notify_all()
-                        if reply.ttft_ms is None:
-                            reply.ttft_ms = (time.perf_counter() - started) * 1000
-                            # Let a waiting reader take the first delta now, instead of
-                            # after this thread's next GIL switch interval (5 ms) of
-                            # parsing; without a reader, go on after 2 ms.
-                            reply._first_taken.wait(0.002)
-                    if chunk.finish_reason:
-                        reply.finish_reason = chunk.finish_reason
-                    if chunk.usage:
-                        reply.usage = chunk.usage
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()  # closes the upstream HTTP stream when we stopped early
-            if reply._stop.is_set():
-                status = STOPPED
-        except ProviderError as exc:
-            status, reply.error = ERROR, str(exc)
-        except Exception as exc:  # a bug or an unmapped SDK error: still save what we have
-            status, reply.error = ERROR, f"Unexpected error: {exc.__class__.__name__}: {exc}"
-        reply.text = "".join(parts)
-        reply.status = status
-        reply.latency_ms = (time.perf_counter() - started) * 1000
-        no_count = reply.usage is None or reply.usage.tokens_out is None
-        if no_count and (parts or status != ERROR):  # something was asked and answered
-            reply.usage = estimate_usage(messages, options.system, len(parts), reply.usage)
-            reply.usage_estimated = True
-        try:
-            reply._committed.wait()  # the row exists (or never will): only then save it
-            if not reply._abandoned:
-                self._save_reply(reply)
-        finally:
-            with self._lock:
-                if self._active.get(reply.conversation_id) is reply:
-                    del self._active[reply.conversation_id]
-            with reply._grew:
-                reply._done.set()
-                reply._grew.notify_all()
-            reply._deltas.put(None)
 
     def _save_reply(self, reply: Reply) -> None:
         with transaction(self._sessions) as session:
