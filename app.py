@@ -13,12 +13,14 @@ import os
 import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a self-hosted app phones no one
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")  # Gradio's per-event log: 10,000
 
 import gradio as gr
 
 from spoonfeeder.config import Settings, load_settings, parse_auth
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ConfigError
+from spoonfeeder.memory import tune_allocator
 from ui.app import build_demo
 
 log = logging.getLogger("spoonfeeder")
@@ -26,6 +28,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def create_demo(settings: Settings | None = None) -> tuple[gr.Blocks, AppContext]:
+    tune_allocator()  # before the app's threads start: memory freed after a burst goes back
     ctx = AppContext.create(settings or load_settings())
     return build_demo(ctx), ctx
 

@@ -236,6 +236,7 @@ def test_idle_api_sessions_are_forgotten_and_open_pages_kept(tmp_path: Path) -> 
     """Gradio kept every raw call's session (a copy of every component's config) for good:
     a bad-input sweep grew the app by gigabytes. Idle sessions of no open page now go."""
     import datetime
+    import time
 
     import gradio as gr
     import httpx
@@ -245,6 +246,9 @@ def test_idle_api_sessions_are_forgotten_and_open_pages_kept(tmp_path: Path) -> 
 
     ctx = AppContext.create(make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path))
     demo = build_demo(ctx)
+    reaper = demo.session_reaper
+    started = datetime.datetime.now()
+    reaper._now = lambda: started  # the clock stands still until the test moves it
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
@@ -254,13 +258,21 @@ def test_idle_api_sessions_are_forgotten_and_open_pages_kept(tmp_path: Path) -> 
             httpx.get(f"{base}/{posted.json()['event_id']}", timeout=30)
         holder = demo.state_holder
         assert {"api-call", "open-page"} <= set(holder.session_data)
-        reaper = demo.session_reaper
+        queue = demo._queue
+        assert "api-call" in queue.pending_messages_per_session
         reaper.opened(gr.Request(session_hash="open-page"))  # its load event ran
         assert reaper.sweep(demo) == 0  # nothing is idle yet
         later = datetime.datetime.now() + datetime.timedelta(hours=1)
         reaper._now = lambda: later
         assert reaper.sweep(demo) >= 1
         assert "api-call" not in holder.session_data  # forgotten
+        # Gradio's own per-session queue and event ids go too (on its event loop).
+        deadline = time.monotonic() + 5
+        while "api-call" in queue.pending_event_ids_session and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "api-call" not in queue.pending_event_ids_session
+        assert "api-call" not in queue.pending_messages_per_session
+        assert "open-page" in queue.pending_messages_per_session
         assert "open-page" in holder.session_data  # an open page keeps its session
         reaper.closed(gr.Request(session_hash="open-page"))  # its tab was closed
         reaper.sweep(demo)

@@ -12,8 +12,7 @@ would.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
 import datetime
 import logging
 import threading
@@ -24,10 +23,15 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from spoonfeeder.memory import return_freed_memory
+
 log = logging.getLogger(__name__)
 
-IDLE_SECONDS = 30.0
-SWEEP_SECONDS = 5.0
+# Short: an API caller's session (a copy of every component's config) is worth nothing
+# once its call has ended, and the fewer are alive at once, the less the allocator keeps
+# fragmented after a burst. A page the browser has open is kept however long it idles.
+IDLE_SECONDS = 5.0
+SWEEP_SECONDS = 2.0
 MAX_OPEN_PAGES = 2000  # a caller that fakes page loads cannot pin sessions without end
 
 Now = Callable[[], datetime.datetime]
@@ -77,7 +81,8 @@ class SessionReaper:
                 holder.session_data.pop(session, None)
                 holder.time_last_used.pop(session, None)
         if idle:
-            _return_freed_memory()
+            _forget_messages(demo, idle)
+            return_freed_memory()
         return len(idle)
 
     def watch(self, demo: gr.Blocks, every: float = SWEEP_SECONDS) -> threading.Thread:
@@ -102,20 +107,20 @@ class SessionReaper:
         return thread
 
 
-def _return_freed_memory() -> None:
-    """Ask glibc to give freed heap pages back to the system: without it, memory freed
-    by many threads' arenas stays counted as the process's for good."""
-    if _libc is not None:
-        _libc.malloc_trim(0)
+def _forget_messages(demo: gr.Blocks, sessions: list[str]) -> None:
+    """Drop Gradio's message queue and event-id set of forgotten sessions: the queues
+    are kept in an LRU of 2,000, the sets for good. Done on the server's event loop,
+    where the queue adds them, so an event arriving meanwhile is never left without."""
+    queue = getattr(demo, "_queue", None)
+    servers = getattr(getattr(demo, "server", None), "servers", None)
+    if queue is None or not servers:
+        return
 
+    def forget() -> None:
+        for session in sessions:
+            if not queue.pending_event_ids_session.get(session):  # no event came since
+                queue.pending_event_ids_session.pop(session, None)
+                queue.pending_messages_per_session.pop(session, None)
 
-def _load_libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (musl, macOS): the allocator returns memory its own way
-        return None
-
-
-_libc = _load_libc()
+    with contextlib.suppress(RuntimeError):  # the loop has closed: the server is stopping
+        servers[0].get_loop().call_soon_threadsafe(forget)
