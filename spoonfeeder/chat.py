@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -428,6 +428,39 @@ class ChatService:
                 )
 
     # ----- chatting ---------------------------------------------------------------------
+
+    def chat(
+        self,
+        target: ChatTarget,
+        message: str | None = None,
+        *,
+        conversation_id: uuid.UUID | str | None = None,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        options: ChatOptions | None = None,
+    ) -> Reply:
+        """One exchange for scripts: continue a saved conversation (`conversation_id` +
+        `message`), or start a new one from an OpenAI-style `messages` history
+        ([{"role": "user"|"assistant", "content": str or content blocks}, …], the last
+        one the user's) or from `message` alone. Saved like an exchange in the UI."""
+        target = target.validated()
+        history = list(messages or [])
+        if history and not message:
+            last = history.pop()
+            if not isinstance(last, Mapping) or last.get("role") != "user":
+                raise ValidationError("The last of `messages` must be the user's")
+            message = text_of(last.get("content"))
+        if not (message or "").strip():
+            raise ValidationError("Give `message`, or `messages` ending with the user's")
+        if not all(isinstance(m, Mapping) for m in history):
+            raise ValidationError('Each of `messages` must be {"role": …, "content": …}')
+        options = options or ChatOptions()
+        if not conversation_id:
+            conversation_id = self.create_conversation(system_prompt=options.system).id
+        self.seed_messages(
+            conversation_id,
+            [ChatMessage(str(m.get("role", "")), text_of(m.get("content"))) for m in history],
+        )
+        return self.send(conversation_id, message or "", target, options)
 
     def send(
         self,
@@ -896,3 +929,13 @@ def _conversation_view(c: Conversation, messages: list[Message]) -> Conversation
         updated_at=c.updated_at,
         messages=[_message_view(m) for m in messages],
     )
+
+
+def text_of(content: Any) -> str:
+    """The text of an OpenAI-style message's content: a string or a list of content
+    blocks ({"type": "text", "text": …})."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, Mapping))
+    return str(content or "")

@@ -20,7 +20,8 @@ from spoonfeeder.events import EventBus
 from spoonfeeder.history import HistoryService
 from spoonfeeder.ollama_models import OllamaModelService
 from spoonfeeder.profiles import ProfileService
-from spoonfeeder.providers.registry import ProviderRegistry
+from spoonfeeder.providers.registry import ProviderRegistry, warm_up
+from spoonfeeder.targets import ChatTargets
 from spoonfeeder.tasks import text as text_tasks
 from spoonfeeder.tasks.handlers import HandlerRegistry
 from spoonfeeder.tasks.queue import TaskQueue
@@ -43,6 +44,7 @@ class AppContext:
     profiles: ProfileService
     dashboard: DashboardService
     providers: ProviderRegistry
+    targets: ChatTargets  # which settings and profiles a prompt can go to, their models
     ollama_models: OllamaModelService
     chat: ChatService
     events: EventBus
@@ -68,7 +70,7 @@ class AppContext:
         secrets, notice = load_secret_box(settings.encryption_key, settings.data_dir)
         settings.media_path.mkdir(parents=True, exist_ok=True)
         profiles = ProfileService(sessions, secrets, settings)
-        providers = ProviderRegistry(profiles)
+        providers = ProviderRegistry(profiles.credentials, profiles.cached_credentials)
         events = EventBus.for_engine(engine)
         chat = ChatService(sessions, providers, settings.media_path)
         comfyui = ComfyUIService(
@@ -88,6 +90,7 @@ class AppContext:
             dashboard=DashboardService(engine, sessions, profiles),
             ollama_models=OllamaModelService(profiles),
             providers=providers,
+            targets=ChatTargets(profiles, providers),
             chat=chat,
             events=events,
             handlers=handlers,
@@ -98,6 +101,7 @@ class AppContext:
         )
         comfyui_tasks.setup(comfyui, queue, events, recover=role == "app")
         if role == "app":
+            warm_up()  # so the first reply from each provider does not wait for its SDK import
             ctx.chat.recover_interrupted()
             seeded = profiles.seed_from_environment()
             if seeded:

@@ -36,13 +36,17 @@ class SecretError(SpoonFeederError):
 
 
 class ProviderError(SpoonFeederError):
-    """A provider call failed. `retryable` tells a queue whether trying again may help."""
+    """A provider call failed. `retryable` tells a queue whether trying again may help;
+    `status` is the HTTP status the server answered, when it answered one."""
 
     retryable = False
 
-    def __init__(self, message: str, *, provider: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, provider: str | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.provider = provider
+        self.status = status
 
 
 class ProviderUnavailable(ProviderError):
@@ -61,9 +65,14 @@ class ProviderRateLimited(ProviderError):
     retryable = True
 
     def __init__(
-        self, message: str, *, provider: str | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        retry_after: float | None = None,
+        status: int | None = 429,
     ) -> None:
-        super().__init__(message, provider=provider)
+        super().__init__(message, provider=provider, status=status)
         self.retry_after = retry_after
 
 

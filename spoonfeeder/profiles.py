@@ -26,15 +26,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.config import Settings
-from spoonfeeder.connection import probe
 from spoonfeeder.crypto import SecretBox, mask_secret
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import Profile, ProviderSetting
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, SecretError, ValidationError
 from spoonfeeder.ids import parse_id, shown
-from spoonfeeder.providers.kinds import PROVIDER_KINDS, ProviderKind, provider_kind
+from spoonfeeder.providers.base import Credentials, Provider
+from spoonfeeder.providers.catalog import provider_kind, provider_kinds
+from spoonfeeder.providers.health import ERROR, Health
 from spoonfeeder.providers.options import check_options
+from spoonfeeder.providers.registry import connect
 
 MAX_NAME = 100
 MAX_KEY = 1000
@@ -100,17 +102,6 @@ class ConnectionCheck:
 
 # Said when a form's URL differs from the saved one and its key field is blank.
 KEY_STAYS_HOME = "the saved API key was not sent: it only goes to the URL it was saved with"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Everything needed to call one endpoint. Holds a plaintext key: never log it."""
-
-    provider: str
-    url: str
-    api_key: str | None = field(repr=False)
-    options: dict[str, Any] = field(default_factory=dict)
-    profile_id: uuid.UUID | None = None
 
 
 def validate_url(text: str | None, *, what: str = "URL") -> str | None:
@@ -230,7 +221,7 @@ class ProfileService:
 
     # ----- provider settings -------------------------------------------------
 
-    def default_url(self, kind: ProviderKind) -> str:
+    def default_url(self, kind: type[Provider]) -> str:
         """Environment first (OLLAMA_URL, COMFYUI_URL), then the built-in default."""
         env_urls = {"ollama": self._settings.ollama_url, "comfyui": self._settings.comfyui_url}
         return (env_urls.get(kind.name) or kind.default_url).rstrip("/")
@@ -238,7 +229,7 @@ class ProfileService:
     def list_settings(self) -> list[SettingView]:
         with self._sessions() as session:
             rows = {row.provider: row for row in session.scalars(select(ProviderSetting))}
-        return [self._setting_view(kind, rows.get(name)) for name, kind in PROVIDER_KINDS.items()]
+        return [self._setting_view(kind, rows.get(name)) for name, kind in provider_kinds().items()]
 
     def get_setting(self, provider: str) -> SettingView:
         kind = provider_kind(provider)
@@ -296,7 +287,9 @@ class ProfileService:
         if view.key.error:
             status, message = "error", view.key.error
         else:
-            result = probe(kind.name, view.endpoint_url, self._decrypt_setting_key(kind.name))
+            result = _check(
+                Credentials(kind.name, view.endpoint_url, self._decrypt_setting_key(kind.name))
+            )
             status, message = result.status, result.message
         with self._write() as session:
             row = self._setting_row(session, kind.name) or ProviderSetting(provider=kind.name)
@@ -345,14 +338,16 @@ class ProfileService:
 
     def seed_from_environment(self) -> list[str]:
         """Store API keys given as environment variables where none is stored yet."""
+        kinds = provider_kinds()
+        # OPENAI_API_KEY -> Settings.openai_api_key: read from the environment and .env
         env_keys = {
-            "openai": self._settings.openai_api_key,
-            "anthropic": self._settings.anthropic_api_key,
-            "gemini": self._settings.gemini_api_key,
+            name: getattr(self._settings, kind.key_env.lower(), None)
+            for name, kind in kinds.items()
+            if kind.key_env
         }
         seeded = []
         with self._write() as session:
-            for name in PROVIDER_KINDS:
+            for name in kinds:
                 row = self._setting_row(session, name)
                 if row is None:
                     row = ProviderSetting(provider=name)
@@ -433,7 +428,7 @@ class ProfileService:
             status, message = "error", view.key.error
         else:
             creds = self.credentials(view.provider, profile_id=view.id)
-            result = probe(view.provider, creds.url, creds.api_key)
+            result = _check(creds)
             status, message = result.status, result.message
         with self._write() as session:
             row = self._profile_row(session, view.id)
@@ -516,7 +511,7 @@ class ProfileService:
         with self._sessions() as session:
             row = self._setting_row(session, provider)
             token = row.api_key if row else None
-        return self._decrypt(token, f"API key of the {PROVIDER_KINDS[provider].label} setting")
+        return self._decrypt(token, f"API key of the {provider_kind(provider).label} setting")
 
     def _decrypt(self, token: str | None, what: str) -> str | None:
         return self._secrets.decrypt(token, what=what) if token else None
@@ -529,7 +524,7 @@ class ProfileService:
         except SecretError as exc:
             return KeyView(error=str(exc))
 
-    def _setting_view(self, kind: ProviderKind, row: ProviderSetting | None) -> SettingView:
+    def _setting_view(self, kind: type[Provider], row: ProviderSetting | None) -> SettingView:
         return SettingView(
             provider=kind.name,
             label=kind.label,
@@ -585,11 +580,19 @@ def _recorded(status: str, message: str | None, tested: datetime | None) -> Conn
 
 
 def _unsaved(kind: str, url: str, key: str | None, *, withheld: bool = False) -> ConnectionCheck:
-    """Probe values that are not the saved ones; nothing is recorded. `withheld`: a key is
+    """Check values that are not the saved ones; nothing is recorded. `withheld`: a key is
     saved, but for another URL, so none was sent."""
-    result = probe(kind, url, key)
+    result = _check(Credentials(kind, url, key))
     message = f"{result.message} ({KEY_STAYS_HOME})" if withheld else result.message
     return ConnectionCheck(result.status, message, utcnow(), saved=False)
+
+
+def _check(creds: Credentials) -> Health:
+    """Test connection: the provider's own check."""
+    try:
+        return connect(creds).check()
+    except ValidationError as exc:  # a stored profile's options no longer pass
+        return Health(ERROR, exc.message)
 
 
 def _profile_key(profile_id: uuid.UUID | str | None) -> uuid.UUID | str | None:

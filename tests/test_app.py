@@ -14,7 +14,7 @@ from gradio_client import Client
 
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
-from tests.fakes import providers
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
 from tests.launch import launched
 
@@ -54,7 +54,7 @@ def test_client_lists_the_settings_endpoints(live: tuple[Client, AppContext]) ->
 
 def test_client_saves_and_tests_a_profile(live: tuple[Client, AppContext]) -> None:
     client, ctx = live
-    with serve(providers.openai_app("sk-client-key-12345678")) as url:
+    with serve(FakeOpenAI(key="sk-client-key-12345678").app) as url:
         result = client.predict(
             "",
             "client vLLM",
@@ -222,7 +222,7 @@ def test_no_endpoint_checks_a_value_against_choices_frozen_at_start(tmp_path: Pa
 def test_test_connection_tests_what_the_form_holds(live: tuple[Client, AppContext]) -> None:
     client, ctx = live
     key = "sk-typed-key-87654321"
-    with serve(providers.openai_app(key)) as url:
+    with serve(FakeOpenAI(key=key).app) as url:
         _table, line = client.predict("openai", url + "/v1", key, api_name="/test_provider_form")
         assert "✅ ok" in line and "not saved yet" in line
         assert ctx.profiles.get_setting("openai").status == "untested"  # nothing recorded

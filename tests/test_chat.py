@@ -585,8 +585,8 @@ def test_a_title_renamed_by_hand_stays(ctx: AppContext, openai: FakeOpenAI) -> N
 
 
 def test_a_first_run_has_no_chat_provider_configured(ctx: AppContext) -> None:
-    assert not ctx.providers.any_configured()
+    assert not ctx.targets.any_configured()
     ctx.profiles.create_profile("render box", "comfyui", "http://10.0.0.2:8188")
-    assert not ctx.providers.any_configured()  # ComfyUI does not chat
+    assert not ctx.targets.any_configured()  # ComfyUI does not chat
     ctx.profiles.save_setting("gemini", api_key="gm-key-1234567890")
-    assert ctx.providers.any_configured()
+    assert ctx.targets.any_configured()

@@ -7,9 +7,10 @@ import pytest
 from spoonfeeder.chat import ChatTarget
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
-from tests.fakes import providers
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.gemini_server import FakeGemini
+from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
 
@@ -19,9 +20,9 @@ GOOD_KEY = "sk-good-key-000011112222"
 @pytest.mark.parametrize(
     ("provider", "app", "path"),
     [
-        ("openai", providers.openai_app(GOOD_KEY), "/v1"),
-        ("anthropic", providers.anthropic_app(GOOD_KEY), ""),
-        ("gemini", providers.gemini_app(GOOD_KEY), ""),
+        ("openai", FakeOpenAI(key=GOOD_KEY).app, "/v1"),
+        ("anthropic", FakeAnthropic(key=GOOD_KEY).app, ""),
+        ("gemini", FakeGemini(key=GOOD_KEY).app, ""),
     ],
 )
 def test_keyed_providers_ok_and_rejected(ctx: AppContext, provider: str, app, path: str) -> None:
@@ -39,7 +40,7 @@ def test_keyed_providers_ok_and_rejected(ctx: AppContext, provider: str, app, pa
 
 
 def test_missing_key_is_explained(ctx: AppContext) -> None:
-    with serve(providers.openai_app(GOOD_KEY)) as url:
+    with serve(FakeOpenAI(key=GOOD_KEY).app) as url:
         ctx.profiles.save_setting("openai", endpoint_url=url + "/v1")
         view = ctx.profiles.test_setting("openai")
     assert view.status == "auth_rejected"
@@ -47,7 +48,7 @@ def test_missing_key_is_explained(ctx: AppContext) -> None:
 
 
 def test_ollama_and_comfyui_report_their_versions(ctx: AppContext) -> None:
-    with serve(providers.ollama_app()) as ollama, serve(providers.comfyui_app()) as comfy:
+    with serve(FakeOllama().app) as ollama, serve(FakeComfyUI().app) as comfy:
         ctx.profiles.save_setting("ollama", endpoint_url=ollama)
         ctx.profiles.save_setting("comfyui", endpoint_url=comfy)
         assert "Ollama 0.12.6" in (ctx.profiles.test_setting("ollama").status_message or "")
@@ -63,7 +64,7 @@ def test_closed_port_is_unreachable(ctx: AppContext) -> None:
 
 
 def test_wrong_kind_of_server_is_an_error(ctx: AppContext) -> None:
-    with serve(providers.ollama_app()) as url:  # an Ollama where ComfyUI is expected
+    with serve(FakeOllama().app) as url:  # an Ollama where ComfyUI is expected
         ctx.profiles.save_setting("comfyui", endpoint_url=url)
         view = ctx.profiles.test_setting("comfyui")
     assert view.status == "error"
@@ -71,7 +72,7 @@ def test_wrong_kind_of_server_is_an_error(ctx: AppContext) -> None:
 
 
 def test_profile_connection_test_is_recorded(ctx: AppContext) -> None:
-    with serve(providers.openai_app(GOOD_KEY)) as url:
+    with serve(FakeOpenAI(key=GOOD_KEY).app) as url:
         good = ctx.profiles.create_profile("vLLM", "openai", url + "/v1", GOOD_KEY)
         bad = ctx.profiles.create_profile(
             "vLLM bad key", "openai", url + "/v1", "sk-nope-123456789"
@@ -108,7 +109,7 @@ def test_typed_values_are_tested_before_they_are_saved(ctx: AppContext) -> None:
 
 
 def test_the_saved_values_are_tested_and_recorded(ctx: AppContext) -> None:
-    with serve(providers.openai_app(GOOD_KEY)) as url:
+    with serve(FakeOpenAI(key=GOOD_KEY).app) as url:
         ctx.profiles.save_setting("openai", api_key=GOOD_KEY, endpoint_url=url + "/v1")
         check = ctx.profiles.check_setting_values("openai", endpoint_url=url + "/v1", api_key="")
     assert (check.status, check.saved) == ("ok", True)
@@ -116,7 +117,7 @@ def test_the_saved_values_are_tested_and_recorded(ctx: AppContext) -> None:
 
 
 def test_a_saved_key_is_never_sent_to_a_typed_url(ctx: AppContext) -> None:
-    with serve(providers.openai_app(GOOD_KEY)) as home:
+    with serve(FakeOpenAI(key=GOOD_KEY).app) as home:
         ctx.profiles.save_setting("openai", api_key=GOOD_KEY, endpoint_url=home + "/v1")
     listener = FakeOpenAI(key=None)  # records every request
     with serve(listener.app) as elsewhere:
@@ -130,7 +131,7 @@ def test_a_saved_key_is_never_sent_to_a_typed_url(ctx: AppContext) -> None:
 
 
 def test_a_new_profile_can_be_tested_before_it_is_saved(ctx: AppContext) -> None:
-    with serve(providers.openai_app(GOOD_KEY)) as url:
+    with serve(FakeOpenAI(key=GOOD_KEY).app) as url:
         check = ctx.profiles.check_profile_values(None, "openai", url + "/v1", GOOD_KEY)
         wrong = ctx.profiles.check_profile_values(None, "openai", url + "/v1", "sk-nope-12345")
     assert (check.status, check.saved) == ("ok", False)
@@ -139,7 +140,7 @@ def test_a_new_profile_can_be_tested_before_it_is_saved(ctx: AppContext) -> None
 
 
 def test_a_profile_form_with_its_saved_values_records_the_result(ctx: AppContext) -> None:
-    with serve(providers.openai_app(GOOD_KEY)) as url:
+    with serve(FakeOpenAI(key=GOOD_KEY).app) as url:
         profile = ctx.profiles.create_profile("vLLM", "openai", url + "/v1", GOOD_KEY)
         check = ctx.profiles.check_profile_values(profile.id, "openai", url + "/v1", "")
     assert (check.status, check.saved) == ("ok", True)
@@ -156,7 +157,7 @@ def test_a_profile_form_with_its_saved_values_records_the_result(ctx: AppContext
 def test_a_new_url_without_the_key_removes_the_stored_key(
     ctx: AppContext, provider: str, fake_class: type, path: str
 ) -> None:
-    with serve(providers.openai_app(GOOD_KEY)) as home:
+    with serve(FakeOpenAI(key=GOOD_KEY).app) as home:
         ctx.profiles.save_setting(provider, api_key=GOOD_KEY, endpoint_url=home + path)
     listener = fake_class(key=None)  # records every request, accepts any key
     with serve(listener.app) as elsewhere:
@@ -246,3 +247,31 @@ def test_only_plain_http_base_urls_are_accepted(ctx: AppContext, url: str, messa
     with pytest.raises(ValidationError, match=message):
         ctx.profiles.check_setting_values("openai", endpoint_url=url, api_key="")
     assert ctx.profiles.get_setting("openai").stored_url is None
+
+
+@pytest.mark.parametrize("provider", ["ollama", "openai", "anthropic", "gemini", "comfyui"])
+@pytest.mark.parametrize(("status", "expected"), [(302, "HTTP 302 (Found)"), (500, "HTTP 500")])
+def test_every_kind_follows_no_redirect_and_echoes_no_body(
+    ctx: AppContext, provider: str, status: int, expected: str
+) -> None:
+    """Each provider's own check (its SDK, one try): the outcome and the status only."""
+    secret = "INTERNAL-SECRET-BODY db_password=hunter2"
+    app = _answering(status, secret, {"location": "http://10.0.0.1/admin"})
+    with serve(app) as url:
+        check = ctx.profiles.check_setting_values(provider, endpoint_url=url, api_key="k-123456")
+    assert check.status == "error"
+    assert expected in check.message, check.message
+    assert "SECRET" not in check.message and "hunter2" not in check.message
+    assert "10.0.0.1" not in check.message
+
+
+def test_each_kind_knows_itself() -> None:
+    from spoonfeeder.providers.catalog import provider_kinds
+
+    kinds = provider_kinds()
+    assert list(kinds) == ["ollama", "openai", "anthropic", "gemini", "comfyui"]
+    for name, kind in kinds.items():
+        assert kind.name == name and kind.label and kind.default_url.startswith("http")
+        assert kind.needs_key == (kind.key_env is not None)
+        assert callable(kind.check)
+    assert kinds["openai"].key_env == "OPENAI_API_KEY"

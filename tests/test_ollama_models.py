@@ -26,8 +26,8 @@ from spoonfeeder.ollama_models import (
     validate_model_name,
 )
 from spoonfeeder.providers.ollama import OllamaProvider
-from tests.fakes import providers
 from tests.fakes.ollama_server import DEFAULT_LAYERS, FakeOllama
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, free_port, serve
 
 
@@ -361,7 +361,7 @@ def test_models_tab_lists_cloud_models(ctx: AppContext, models_tab: Client) -> N
     from gradio_client.exceptions import AppError
 
     key = "sk-cloud-key-12345678"
-    with serve(providers.openai_app(key)) as url:
+    with serve(FakeOpenAI(key=key).app) as url:
         profile = ctx.profiles.create_profile("vLLM box", "openai", url + "/v1", key)
         listed = models_tab.predict(str(profile.id), api_name="/list_provider_models")
         assert [m["id"] for m in listed] == ["gpt-4o-mini"]

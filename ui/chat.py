@@ -21,31 +21,18 @@ from spoonfeeder.chat import (
     MessageView,
     Reply,
     describe_message,
+    text_of,
 )
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import NotFoundError, ValidationError
-from spoonfeeder.providers.base import ChatMessage, ChatOptions
-from spoonfeeder.providers.registry import warm_up
+from spoonfeeder.providers.base import ChatOptions
 from ui.common import LiveOutputs, Refresh, api, format_time, shows_errors
 from ui.pickers import (
     listing_dropdown,
     model_dropdown,
-    model_listing,
-    provider_choices,
-    resolve_target,
-    target_choice,
 )
 
 # ----- pure helpers: chatbot rendering --------------------------------
-
-
-def text_of(content: Any) -> str:
-    """The text of a chatbot message's content: a string or a list of content blocks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
-    return str(content or "")
 
 
 def chat_options(
@@ -117,7 +104,6 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
     """The Chat tab. `remembered` (kept in the browser) holds the conversation
     this page has open, so a reload reopens it — and follows a reply still streaming."""
     chat = ctx.chat
-    warm_up()  # so the first reply from each provider does not wait for its SDK import
 
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
@@ -151,7 +137,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         with gr.Column(scale=3):
             with gr.Row():
                 provider = gr.Dropdown(
-                    provider_choices(ctx),
+                    ctx.targets.choices(),
                     value="ollama",
                     label="Provider",
                     allow_custom_value=True,  # profiles made after start (see the picker)
@@ -244,7 +230,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
     ):
         msg = msg or {}
         text, files = msg.get("text", "") or "", list(msg.get("files", []) or [])
-        target = resolve_target(ctx, choice, model_name).validated()
+        target = ctx.targets.resolve(choice, model_name).validated()
         if not text.strip() and not files:
             raise ValidationError("Type a message or attach an image first")
         if not cid:
@@ -272,7 +258,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         if not cid:
             raise ValidationError("Open a conversation first")
         reply = chat.regenerate(
-            cid, resolve_target(ctx, choice, model_name), chat_options(sys_prompt, temp, max_tok)
+            cid, ctx.targets.resolve(choice, model_name), chat_options(sys_prompt, temp, max_tok)
         )
         yield from stream(reply)
 
@@ -293,7 +279,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             cid,
             ids[edit.index],
             text_of(edit.value),
-            resolve_target(ctx, choice, model_name),
+            ctx.targets.resolve(choice, model_name),
             chat_options(sys_prompt, temp, max_tok),
         )
         yield from stream(reply)
@@ -355,7 +341,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
 
     def _opened(conv: ConversationView):
         rows, ids = render_conversation(conv)
-        choice = target_choice(conv.provider, conv.profile_id)
+        choice = ctx.targets.choice_of(conv.provider, conv.profile_id)
         return (
             str(conv.id),
             rows,
@@ -398,7 +384,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
             yield live.frame({model: models_update, setup: hint})
             return
         shown = dict(zip(opened, _opened(conv), strict=True))
-        choice = target_choice(conv.provider, conv.profile_id) or choice
+        choice = ctx.targets.choice_of(conv.provider, conv.profile_id) or choice
         shown[model], shown[setup] = models_and_hint(choice, conv.model or model_name)
         yield live.frame({**shown, picker: gr.Dropdown(value=str(conv.id))})
         reply = chat.active_reply(conv.id)
@@ -413,8 +399,8 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
     def models_and_hint(choice: str, current: str | None) -> tuple[gr.Dropdown, gr.Markdown]:
         """The model list, without a popup when it cannot be read; on a first run (nothing
         set up, nothing listening) a word on where to set up a provider instead."""
-        listing = model_listing(ctx, choice)
-        first_run = bool(listing.error) and not ctx.providers.any_configured()
+        listing = ctx.targets.models(choice)
+        first_run = bool(listing.error) and not ctx.targets.any_configured()
         hint = gr.Markdown(setup_hint(listing.error), visible=True) if first_run else None
         return listing_dropdown(listing, current, warn=False), hint or gr.Markdown(visible=False)
 
@@ -540,23 +526,12 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
         `messages` ([{"role": "user"|"assistant", "content": str}, …], the last one the
         user's) or from `message` alone. Every exchange is saved like one made in the UI.
         """
-        target = resolve_target(ctx, provider, model).validated()
-        history = list(messages or [])
-        if history and not message:
-            last = history.pop()
-            if last.get("role") != "user":
-                raise ValidationError("The last of `messages` must be the user's")
-            message = text_of(last.get("content"))
-        if not message.strip():
-            raise ValidationError("Give `message`, or `messages` ending with the user's")
-        if not conversation_id:
-            conversation_id = str(chat.create_conversation(system_prompt=system).id)
-        chat.seed_messages(
-            conversation_id,
-            [ChatMessage(m.get("role", ""), text_of(m.get("content"))) for m in history],
-        )
-        reply = chat.send(
-            conversation_id, message, target, chat_options(system or None, temperature, max_tokens)
+        reply = chat.chat(
+            ctx.targets.resolve(provider, model),
+            message,
+            conversation_id=conversation_id or None,
+            messages=messages,
+            options=chat_options(system or None, temperature, max_tokens),
         )
         try:
             yield from reply.batched()
@@ -572,7 +547,7 @@ def build(ctx: AppContext, remembered: gr.BrowserState) -> Refresh:
     def refresh():
         return (
             gr.Dropdown(choices=conversation_choices(chat)),
-            gr.Dropdown(choices=provider_choices(ctx)),
+            gr.Dropdown(choices=ctx.targets.choices()),
             str(time.time()),
         )
 

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from spoonfeeder.connection import STATUS_LABELS
 from spoonfeeder.errors import SpoonFeederError
+from spoonfeeder.providers.health import STATUS_LABELS
 from ui.arguments import checker
 
 log = logging.getLogger("spoonfeeder.ui")

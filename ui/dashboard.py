@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from spoonfeeder.context import AppContext
-from spoonfeeder.providers.kinds import PROVIDER_KINDS
+from spoonfeeder.providers.catalog import label as kind_label
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.queue import TaskStats
 from ui.common import Refresh, api, format_time, shows_errors, status_label
@@ -59,7 +59,7 @@ def build(ctx: AppContext) -> Refresh:
         rows = [
             [
                 h.name,
-                PROVIDER_KINDS[h.provider].label + (" profile" if h.is_profile else ""),
+                kind_label(h.provider) + (" profile" if h.is_profile else ""),
                 h.url,
                 status_label(h.status),
                 h.message or "",

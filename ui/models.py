@@ -20,7 +20,6 @@ from spoonfeeder.ollama_models import (
     PullProgress,
     format_bytes,
 )
-from spoonfeeder.providers.kinds import PROVIDER_KINDS
 from spoonfeeder.serialize import jsonable
 from ui.common import Refresh, api, shows_errors
 
@@ -28,7 +27,6 @@ INSTALLED_COLUMNS = ["Name", "Size", "Family", "Parameters", "Quantization", "Mo
 LOADED_COLUMNS = ["Name", "Memory", "VRAM", "Context", "Unloads"]
 LAYER_COLUMNS = ["Layer", "Downloaded", "Size", "Progress"]
 CLOUD_COLUMNS = ["Model id", "Name"]
-CLOUD_KINDS = ("openai", "anthropic", "gemini")
 # Ollama reports keep_alive -1 as an expiry centuries away.
 FOREVER_YEAR = 2200
 # Real pulls send many lines a second; the browser only needs a few updates.
@@ -144,26 +142,6 @@ def endpoint_choices(service: OllamaModelService) -> list[tuple[str, str]]:
     return [(e.label, e.profile_id or "") for e in service.endpoints()]
 
 
-def cloud_choices(ctx: AppContext) -> list[tuple[str, str]]:
-    """Each cloud setting by kind name, then each cloud profile by id."""
-    choices = [(f"{PROVIDER_KINDS[k].label} setting", k) for k in CLOUD_KINDS]
-    for view in ctx.profiles.list_profiles():
-        if view.provider in CLOUD_KINDS:
-            choices.append((f"{view.name} ({PROVIDER_KINDS[view.provider].label})", str(view.id)))
-    return choices
-
-
-def cloud_target(ctx: AppContext, target: str) -> tuple[str, str | None]:
-    """(provider, profile_id) for a kind name ("openai") or a profile id."""
-    target = (target or "").strip()
-    if target in CLOUD_KINDS:
-        return target, None
-    if not target:
-        raise ValidationError("Choose a cloud provider or profile first.")
-    view = ctx.profiles.get_profile(target)
-    return view.provider, str(view.id)
-
-
 def build(ctx: AppContext) -> Refresh:
     service = ctx.ollama_models
     # "" is the Ollama setting; anything else an Ollama profile's id.
@@ -229,7 +207,7 @@ def build(ctx: AppContext) -> Refresh:
     with gr.Accordion("Cloud models", open=False):
         with gr.Row():
             cloud_pick = gr.Dropdown(
-                cloud_choices(ctx),
+                ctx.targets.cloud_choices(),
                 value="openai",
                 label="Provider",
                 allow_custom_value=True,  # as for the endpoint: later profiles must work too
@@ -363,9 +341,7 @@ def build(ctx: AppContext) -> Refresh:
     # ----- cloud models -----------------------------------------------------------------
     @shows_errors
     def show_provider_models(target: str):
-        provider, profile_id = cloud_target(ctx, target)
-        models = ctx.providers.get(provider, profile_id).list_models()
-        return [[m.id, m.name or ""] for m in models]
+        return [[m.id, m.name or ""] for m in ctx.targets.cloud_models(target)]
 
     cloud_btn.click(show_provider_models, cloud_pick, cloud_table, api_name="show_provider_models")
 
@@ -383,8 +359,7 @@ def build(ctx: AppContext) -> Refresh:
     @shows_errors
     def list_provider_models(target: str = "openai") -> list[dict[str, Any]]:
         """Models a cloud key can use: target is openai/anthropic/gemini or a profile id."""
-        provider, profile_id = cloud_target(ctx, target)
-        return jsonable(ctx.providers.get(provider, profile_id).list_models())
+        return jsonable(ctx.targets.cloud_models(target))
 
     api(list_ollama_models, "list_ollama_models")
     api(list_loaded_models, "list_loaded_models")
@@ -394,7 +369,7 @@ def build(ctx: AppContext) -> Refresh:
         # Keep the chosen endpoint; the tick's change event re-reads its tables.
         return (
             gr.Dropdown(choices=endpoint_choices(service)),
-            gr.Dropdown(choices=cloud_choices(ctx)),
+            gr.Dropdown(choices=ctx.targets.cloud_choices()),
             str(time.time()),
         )
 

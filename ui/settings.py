@@ -9,7 +9,8 @@ import gradio as gr
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.profiles import ConnectionCheck, KeyView, ProfileView, SettingView
-from spoonfeeder.providers.kinds import PROVIDER_KINDS
+from spoonfeeder.providers.catalog import label as kind_label
+from spoonfeeder.providers.catalog import provider_kinds
 from spoonfeeder.serialize import jsonable
 from ui.common import Refresh, api, format_time, shows_errors, status_label
 
@@ -21,7 +22,7 @@ KEY_REMOVED = (
     "The URL changed, so the stored API key was removed: a key is only ever sent to the "
     "URL it was saved with. Enter it again if this endpoint needs one."
 )
-PROVIDER_CHOICES = [(kind.label, name) for name, kind in PROVIDER_KINDS.items()]
+PROVIDER_CHOICES = [(kind.label, name) for name, kind in provider_kinds().items()]
 
 
 def _key_cell(key: KeyView) -> str:
@@ -70,7 +71,7 @@ def profile_rows(views: list[ProfileView]) -> list[list[str]]:
     return [
         [
             v.name,
-            PROVIDER_KINDS[v.provider].label,
+            kind_label(v.provider),
             v.url,
             _key_cell(v.key),
             status_label(v.status),
@@ -82,7 +83,7 @@ def profile_rows(views: list[ProfileView]) -> list[list[str]]:
 
 def profile_choices(views: list[ProfileView]) -> list[tuple[str, str]]:
     return [("➕ New profile", NEW_PROFILE)] + [
-        (f"{v.name} ({PROVIDER_KINDS[v.provider].label})", str(v.id)) for v in views
+        (f"{v.name} ({kind_label(v.provider)})", str(v.id)) for v in views
     ]
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
 from spoonfeeder.context import AppContext
-from spoonfeeder.db.types import utcnow
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.queue import STATUSES, TaskPage, TaskView
@@ -26,7 +25,7 @@ from ui.common import (
     selected_row_id,
     shows_errors,
 )
-from ui.pickers import model_dropdown, provider_choices, resolve_target
+from ui.pickers import model_dropdown
 
 # The id goes last: it is long, and is mostly there for clicking a row to select it.
 COLUMNS = ["Name", "Type", "Status", "Progress", "Attempts", "Provider", "Age", "ID"]
@@ -51,7 +50,7 @@ STATUS_ICONS = {
 
 
 def age(when: datetime, now: datetime | None = None) -> str:
-    seconds = max(0.0, ((now or utcnow()) - when).total_seconds())
+    seconds = max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{math.floor(seconds / size)}{unit}"
@@ -107,7 +106,7 @@ def describe_task(task: TaskView) -> str:
     ]
     if task.duration_seconds is not None:
         lines.append(f"**Ran for:** {task.duration_seconds:.2f} s")
-    if task.status == "queued" and task.run_at > utcnow():
+    if task.status == "queued" and task.run_at > datetime.now(UTC):
         lines.append(f"**Next attempt at:** {format_time(task.run_at)}")
     if task.progress_message and task.status == "running":
         lines.append(f"**Progress:** {progress_text(task)}")
@@ -144,7 +143,7 @@ def build(ctx: AppContext) -> Refresh:
             )
         with gr.Row():
             provider = gr.Dropdown(
-                provider_choices(ctx),
+                ctx.targets.choices(),
                 value=next(iter(CHAT_PROVIDERS)),
                 label="Provider",
                 allow_custom_value=True,
@@ -235,7 +234,7 @@ def build(ctx: AppContext) -> Refresh:
 
     def render_table(*filter_values) -> tuple[str, pd.DataFrame]:
         listed = list_page(*filter_values)
-        now = utcnow()
+        now = datetime.now(UTC)
         # A DataFrame with named columns: a plain list streamed from a generator lost the
         # headers in the browser.
         rows = pd.DataFrame([task_row(t, now) for t in listed.items], columns=COLUMNS)
@@ -274,18 +273,12 @@ def build(ctx: AppContext) -> Refresh:
             return live.frame(dict(zip(watched, shown, strict=True)))
 
         try:
-            with ctx.events.subscribe("task:*") as events:
-                yield frame()
-                while time.monotonic() < deadline and views.is_newest(key, ticket):
-                    if events.get(timeout=IDLE_SECONDS) is None:
-                        # Hand control back now and then: Gradio can only stop a generator
-                        # (cancel, closed tab) between two yields.
-                        yield live.frame()
-                        continue
-                    pause = time.monotonic() + DEBOUNCE_SECONDS
-                    while (left := pause - time.monotonic()) > 0 and events.get(left) is not None:
-                        pass  # take the burst: one update for many events
-                    yield frame()
+            for seen, changed in enumerate(ctx.tasks.changes(IDLE_SECONDS, DEBOUNCE_SECONDS)):
+                if seen and (time.monotonic() >= deadline or not views.is_newest(key, ticket)):
+                    return
+                # Without news, hand control back now and then: Gradio can only stop a
+                # generator (cancel, closed tab) between two yields.
+                yield frame() if changed else live.frame()
         finally:
             views.end(key, ticket)
 
@@ -307,7 +300,7 @@ def build(ctx: AppContext) -> Refresh:
         prio: float | None,
         attempts: float | None,
     ):
-        target = resolve_target(ctx, provider_, model_ or "")
+        target = ctx.targets.resolve(provider_, model_ or "")
         extra = {"profile_id": str(target.profile_id)} if target.profile_id else {}
         task = service.create_task(
             type_,
@@ -406,6 +399,6 @@ def build(ctx: AppContext) -> Refresh:
     def refresh() -> tuple:
         # On page load and tab open: the providers (profiles made since), and (re)start
         # the live view through `tick`.
-        return gr.Dropdown(choices=provider_choices(ctx)), str(time.time())
+        return gr.Dropdown(choices=ctx.targets.choices()), str(time.time())
 
     return refresh, [provider, tick]

@@ -32,6 +32,7 @@ from websockets.sync.client import connect as ws_connect
 from spoonfeeder.errors import (
     ComfyUIPromptRejected,
     ProviderAuthError,
+    ProviderError,
     ProviderRequestError,
     ProviderServerError,
     ProviderUnavailable,
@@ -554,24 +555,29 @@ class ComfyUIClient:
     def _raise_for_status(self, response: httpx.Response, path: str) -> None:
         if response.is_success:
             return
+        error = self._refusal(response, path)
+        error.status = response.status_code
+        raise error
+
+    def _refusal(self, response: httpx.Response, path: str) -> ProviderError:
         text = response.text.strip()[:300]
         if response.status_code in (401, 403):
-            raise self._auth_error(response.status_code)
+            return self._auth_error(response.status_code)
         if response.status_code == 404:
-            raise ProviderRequestError(
+            return ProviderRequestError(
                 f"ComfyUI at {self.url} has nothing at {path} (HTTP 404)"
                 + (f": {text}" if text and "404" not in text else ""),
                 provider=PROVIDER,
             )
         if response.status_code >= 500:
-            raise self._status_error(response, path)
+            return self._status_error(response, path)
         if response.is_redirect:
-            raise ProviderRequestError(
+            return ProviderRequestError(
                 f"ComfyUI at {self.url} answered {path} with a redirect "
                 f"(HTTP {response.status_code}) instead of the data; it is not followed",
                 provider=PROVIDER,
             )
-        raise ProviderRequestError(
+        return ProviderRequestError(
             f"ComfyUI at {self.url} refused {path} (HTTP {response.status_code}): {text}",
             provider=PROVIDER,
         )
@@ -584,6 +590,7 @@ class ComfyUIClient:
         return ProviderServerError(
             f"ComfyUI at {self.url} failed on {path} (HTTP {response.status_code}): {text[:300]}",
             provider=PROVIDER,
+            status=response.status_code,
         )
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderUnavailable:

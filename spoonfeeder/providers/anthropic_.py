@@ -26,15 +26,14 @@ from spoonfeeder.providers.base import (
 )
 from spoonfeeder.providers.failures import (
     header_retry_after,
-    models_health,
     short_detail,
     status_error,
     unavailable,
 )
+from spoonfeeder.providers.health import CHECK_TIMEOUT, checked, models_found
 
 LABEL = "Anthropic"
 DEFAULT_MAX_TOKENS = 1024  # the API requires max_tokens; this is enough for a chat turn
-CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
 NO_KEY = "not-needed"  # lets a key-less proxy work; the real API answers 401
 # Anthropic's stop reasons in the vocabulary the other providers share.
 FINISH_REASONS = {
@@ -51,6 +50,10 @@ class AnthropicProvider:
     """Options: `timeout` (read timeout in s for list/check), `max_retries` (SDK retries)."""
 
     name = "anthropic"
+    label = "Anthropic Claude"
+    default_url = "https://api.anthropic.com"
+    key_env = "ANTHROPIC_API_KEY"
+    needs_key = True
 
     def __init__(self, url: str, api_key: str | None, options: Mapping[str, Any] | None = None):
         options = options or {}
@@ -69,8 +72,17 @@ class AnthropicProvider:
         return self._list_models(self._client)
 
     def check(self) -> Health:
-        quick = self._client.with_options(max_retries=0, timeout=CHECK_TIMEOUT)
-        return models_health(lambda: self._list_models(quick))
+        # Redirects are not followed: one could lead anywhere.
+        with anthropic.DefaultHttpxClient(follow_redirects=False) as http:
+            quick = self._client.with_options(
+                max_retries=0, timeout=CHECK_TIMEOUT, http_client=http
+            )
+            return checked(
+                self.label,
+                self.url,
+                bool(self._key),
+                lambda: models_found(self._list_models(quick)),
+            )
 
     def stream_chat(
         self, model: str, messages: Sequence[ChatMessage], options: ChatOptions

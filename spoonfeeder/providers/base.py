@@ -6,11 +6,13 @@ mapping of its exceptions to `spoonfeeder.errors.Provider*` — nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
 from spoonfeeder.errors import ProviderError, ProviderRequestError, ProviderServerError
+from spoonfeeder.providers.health import Health
 
 Role = Literal["system", "user", "assistant"]
 
@@ -68,15 +70,37 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class Health:
-    ok: bool
-    message: str
-    latency_ms: float | None = None
+class Credentials:
+    """Everything needed to call one endpoint, as the caller (the profile service) hands
+    it to the provider layer. Holds a plaintext key: never log it."""
+
+    provider: str
+    url: str
+    api_key: str | None = field(repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+    profile_id: uuid.UUID | None = None
 
 
-class ChatProvider(Protocol):
-    name: str  # "ollama" | "openai" | "anthropic" | "gemini"
+class Provider(Protocol):
+    """A provider kind: one class that knows itself."""
 
+    name: ClassVar[str]  # "ollama" | "openai" | "anthropic" | "gemini" | "comfyui"
+    label: ClassVar[str]  # what the UI calls it
+    default_url: ClassVar[str]
+    key_env: ClassVar[str | None]  # the environment variable that seeds its API key
+    needs_key: ClassVar[bool]
+
+    def __init__(
+        self, url: str, api_key: str | None, options: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+    def check(self) -> Health:
+        """One cheap authenticated request: is the endpoint there and does it take the
+        key? Never echoes what the server sent (see providers.health)."""
+        ...
+
+
+class ChatProvider(Provider, Protocol):
     def list_models(self) -> list[ModelInfo]: ...
 
     def stream_chat(
@@ -84,8 +108,6 @@ class ChatProvider(Protocol):
     ) -> Iterator[ChatChunk]:
         """Yield text deltas. Closing the iterator early closes the upstream request."""
         ...
-
-    def check(self) -> Health: ...
 
 
 # What a reply that did not end properly is stored with, whatever the provider. Seen for

@@ -4,8 +4,7 @@ decides what its SDK's exception means; these functions say it."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from spoonfeeder.errors import (
     ProviderAuthError,
@@ -15,7 +14,6 @@ from spoonfeeder.errors import (
     ProviderServerError,
     ProviderUnavailable,
 )
-from spoonfeeder.providers.base import Health, ModelInfo
 
 DETAIL_LIMIT = 300
 
@@ -66,7 +64,7 @@ def status_error(
             text = f"{label} needs an API key (HTTP {status}): {detail}. Add one in Settings."
         else:
             text = f"{label} rejected the API key (HTTP {status}): {detail}. Check it in Settings."
-        return ProviderAuthError(text, provider=provider)
+        return ProviderAuthError(text, provider=provider, status=status)
     if status == 404:
         if missing_model:
             text = (
@@ -79,7 +77,7 @@ def status_error(
                 f"{label} at {url} answers HTTP 404{where} ({detail}): the base URL does not "
                 f"lead to its API. {endpoint_hint}"
             )
-        return ProviderRequestError(text, provider=provider)
+        return ProviderRequestError(text, provider=provider, status=status)
     if status == 429:
         when = f"retry after {retry_after:g} s" if retry_after else "wait a moment and retry"
         return ProviderRateLimited(
@@ -89,9 +87,9 @@ def status_error(
         )
     if status >= 500 or status in server_statuses:
         text = f"{label} server error (HTTP {status}): {detail}"
-        return ProviderServerError(text, provider=provider)
+        return ProviderServerError(text, provider=provider, status=status)
     text = f"{label} refused the request (HTTP {status}): {detail}"
-    return ProviderRequestError(text, provider=provider)
+    return ProviderRequestError(text, provider=provider, status=status)
 
 
 def header_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -104,14 +102,3 @@ def header_retry_after(headers: Mapping[str, str]) -> float | None:
     except ValueError:  # an HTTP date: rare from APIs, not worth parsing
         return None
     return None
-
-
-def models_health(list_models: Callable[[], list[ModelInfo]]) -> Health:
-    """A connection test: list the models, timed; a failure's message is the verdict."""
-    started = time.perf_counter()
-    try:
-        models = list_models()
-    except ProviderError as exc:
-        return Health(ok=False, message=exc.message)
-    latency_ms = (time.perf_counter() - started) * 1000
-    return Health(ok=True, message=f"{len(models)} models available", latency_ms=latency_ms)

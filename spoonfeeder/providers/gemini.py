@@ -25,14 +25,13 @@ from spoonfeeder.providers.base import (
     Usage,
 )
 from spoonfeeder.providers.failures import (
-    models_health,
     short_detail,
     status_error,
     unavailable,
 )
+from spoonfeeder.providers.health import CHECK_TIMEOUT, checked, models_found
 
 LABEL = "Gemini"
-CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
 NO_KEY = "not-needed"  # the SDK insists on a key; the real API answers API_KEY_INVALID
 # google-genai does not retry unless asked; these mirror the openai/anthropic SDKs' backoff.
 RETRY_INITIAL_DELAY = 0.5
@@ -60,6 +59,10 @@ class GeminiProvider:
     `api_version` (the SDK's default, "v1", unless set; "v1beta" for preview features)."""
 
     name = "gemini"
+    label = "Google Gemini"
+    default_url = "https://generativelanguage.googleapis.com"
+    key_env = "GEMINI_API_KEY"
+    needs_key = True
 
     def __init__(self, url: str, api_key: str | None, options: Mapping[str, Any] | None = None):
         options = options or {}
@@ -77,12 +80,13 @@ class GeminiProvider:
             if retries > 0
             else None
         )
+        self._api_version = options.get("api_version")
         # Keep the client: once it is garbage-collected its HTTP pool is closed.
         self._client = genai.Client(
             api_key=api_key or NO_KEY,
             http_options=types.HttpOptions(
                 base_url=self.url,
-                api_version=options.get("api_version"),
+                api_version=self._api_version,
                 timeout=_ms(timeout),
                 retry_options=retry_options,
             ),
@@ -92,10 +96,24 @@ class GeminiProvider:
         return self._list_models(None)
 
     def check(self) -> Health:
-        quick = types.HttpOptions(
-            timeout=_ms(CHECK_TIMEOUT), retry_options=types.HttpRetryOptions(attempts=1)
+        # A client of its own: one try, a short timeout, and no redirect followed (one
+        # could lead anywhere).
+        quick = genai.Client(
+            api_key=self._key or NO_KEY,
+            http_options=types.HttpOptions(
+                base_url=self.url,
+                api_version=self._api_version,
+                timeout=_ms(CHECK_TIMEOUT),
+                retry_options=types.HttpRetryOptions(attempts=1),
+                client_args={"follow_redirects": False},
+            ),
         )
-        return models_health(lambda: self._list_models(quick))
+        try:
+            return checked(
+                self.label, self.url, bool(self._key), lambda: models_found(self._listed(quick))
+            )
+        finally:
+            quick.close()
 
     def stream_chat(
         self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
@@ -123,10 +141,15 @@ class GeminiProvider:
         yield ChatChunk(finish_reason=finish_reason, usage=usage)
 
     def _list_models(self, http_options: types.HttpOptions | None) -> list[ModelInfo]:
+        return self._listed(self._client, http_options)
+
+    def _listed(
+        self, client: genai.Client, http_options: types.HttpOptions | None = None
+    ) -> list[ModelInfo]:
         config = types.ListModelsConfig(http_options=http_options)
         try:
             # The pager fetches every page (nextPageToken) as it is iterated.
-            models = list(self._client.models.list(config=config))
+            models = list(client.models.list(config=config))
         except SDK_ERRORS as exc:
             raise self._error(exc) from exc
         return [_model_info(m) for m in models if _can_chat(m)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +37,7 @@ from spoonfeeder.providers.base import (
     ModelInfo,
     Usage,
 )
+from spoonfeeder.providers.health import CHECK_TIMEOUT, checked, version_text
 
 PROVIDER = "ollama"
 
@@ -48,7 +48,11 @@ _NOT_IN_REGISTRY = ("file does not exist", "pull model manifest")
 
 
 def make_client(
-    url: str, api_key: str | None, read_timeout: float = DEFAULT_TIMEOUT
+    url: str,
+    api_key: str | None,
+    read_timeout: float = DEFAULT_TIMEOUT,
+    *,
+    follow_redirects: bool = True,
 ) -> ollama.Client:
     """An SDK client for one endpoint.
 
@@ -57,7 +61,10 @@ def make_client(
     """
     headers = {"authorization": f"Bearer {api_key}"} if api_key else None
     return ollama.Client(
-        host=url, timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT), headers=headers
+        host=url,
+        timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT),
+        headers=headers,
+        follow_redirects=follow_redirects,
     )
 
 
@@ -129,7 +136,9 @@ def map_ollama_error(
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, ollama.ResponseError):
-        return _response_error(exc, url, model, during, missing_hint)
+        error = _response_error(exc, url, model, during, missing_hint)
+        error.status = exc.status_code if exc.status_code > 0 else None
+        return error
     # The SDK turns a refused connection into the builtin ConnectionError, but only for
     # non-streaming calls; a stream raises httpx's ConnectError directly.
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or (
@@ -221,6 +230,10 @@ class OllamaProvider:
     """Chat through an Ollama server (local or remote)."""
 
     name = PROVIDER
+    label = "Ollama"
+    default_url = "http://localhost:11434"
+    key_env = None
+    needs_key = False  # a key only where a proxy in front of Ollama asks for one
 
     def __init__(
         self, url: str, api_key: str | None = None, options: Mapping[str, Any] | None = None
@@ -284,16 +297,23 @@ class OllamaProvider:
         # chunk, which `complete_reply` reports as a cut reply.
 
     def check(self) -> Health:
-        started = time.perf_counter()
-        try:
-            with ollama_errors(self.url):
-                count = len(self._client().list().models)
-        except ProviderError as exc:
-            return Health(ok=False, message=str(exc))
-        latency_ms = (time.perf_counter() - started) * 1000
+        return checked(self.label, self.url, bool(self._api_key), self._version_and_models)
+
+    def _version_and_models(self) -> str:
+        """ "Ollama 0.12.6 · 3 models installed": the version (the SDK has no call for it),
+        then the model list through the SDK; no redirect is followed."""
+        headers = {"authorization": f"Bearer {self._api_key}"} if self._api_key else None
+        timeout = httpx.Timeout(CHECK_TIMEOUT, connect=CONNECT_TIMEOUT)
+        with ollama_errors(self.url, during="check"):
+            answer = httpx.get(f"{self.url}/api/version", headers=headers, timeout=timeout)
+            if not answer.is_success:
+                raise ollama.ResponseError("", answer.status_code)
+            body = answer.json()
+            if not isinstance(body, dict) or "version" not in body:
+                raise ProviderServerError(
+                    f"{self.url} answered /api/version, but not as Ollama does", provider=PROVIDER
+                )
+            client = make_client(self.url, self._api_key, CHECK_TIMEOUT, follow_redirects=False)
+            count = len(client.list().models)
         noun = "model" if count == 1 else "models"
-        return Health(
-            ok=True,
-            message=f"Ollama at {self.url}: {count} {noun} installed",
-            latency_ms=latency_ms,
-        )
+        return f"Ollama {version_text(body['version'])} · {count} {noun} installed"

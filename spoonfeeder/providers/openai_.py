@@ -31,14 +31,13 @@ from spoonfeeder.providers.base import (
 )
 from spoonfeeder.providers.failures import (
     header_retry_after,
-    models_health,
     short_detail,
     status_error,
     unavailable,
 )
+from spoonfeeder.providers.health import CHECK_TIMEOUT, checked, models_found
 
 LABEL = "OpenAI"
-CHECK_TIMEOUT = 10.0  # a health check should fail fast rather than hang the Settings tab
 NO_KEY = "not-needed"  # the SDK insists on a key; local servers ignore it
 # The SDK lets a body that is not JSON through as a bare JSONDecodeError.
 SDK_ERRORS = (openai.OpenAIError, json.JSONDecodeError)
@@ -48,6 +47,10 @@ class OpenAIProvider:
     """Options: `timeout` (read timeout in s for list/check), `max_retries` (SDK retries)."""
 
     name = "openai"
+    label = "OpenAI / compatible"
+    default_url = "https://api.openai.com/v1"
+    key_env = "OPENAI_API_KEY"
+    needs_key = True
 
     def __init__(self, url: str, api_key: str | None, options: Mapping[str, Any] | None = None):
         options = options or {}
@@ -69,8 +72,17 @@ class OpenAIProvider:
         return self._list_models(self._client)
 
     def check(self) -> Health:
-        quick = self._client.with_options(max_retries=0, timeout=CHECK_TIMEOUT)
-        return models_health(lambda: self._list_models(quick))
+        # Redirects are not followed: one could lead anywhere.
+        with openai.DefaultHttpxClient(follow_redirects=False) as http:
+            quick = self._client.with_options(
+                max_retries=0, timeout=CHECK_TIMEOUT, http_client=http
+            )
+            return checked(
+                self.label,
+                self.url,
+                bool(self._key),
+                lambda: models_found(self._list_models(quick)),
+            )
 
     def stream_chat(
         self, model: str, messages: Sequence[ChatMessage], options: ChatOptions

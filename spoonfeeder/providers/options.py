@@ -14,7 +14,7 @@ from typing import Any
 
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.ids import shown
-from spoonfeeder.providers.kinds import PROVIDER_KINDS
+from spoonfeeder.providers.catalog import label as kind_label
 
 MAX_TIMEOUT = 3600.0
 MAX_RETRIES = 10
@@ -60,7 +60,7 @@ def check_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for name, value in options.items():
         if name not in allowed:
-            label = PROVIDER_KINDS[kind].label if kind in PROVIDER_KINDS else kind
+            label = kind_label(kind)
             takes = ", ".join(allowed) if allowed else "none"
             raise ValidationError(
                 f"Unknown option {shown(name)} for {label} profiles; "

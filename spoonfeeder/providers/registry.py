@@ -1,4 +1,5 @@
-"""Builds chat providers from the stored settings and profiles, one client per endpoint."""
+"""Builds providers from credentials the caller hands in (the profile service reads
+and decrypts them), one client per endpoint."""
 
 from __future__ import annotations
 
@@ -7,40 +8,42 @@ import importlib
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.ids import shown
-from spoonfeeder.profiles import Credentials, ProfileService
-from spoonfeeder.providers.base import ChatProvider
+from spoonfeeder.providers.base import ChatProvider, Credentials, Provider
+from spoonfeeder.providers.catalog import CHAT_PROVIDERS, provider_kind
 from spoonfeeder.providers.options import KIND_OPTIONS, check_options
 
-# provider kind -> "module:Class"; each class takes (url, api_key, options).
-CHAT_PROVIDERS = {
-    "ollama": "spoonfeeder.providers.ollama:OllamaProvider",
-    "openai": "spoonfeeder.providers.openai_:OpenAIProvider",
-    "anthropic": "spoonfeeder.providers.anthropic_:AnthropicProvider",
-    "gemini": "spoonfeeder.providers.gemini:GeminiProvider",
-}
+# (provider kind, profile id or None) -> its credentials, decrypted
+CredentialsLookup = Callable[..., Credentials]
+
+__all__ = ["CHAT_PROVIDERS", "ProviderRegistry", "build_provider", "connect", "warm_up"]
 
 
-def build_provider(creds: Credentials) -> ChatProvider:
-    target = CHAT_PROVIDERS.get(creds.provider)
-    if target is None:
-        raise ValidationError(
-            f"{shown(creds.provider)} is not a chat provider; "
-            f"choose one of: {', '.join(CHAT_PROVIDERS)}"
-        )
+def connect(creds: Credentials) -> Provider:
+    """A provider of any kind (ComfyUI too) for these credentials: what Test connection
+    calls `check()` on."""
+    cls = provider_kind(creds.provider)
     try:  # saved before options were checked at save: say what to fix, never crash
-        options = check_options(creds.provider, creds.options or {})
+        options = check_options(cls.name, creds.options or {})
     except ValidationError as exc:
         raise ValidationError(
             f"This profile's options are not valid: {exc}. Fix them in Settings → Profiles.",
             field="options",
         ) from None
-    module_name, class_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
     return cls(creds.url, creds.api_key, options)
+
+
+def build_provider(creds: Credentials) -> ChatProvider:
+    if creds.provider not in CHAT_PROVIDERS:
+        raise ValidationError(
+            f"{shown(creds.provider)} is not a chat provider; "
+            f"choose one of: {', '.join(CHAT_PROVIDERS)}"
+        )
+    return connect(creds)  # type: ignore[return-value]  # a chat kind: a ChatProvider
 
 
 def warm_up() -> threading.Thread:
@@ -66,24 +69,17 @@ class ProviderRegistry:
     """Hands out providers; reuses one SDK client per (endpoint, key, options).
 
     Reusing clients keeps their HTTP connection pools warm, which is most of the
-    time to first token on a local network.
+    time to first token on a local network. `credentials(provider, profile_id=…)` reads
+    them fresh; `cached_credentials` from a cache the caller empties on every save.
     """
 
-    def __init__(self, profiles: ProfileService) -> None:
-        self._profiles = profiles
+    def __init__(
+        self, credentials: CredentialsLookup, cached_credentials: CredentialsLookup | None = None
+    ) -> None:
+        self._credentials = credentials
+        self._cached_credentials = cached_credentials or credentials
         self._cache: dict[tuple[str, ...], ChatProvider] = {}
         self._lock = threading.Lock()
-
-    def any_configured(self) -> bool:
-        """Whether anyone has set up a chat provider: a key or a URL saved in a setting, a
-        setting that passed its connection test, or a chat profile. False on a first run."""
-        if any(p.provider in CHAT_PROVIDERS for p in self._profiles.list_profiles()):
-            return True
-        return any(
-            s.key.is_set or s.stored_url or s.status == "ok"
-            for s in self._profiles.list_settings()
-            if s.provider in CHAT_PROVIDERS
-        )
 
     def get(
         self,
@@ -96,12 +92,12 @@ class ProviderRegistry:
         """The provider for a setting or profile. `retries` overrides the SDK's own retry
         count: the task queue passes 0, since its backoff is the retry policy there.
 
-        `cached` takes the credentials from ProfileService's in-memory cache (emptied by
-        every save) instead of reading and decrypting them: the chat service's path, where
-        that is time to first token. Task workers, which may run in another process than
-        the one where Settings are edited, read them fresh.
+        `cached` takes the credentials from the cache instead of reading and decrypting
+        them: the chat service's path, where that is time to first token. Task workers,
+        which may run in another process than the one where Settings are edited, read
+        them fresh.
         """
-        lookup = self._profiles.cached_credentials if cached else self._profiles.credentials
+        lookup = self._cached_credentials if cached else self._credentials
         creds = lookup(provider, profile_id=profile_id or None)
         if retries is not None and "max_retries" in KIND_OPTIONS[creds.provider]:
             creds = replace(creds, options={**(creds.options or {}), "max_retries": retries})

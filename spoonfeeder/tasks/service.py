@@ -4,8 +4,9 @@ and explains refusals; the queue does the work."""
 from __future__ import annotations
 
 import json
+import time as time_
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -72,6 +73,22 @@ class TaskService:
     def __init__(self, queue: TaskQueue, registry: HandlerRegistry) -> None:
         self.queue = queue
         self.registry = registry
+
+    def changes(self, idle: float, debounce: float) -> Iterator[bool]:
+        """For a live view of the tasks: True at once, then True after each burst of
+        task events (collected for `debounce` seconds: one update for many), False after
+        `idle` seconds without any — a moment for the reader to hand control back. Runs
+        until the reader stops it."""
+        with self.queue.events.subscribe("task:*") as events:
+            yield True
+            while True:
+                if events.get(timeout=idle) is None:
+                    yield False
+                    continue
+                pause = time_.monotonic() + debounce
+                while (left := pause - time_.monotonic()) > 0 and events.get(left) is not None:
+                    pass  # take the burst
+                yield True
 
     def task_types(self) -> list[str]:
         return self.registry.types()
