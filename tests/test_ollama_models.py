@@ -361,7 +361,7 @@ def test_models_tab_lists_cloud_models(ctx: AppContext, models_tab: Client) -> N
     from gradio_client.exceptions import AppError
 
     key = "sk-cloud-key-12345678"
-    with serve(FakeOpenAI(key=key).app) as url:
+    with serve(FakeOpenAI(key=key, models=["gpt-4o-mini"]).app) as url:
         profile = ctx.profiles.create_profile("vLLM box", "openai", url + "/v1", key)
         listed = models_tab.predict(str(profile.id), api_name="/list_provider_models")
         assert [m["id"] for m in listed] == ["gpt-4o-mini"]

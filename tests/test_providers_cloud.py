@@ -390,8 +390,8 @@ def test_model_display_names_come_from_the_provider(start: Start) -> None:
 def test_check_ok_reports_models_and_latency(start: Start, case: Case) -> None:
     health = start(case, models=["m1", "m2", "m3"]).provider.check()
 
-    assert health.ok
-    assert health.message == "3 models available"
+    assert health.ok and health.status == "ok"
+    assert health.message.startswith("3 models available · ")  # then the time it took
     assert health.latency_ms is not None and health.latency_ms > 0
 
 
@@ -399,8 +399,9 @@ def test_check_ok_reports_models_and_latency(start: Start, case: Case) -> None:
 def test_check_with_a_wrong_key_says_so(start: Start, case: Case) -> None:
     health = start(case, api_key="wrong-key").provider.check()
 
-    assert not health.ok
-    assert health.message.startswith(f"{case.label} rejected the API key (HTTP 40")
+    assert not health.ok and health.status == "auth_rejected"
+    assert health.message.startswith("HTTP 40")  # the status, in the app's words only
+    assert health.message.endswith("the API key was rejected")
     assert health.latency_ms is None
 
 
