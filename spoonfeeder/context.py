@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +22,7 @@ from spoonfeeder.history import HistoryService
 from spoonfeeder.ollama_models import OllamaModelService
 from spoonfeeder.profiles import ProfileService
 from spoonfeeder.providers.registry import ProviderRegistry, warm_up
+from spoonfeeder.schedule import make_scheduler
 from spoonfeeder.targets import ChatTargets
 from spoonfeeder.tasks import text as text_tasks
 from spoonfeeder.tasks.handlers import HandlerRegistry
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 # The app migrates the schema and recovers what a stopped app left behind; a worker
 # (`python -m spoonfeeder worker`, maybe one of many, beside a running app) does neither.
 Role = Literal["app", "worker"]
+PREVIEW_SWEEP_SECONDS = 30.0  # live previews older than their time to live are removed
 
 
 @dataclass
@@ -52,6 +55,7 @@ class AppContext:
     tasks: TaskService
     comfyui: ComfyUIService
     history: HistoryService
+    scheduler: BaseScheduler  # every periodic job of this process
     notices: list[str] = field(default_factory=list)  # start-up news for the operator
     workers: WorkerPool | None = None  # started by start_workers()
 
@@ -97,9 +101,13 @@ class AppContext:
             tasks=TaskService(queue, handlers),
             comfyui=comfyui,
             history=HistoryService(sessions, chat, comfyui),
+            scheduler=make_scheduler(),
             notices=[notice] if notice else [],
         )
         comfyui_tasks.setup(comfyui, queue, events, recover=role == "app")
+        ctx.scheduler.add_job(
+            comfyui.prune_previews, "interval", seconds=PREVIEW_SWEEP_SECONDS, id="previews"
+        )
         if role == "app":
             warm_up()  # so the first reply from each provider does not wait for its SDK import
             ctx.chat.recover_interrupted()
@@ -123,12 +131,15 @@ class AppContext:
         if self.workers is None or not self.workers.running:
             count = threads or self.settings.worker_threads or 1
             registry = options.pop("registry", None) or self.handlers
-            self.workers = WorkerPool(self.tasks.queue, registry, threads=count, **options)
+            self.workers = WorkerPool(
+                self.tasks.queue, registry, self.scheduler, threads=count, **options
+            )
             self.workers.start()
         return self.workers
 
     def close(self, worker_timeout: float = 10.0) -> None:
         if self.workers is not None:
             self.workers.stop(worker_timeout)
+        self.scheduler.shutdown(wait=False)
         self.events.close()
         self.engine.dispose()

@@ -97,7 +97,7 @@ def test_claim_takes_the_most_urgent_due_task(queue: TaskQueue) -> None:
 def test_a_claimed_task_is_running_under_a_lease(queue: TaskQueue) -> None:
     task_id = queue.enqueue("t", name="job")
     claimed = queue.claim("host:1:a:0", LEASE)
-    view = queue.get(task_id)
+    view = queue.reads.get(task_id)
     assert (view.status, view.locked_by, view.attempts) == (RUNNING, "host:1:a:0", 1)
     assert view.started_at is not None
     assert utcnow() < view.locked_until <= utcnow() + timedelta(seconds=LEASE + 1)
@@ -113,7 +113,7 @@ def test_complete_stores_the_result_and_ignores_a_worker_without_the_lease(
     assert not queue.complete(impostor, {"x": 0})
     assert queue.complete(claimed, {"text": "done", "n": [1, 2]})
     assert not queue.complete(claimed, {"again": True})  # no second result
-    view = queue.get(task_id)
+    view = queue.reads.get(task_id)
     assert (view.status, view.progress, view.locked_by) == (COMPLETED, 1.0, None)
     assert view.result == {"text": "done", "n": [1, 2]}
     assert view.duration_seconds is not None and view.duration_seconds >= 0
@@ -126,7 +126,7 @@ def test_retryable_failures_back_off_then_fail_with_the_last_error(queue: TaskQu
         assert claimed.attempts == attempt
         before = utcnow()
         assert queue.fail(claimed, f"busy #{attempt}", retryable=True) == QUEUED
-        view = queue.get(task_id)
+        view = queue.reads.get(task_id)
         assert view.error == f"busy #{attempt}" and view.locked_by is None
         waited = (view.run_at - before).total_seconds()
         assert expected_delay - 0.05 <= waited <= expected_delay + 0.3
@@ -135,7 +135,7 @@ def test_retryable_failures_back_off_then_fail_with_the_last_error(queue: TaskQu
     claimed = queue.claim("w1", LEASE)
     assert claimed.attempts == 3
     assert queue.fail(claimed, "still busy", retryable=True) == FAILED
-    view = queue.get(task_id)
+    view = queue.reads.get(task_id)
     assert (view.status, view.error, view.attempts) == (FAILED, "still busy", 3)
     assert view.completed_at is not None
 
@@ -144,7 +144,7 @@ def test_a_permanent_failure_does_not_retry(queue: TaskQueue) -> None:
     task_id = queue.enqueue("t", max_attempts=5)
     claimed = queue.claim("w1", LEASE)
     assert queue.fail(claimed, "bad key", retryable=False) == FAILED
-    assert queue.get(task_id).attempts == 1
+    assert queue.reads.get(task_id).attempts == 1
 
 
 # -- leases -------------------------------------------------------------------
@@ -163,11 +163,11 @@ def test_the_reaper_requeues_expired_leases_and_gives_up_when_attempts_run_out(
     queue.claim("live-worker", 60)
     time.sleep(0.1)
     assert queue.reap() == 1
-    assert queue.get(again).status == QUEUED and queue.get(again).locked_by is None
-    assert queue.get(spent).status == FAILED
-    assert "stopped responding" in queue.get(spent).error
-    assert queue.get(stopping).status == CANCELLED
-    assert queue.get(held).status == RUNNING
+    assert queue.reads.get(again).status == QUEUED and queue.reads.get(again).locked_by is None
+    assert queue.reads.get(spent).status == FAILED
+    assert "stopped responding" in queue.reads.get(spent).error
+    assert queue.reads.get(stopping).status == CANCELLED
+    assert queue.reads.get(held).status == RUNNING
     assert queue.claim("w2", LEASE).attempts == 2
 
 
@@ -185,7 +185,7 @@ def test_progress_is_stored_and_fenced(queue: TaskQueue) -> None:
     task_id = queue.enqueue("t")
     claimed = queue.claim("w1", LEASE)
     assert queue.progress(claimed, 0.4, "40%", LEASE) is False
-    view = queue.get(task_id)
+    view = queue.reads.get(task_id)
     assert (view.progress, view.progress_message) == (0.4, "40%")
     assert queue.progress(dataclasses.replace(claimed, worker_id="w9"), 0.9, "x", LEASE) is None
 
@@ -193,7 +193,7 @@ def test_progress_is_stored_and_fenced(queue: TaskQueue) -> None:
 def test_release_returns_a_task_without_spending_an_attempt(queue: TaskQueue) -> None:
     task_id = queue.enqueue("t")
     assert queue.release(queue.claim("w1", LEASE))
-    view = queue.get(task_id)
+    view = queue.reads.get(task_id)
     assert (view.status, view.attempts, view.locked_by) == (QUEUED, 0, None)
 
 
@@ -217,14 +217,14 @@ def test_cancelling_a_batch_cancels_its_queued_children(tasks: TaskService) -> N
     q.claim("w1", LEASE)
     children = q.enqueue_many([{"type": "t.child", "parent_id": parent} for _ in range(3)])
     tasks.cancel_task(parent)
-    assert {q.get(c).status for c in children} == {CANCELLED}
-    assert q.get(parent).cancel_requested
+    assert {q.reads.get(c).status for c in children} == {CANCELLED}
+    assert q.reads.get(parent).cancel_requested
     # A batch that completed (it only queues its tasks) still cancels what is left.
     done = q.enqueue("t.parent", priority=9)
     q.complete(q.claim("w1", LEASE), {})
     left = q.enqueue_many([{"type": "t.child", "parent_id": done} for _ in range(2)])
     assert tasks.cancel_task(done).status == COMPLETED
-    assert {q.get(c).status for c in left} == {CANCELLED}
+    assert {q.reads.get(c).status for c in left} == {CANCELLED}
     with pytest.raises(ValidationError, match="already completed"):
         tasks.cancel_task(done)
 
@@ -263,7 +263,7 @@ def test_delete_removes_a_task_with_its_result_and_children_but_not_while_runnin
     running = q.enqueue("t", priority=1)
     assert q.claim("w1", LEASE).id == running
     tasks.delete_task(parent)
-    assert q.get(parent) is None and q.get(child) is None
+    assert q.reads.get(parent) is None and q.reads.get(child) is None
     with pytest.raises(ValidationError, match="cancel it first"):
         tasks.delete_task(running)
     with pytest.raises(NotFoundError):
@@ -467,7 +467,7 @@ def test_a_delete_never_removes_a_task_a_worker_claimed_a_moment_before(
         finally:
             event.remove(engine, "before_cursor_execute", claim_first)
         assert claimed and claimed[0].id == victim
-        assert q.get(victim).status == RUNNING  # the worker's task is still there
+        assert q.reads.get(victim).status == RUNNING  # the worker's task is still there
     finally:
         engine.dispose()
         postgres.drop(url)
@@ -480,6 +480,6 @@ def test_a_task_claimed_without_its_answer_goes_back_without_an_attempt(queue: T
     assert queue.claim("w1", LEASE).id == lost  # the claim whose answer was lost
     assert queue.heartbeat({"w1": known}, 60) == {known: False}  # the orphan is not kept
     assert queue.release_orphans("w1", keep=known) == 1
-    assert queue.get(known).status == RUNNING
-    again = queue.get(lost)
+    assert queue.reads.get(known).status == RUNNING
+    again = queue.reads.get(lost)
     assert (again.status, again.attempts, again.locked_by) == (QUEUED, 0, None)

@@ -55,7 +55,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "c
 
 
 def status_of(ctx: AppContext, task_id: Any) -> str:
-    return ctx.tasks.queue.get(task_id).status
+    return ctx.tasks.queue.reads.get(task_id).status
 
 
 @pytest.fixture

@@ -48,5 +48,5 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         demo.unload(reaper.closed)
     demo.queue(default_concurrency_limit=8, max_size=256)
     demo.session_reaper = reaper  # type: ignore[attr-defined]  # for tests and benches
-    reaper.watch(demo)
+    reaper.watch(demo, ctx.scheduler)
     return demo

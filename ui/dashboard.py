@@ -7,7 +7,7 @@ import gradio as gr
 from spoonfeeder.context import AppContext
 from spoonfeeder.providers.catalog import label as kind_label
 from spoonfeeder.serialize import jsonable
-from spoonfeeder.tasks.queue import TaskStats
+from spoonfeeder.tasks.views import TaskStats
 from ui.common import Refresh, api, format_time, shows_errors, status_label
 
 

@@ -14,7 +14,8 @@ import pandas as pd
 from spoonfeeder.context import AppContext
 from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.serialize import jsonable
-from spoonfeeder.tasks.queue import STATUSES, TaskPage, TaskView
+from spoonfeeder.tasks.states import STATUSES
+from spoonfeeder.tasks.views import TaskPage, TaskView
 from ui.arguments import checks_arguments
 from ui.common import (
     LiveOutputs,

@@ -598,8 +598,7 @@ class _Run:
         path = folder / f"{self.generation_id}-{self.preview_count:05d}.{ext}"
         partial = path.with_suffix(".part")
         partial.write_bytes(preview.image)
-        partial.replace(path)  # a reader never sees half an image
-        media.prune_previews(self.runner._media, self._timings.preview_ttl)
+        partial.replace(path)  # a reader never sees half an image (old ones: prune_previews)
         # Which step it shows: an event-4 preview (it names its prompt) comes before its
         # step's `progress` message, right after progress_state announced that step; an
         # event-1 preview comes after its step's `progress` message.

@@ -404,6 +404,11 @@ class ComfyUIService:
         media folder (ValidationError) and missing files (NotFoundError)."""
         return media.media_file(self._media, relative_path)
 
+    def prune_previews(self) -> None:
+        """Remove live previews older than their time to live (a scheduled job): a
+        browser fetches one a little after it was announced, never minutes later."""
+        media.prune_previews(self._media, self.timings.preview_ttl)
+
     # ===== running =======================================================================
 
     def run_generation(

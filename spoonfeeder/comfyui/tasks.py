@@ -102,7 +102,7 @@ def setup(
     comfyui.ensure_builtin_workflow()
     for generation_id in comfyui.interrupted_generations():
         view = comfyui.get_generation(generation_id)
-        task = queue.get(view.task_id) if view.task_id else None
+        task = queue.reads.get(view.task_id) if view.task_id else None
         if task is not None and task.status == "cancelled":
             comfyui.task_cancelled(task.id, task_is_final=True)
         elif task is None or task.status in ("completed", "failed"):

@@ -4,9 +4,10 @@
                                     prompt="Write a haiku")
     ctx.start_workers()            # or: python -m spoonfeeder worker
 
-`queue` holds the SQL, `worker` the thread pool, `handlers` the type → handler
-registry (`spoonfeeder.tasks.handlers.handlers`, `register`), `service` what the UI
-calls, `retry` the backoff policy, `text` the built-in text.* handlers (registered by
+`queue` holds the queue's SQL (`connections` how it reaches the database, `views` the
+reads of the Dashboard and the Tasks tab, `states` the states), `worker` the thread
+pool, `handlers` the type → handler registry and the `TaskContext`, `service` what
+the UI calls, `retry` the backoff policy, `text` the built-in text.* handlers (registered by
 `AppContext`).
 
 The names below are imported on first use, so that the pure `retry` loads without the
@@ -27,21 +28,11 @@ if TYPE_CHECKING:
         TaskInterrupted,
         register,
     )
-    from spoonfeeder.tasks.queue import (
-        CANCELLED,
-        COMPLETED,
-        FAILED,
-        QUEUED,
-        RUNNING,
-        STATUSES,
-        ClaimedTask,
-        TaskPage,
-        TaskQueue,
-        TaskStats,
-        TaskView,
-    )
+    from spoonfeeder.tasks.queue import ClaimedTask, TaskQueue
     from spoonfeeder.tasks.retry import RetryDecision, RetryPolicy
     from spoonfeeder.tasks.service import TaskService
+    from spoonfeeder.tasks.states import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, STATUSES
+    from spoonfeeder.tasks.views import TaskPage, TaskStats, TaskView
     from spoonfeeder.tasks.worker import WorkerPool
 
 _HOME = {
@@ -57,21 +48,11 @@ _HOME = {
         "handlers",
     ),
     **dict.fromkeys(
-        [
-            "CANCELLED",
-            "COMPLETED",
-            "FAILED",
-            "QUEUED",
-            "RUNNING",
-            "STATUSES",
-            "ClaimedTask",
-            "TaskPage",
-            "TaskQueue",
-            "TaskStats",
-            "TaskView",
-        ],
-        "queue",
+        ["CANCELLED", "COMPLETED", "FAILED", "QUEUED", "RUNNING", "STATUSES"], "states"
     ),
+    "ClaimedTask": "queue",
+    "TaskQueue": "queue",
+    **dict.fromkeys(["TaskPage", "TaskStats", "TaskView"], "views"),
     "RetryDecision": "retry",
     "RetryPolicy": "retry",
     "TaskService": "service",

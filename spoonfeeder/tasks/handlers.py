@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from spoonfeeder.errors import TaskCancelled, TaskInterrupted, ValidationError
 from spoonfeeder.ids import shown
-from spoonfeeder.tasks.queue import connection_lost
+from spoonfeeder.tasks.connections import connection_lost
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from spoonfeeder.errors import (
     TaskInterrupted,
     ValidationError,
 )
-from spoonfeeder.tasks.queue import connection_lost
+from spoonfeeder.tasks.connections import connection_lost
 
 Kind = Literal["completed", "cancelled", "interrupted", "requeued", "failed"]
 

@@ -28,21 +28,16 @@ PostgreSQL, so workers on other machines agree on leases and `run_at`.
 
 from __future__ import annotations
 
-import statistics
-import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Engine,
     Float,
-    Interval,
     Text,
     and_,
     bindparam,
@@ -50,7 +45,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
     literal_column,
     or_,
     select,
@@ -58,22 +52,15 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.exc import DBAPIError
 
 from spoonfeeder.db.models import Result, Task
-from spoonfeeder.db.types import UTCDateTime, utcnow
+from spoonfeeder.db.types import UTCDateTime
 from spoonfeeder.events import EventBus
+from spoonfeeder.tasks.connections import QueueClock, QueueConnections
 from spoonfeeder.tasks.retry import RetryPolicy
+from spoonfeeder.tasks.states import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
+from spoonfeeder.tasks.views import TaskReads
 
-QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = (
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-)
-STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)
-FINISHED = (COMPLETED, FAILED, CANCELLED)
 MAX_ERROR_CHARS = 4000
 
 tasks = Task.__table__
@@ -108,75 +95,6 @@ class ClaimedTask:
     worker_id: str
 
 
-@dataclass(frozen=True)
-class TaskView:
-    """One task as the UI shows it; `result` is filled by `get`, not by `list`."""
-
-    id: uuid.UUID
-    name: str | None
-    type: str
-    status: str
-    payload: dict[str, Any]
-    provider: str | None
-    model: str | None
-    priority: int
-    attempts: int
-    max_attempts: int
-    progress: float
-    progress_message: str | None
-    cancel_requested: bool
-    error: str | None
-    parent_id: uuid.UUID | None
-    locked_by: str | None
-    locked_until: datetime | None
-    run_at: datetime
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    updated_at: datetime
-    result: dict[str, Any] | None = None
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.started_at is None or self.completed_at is None:
-            return None
-        return (self.completed_at - self.started_at).total_seconds()
-
-
-@dataclass(frozen=True)
-class TaskPage:
-    items: list[TaskView]
-    total: int  # matching tasks over all pages
-    limit: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class TaskStats:
-    counts: dict[str, int]  # every status, zero included
-    completed_last_hour: int
-    failed_last_hour: int
-    median_duration_seconds: float | None  # over the most recent completed tasks
-    recent_failures: list[TaskView] = field(default_factory=list)
-
-
-_VIEW_COLUMNS = [c for c in tasks.c if c.name != "owner_id"]
-
-
-def connection_lost(exc: BaseException) -> bool:
-    """Whether `exc` is the database connection going away (a restart, a failover,
-    pg_terminate_backend) rather than something wrong with the statement: the one place
-    the queue and its workers decide that."""
-    # SQLAlchemy marks what its dialect recognises as a disconnect ("terminating
-    # connection due to administrator command", "server closed the connection…").
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-def _view(row: Any, result: dict[str, Any] | None = None) -> TaskView:
-    values = {c.name: row._mapping[c.name] for c in _VIEW_COLUMNS}
-    return TaskView(**values, result=result)
-
-
 class TaskQueue:
     """The queue over the app's database. Publishes `task:*` events after each change."""
 
@@ -185,32 +103,24 @@ class TaskQueue:
         engine: Engine,
         events: EventBus | None = None,
         retry_policy: RetryPolicy | None = None,
+        clock: QueueClock | None = None,
     ) -> None:
         self.engine = engine
         self.events = events or EventBus()
         self.retry_policy = retry_policy or RetryPolicy()
-        self.postgres = engine.dialect.name == "postgresql"
-        self._local = threading.local()
-        self._sqlite_lock = threading.Lock()
+        self.db = QueueConnections(engine)
+        self.postgres = self.db.postgres
+        self.clock = clock or QueueClock(self.postgres)
+        self.reads = TaskReads(self.db, self.clock)  # what the Dashboard and Tasks tab read
+        self.pinned = self.db.pinned  # worker threads hold one connection each
         self._prepare()
 
     # -- plumbing --------------------------------------------------------------
 
-    def _ts(self, name: str) -> ColumnElement[Any]:
-        """A time parameter of a prebuilt statement; `_at(seconds)` is its value.
-        PostgreSQL adds the interval to its own clock; SQLite gets the time itself."""
-        if self.postgres:
-            return func.now() + bindparam(name, type_=Interval())
-        return bindparam(name, type_=UTCDateTime())
-
-    def _at(self, seconds: float = 0.0) -> Any:
-        delta = timedelta(seconds=seconds)
-        return delta if self.postgres else utcnow() + delta
-
     def _prepare(self) -> None:
         """Build the hot-path statements once: SQLAlchemy then reuses their compiled
         form, and each call only binds values."""
-        now, until = self._ts("now"), self._ts("until")
+        now, until = self.clock.param("now"), self.clock.param("until")
         due = (
             select(tasks.c.id)
             # A literal status, so the planner can use the partial index ix_tasks_queued.
@@ -342,77 +252,6 @@ class TaskQueue:
             .returning(tasks.c.id, tasks.c.type)
         )
 
-    def _now(self, plus: float = 0.0) -> ColumnElement[Any]:
-        """Now (+ seconds): the database clock on PostgreSQL, this machine's on SQLite."""
-        if self.postgres:
-            return func.now() + timedelta(seconds=plus) if plus else func.now()
-        return literal(utcnow() + timedelta(seconds=plus), UTCDateTime())
-
-    @contextmanager
-    def pinned(self) -> Iterator[None]:
-        """Keep one connection for this thread's queue calls until the block ends.
-
-        Worker threads run inside one: no pool checkout (and pre-ping) per statement,
-        which is a large share of a no-op task's cost.
-        """
-        with self._connection() as conn:
-            self._local.conn = conn
-            try:
-                yield
-            finally:
-                self._local.conn = None
-
-    @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        pinned = getattr(self._local, "conn", None)
-        if pinned is not None:
-            yield pinned
-            return
-        with self.engine.connect() as conn:
-            if self.postgres:
-                # Single statements commit on their own: no BEGIN round trip.
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._connection() as conn:
-            try:
-                yield conn
-            finally:
-                conn.rollback()
-
-    @contextmanager
-    def _write(self, *, atomic: bool = False) -> Iterator[Connection]:
-        """Run writes. One statement is atomic by itself on PostgreSQL (autocommit);
-        `atomic=True` wraps several in one transaction. On SQLite every write takes the
-        write lock up front (BEGIN IMMEDIATE), after an in-process lock: threads queue
-        on that lock instead of in SQLite's busy handler, which sleeps in steps of
-        milliseconds."""
-        with self._connection() as conn:
-            try:
-                if self.postgres:
-                    if atomic:
-                        conn.exec_driver_sql("BEGIN")
-                    yield conn
-                    if atomic:
-                        conn.exec_driver_sql("COMMIT")
-                    conn.commit()
-                    return
-                with self._sqlite_lock:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    yield conn
-                    conn.commit()
-            except BaseException:
-                # Leaves a pinned connection usable: after a lost connection SQLAlchemy
-                # reconnects on the next statement once the failed one is rolled back.
-                with suppress(Exception):
-                    if self.postgres and atomic:
-                        conn.exec_driver_sql("ROLLBACK")
-                with suppress(Exception):
-                    conn.rollback()
-                raise
-
     def _publish(self, topic: str, **data: Any) -> None:
         self.events.publish(
             topic, {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in data.items()}
@@ -466,7 +305,7 @@ class TaskQueue:
             }
             for spec in specs
         ]
-        now = self._now()
+        now = self.clock.expr()
         stmt = insert(tasks).values(
             status=QUEUED,
             attempts=0,
@@ -476,7 +315,7 @@ class TaskQueue:
             created_at=now,
             updated_at=now,
         )
-        with self._write(atomic=len(rows) > 1) as conn:
+        with self.db.write(atomic=len(rows) > 1) as conn:
             conn.execute(stmt, rows)
         for row in rows:
             self._publish(
@@ -493,8 +332,12 @@ class TaskQueue:
 
     def claim(self, worker_id: str, lease_seconds: float) -> ClaimedTask | None:
         """Take the most urgent due task, or None when there is none."""
-        params = {"worker": worker_id, "now": self._at(), "until": self._at(lease_seconds)}
-        with self._write() as conn:
+        params = {
+            "worker": worker_id,
+            "now": self.clock.value(),
+            "until": self.clock.value(lease_seconds),
+        }
+        with self.db.write() as conn:
             row = conn.execute(self._claim_sql, params).first()
         if row is None:
             return None
@@ -519,9 +362,9 @@ class TaskQueue:
             "worker": task.worker_id,
             "rid": uuid.uuid4(),
             "data": dict(result or {}),
-            "now": self._at(),
+            "now": self.clock.value(),
         }
-        with self._write() as conn:
+        with self.db.write() as conn:
             if self.postgres:
                 done = conn.execute(self._complete_sql, params).first() is not None
             else:
@@ -542,10 +385,10 @@ class TaskQueue:
             "worker": task.worker_id,
             "rid": uuid.uuid4(),
             "data": dict(result or {}),
-            "now": self._at(),
-            "until": self._at(lease_seconds),
+            "now": self.clock.value(),
+            "until": self.clock.value(lease_seconds),
         }
-        with self._write() as conn:
+        with self.db.write() as conn:
             if self.postgres:
                 row = conn.execute(self._complete_claim_sql, params).one()
                 done = row.completed == 1
@@ -585,11 +428,11 @@ class TaskQueue:
             "tid": task.id,
             "worker": task.worker_id,
             "err": error,
-            "now": self._at(),
-            "until": self._at(decision.delay),
+            "now": self.clock.value(),
+            "until": self.clock.value(decision.delay),
         }
         stmt = self._requeue_sql if decision.retry else self._fail_sql
-        with self._write() as conn:
+        with self.db.write() as conn:
             done = conn.execute(stmt, params).rowcount
         if not done:
             return None
@@ -608,8 +451,8 @@ class TaskQueue:
 
     def finish_cancelled(self, task: ClaimedTask, message: str = "Cancelled while running") -> bool:
         """The handler stopped because cancellation was asked for."""
-        now = self._now()
-        with self._write() as conn:
+        now = self.clock.expr()
+        with self.db.write() as conn:
             done = conn.execute(
                 update(tasks)
                 .where(self._mine(task))
@@ -629,8 +472,8 @@ class TaskQueue:
     def release(self, task: ClaimedTask) -> bool:
         """Give a task back untouched (shutdown, a lost database connection): the
         interrupted attempt does not count, and it keeps its place (its run_at)."""
-        now = self._now()
-        with self._write() as conn:
+        now = self.clock.expr()
+        with self.db.write() as conn:
             done = conn.execute(
                 update(tasks)
                 .where(self._mine(task))
@@ -660,10 +503,10 @@ class TaskQueue:
             "worker": task.worker_id,
             "frac": None if fraction is None else max(0.0, min(1.0, fraction)),
             "msg": message,
-            "now": self._at(),
-            "until": self._at(lease_seconds),
+            "now": self.clock.value(),
+            "until": self.clock.value(lease_seconds),
         }
-        with self._write() as conn:
+        with self.db.write() as conn:
             row = conn.execute(self._progress_sql, params).first()
         if row is None:
             return None
@@ -687,9 +530,9 @@ class TaskQueue:
         params = {
             "workers": list(running),
             "ids": list(running.values()),
-            "until": self._at(lease_seconds),
+            "until": self.clock.value(lease_seconds),
         }
-        with self._write() as conn:
+        with self.db.write() as conn:
             rows = conn.execute(self._heartbeat_sql, params).all()
         return {row.id: bool(row.cancel_requested) for row in rows}
 
@@ -697,8 +540,8 @@ class TaskQueue:
         """Give back the tasks `worker_id` holds but does not know of (all but `keep`):
         a claim that committed while the connection died before its answer arrived.
         Their attempt does not count. Returns how many."""
-        params = {"worker": worker_id, "keep": keep or uuid.UUID(int=0), "now": self._at()}
-        with self._write() as conn:
+        params = {"worker": worker_id, "keep": keep or uuid.UUID(int=0), "now": self.clock.value()}
+        with self.db.write() as conn:
             rows = conn.execute(self._orphans_sql, params).all()
         for row in rows:
             self._publish("task:queued", id=row.id, type=row.type, status=QUEUED)
@@ -711,10 +554,10 @@ class TaskQueue:
         worker every time cannot loop forever; one whose cancellation was asked for
         ends cancelled. Returns how many tasks were requeued.
         """
-        now = self._now()
+        now = self.clock.expr()
         expired = and_(tasks.c.status == RUNNING, tasks.c.locked_until < now)
         unlock = {"locked_by": None, "locked_until": None, "updated_at": now}
-        with self._write(atomic=True) as conn:
+        with self.db.write(atomic=True) as conn:
             cancelled = conn.execute(
                 update(tasks)
                 .where(expired, tasks.c.cancel_requested.is_(True))
@@ -750,21 +593,12 @@ class TaskQueue:
                 self._publish(topic, id=row.id, type=row.type, status=status, reaped=True)
         return len(requeued)
 
-    def next_run_at(self) -> datetime | None:
-        """When the earliest queued task becomes due (None: nothing queued)."""
-        with self._read() as conn:
-            return conn.execute(
-                select(func.min(tasks.c.run_at)).where(tasks.c.status == QUEUED)
-            ).scalar()
-
-    # -- managing ----------------------------------------------------------------
-
     def cancel(self, task_id: uuid.UUID) -> str | None:
         """Cancel a queued task now; ask a running one to stop (its handler checks).
         Queued children of a batch are cancelled with it. Returns the task's status
         afterwards, None if it does not exist."""
-        now = self._now()
-        with self._write(atomic=True) as conn:
+        now = self.clock.expr()
+        with self.db.write(atomic=True) as conn:
             status = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
             if status is None:
                 return None
@@ -789,8 +623,8 @@ class TaskQueue:
 
     def retry(self, task_id: uuid.UUID) -> bool:
         """Queue a failed or cancelled task again with a fresh set of attempts."""
-        now = self._now()
-        with self._write() as conn:
+        now = self.clock.expr()
+        with self.db.write() as conn:
             row = conn.execute(
                 update(tasks)
                 .where(tasks.c.id == task_id, tasks.c.status.in_([FAILED, CANCELLED]))
@@ -837,104 +671,8 @@ class TaskQueue:
             )
             .returning(tasks.c.id)  # rowcount is not reliable through a CTE
         )
-        with self._write() as conn:
+        with self.db.write() as conn:
             gone = conn.execute(statement).first() is not None
         if gone:
             self._publish("task:deleted", id=task_id)
         return bool(gone)
-
-    # -- reading -----------------------------------------------------------------
-
-    def get(self, task_id: uuid.UUID) -> TaskView | None:
-        with self._read() as conn:
-            row = conn.execute(
-                select(*_VIEW_COLUMNS, results.c.data.label("result_data"))
-                .outerjoin(results, results.c.task_id == tasks.c.id)
-                .where(tasks.c.id == task_id)
-            ).first()
-        return None if row is None else _view(row, row.result_data)
-
-    def children(self, task_id: uuid.UUID) -> list[TaskView]:
-        with self._read() as conn:
-            rows = conn.execute(
-                select(*_VIEW_COLUMNS)
-                .where(tasks.c.parent_id == task_id)
-                .order_by(tasks.c.created_at, tasks.c.id)
-            ).all()
-        return [_view(row) for row in rows]
-
-    def list(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        type: str | None = None,
-        provider: str | None = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        parent_id: uuid.UUID | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> TaskPage:
-        """Newest first, filtered; `total` counts every match for the pager."""
-        where: list[ColumnElement[bool]] = []
-        if status:
-            where.append(tasks.c.status.in_([status] if isinstance(status, str) else status))
-        if type:
-            where.append(tasks.c.type == type)
-        if provider:
-            where.append(tasks.c.provider == provider)
-        if created_from is not None:
-            where.append(tasks.c.created_at >= created_from)
-        if created_to is not None:
-            where.append(tasks.c.created_at < created_to)
-        if parent_id is not None:
-            where.append(tasks.c.parent_id == parent_id)
-        with self._read() as conn:
-            total = conn.execute(select(func.count()).select_from(tasks).where(*where)).scalar_one()
-            rows = conn.execute(
-                select(*_VIEW_COLUMNS)
-                .where(*where)
-                .order_by(tasks.c.created_at.desc(), tasks.c.id)
-                .limit(limit)
-                .offset(offset)
-            ).all()
-        return TaskPage([_view(row) for row in rows], total, limit, offset)
-
-    def stats(self, *, sample: int = 500, failures: int = 5) -> TaskStats:
-        """Dashboard figures: counts by status, last hour's throughput, median run time."""
-        hour_ago = utcnow() - timedelta(hours=1)
-        with self._read() as conn:
-            counts = dict.fromkeys(STATUSES, 0)
-            for status, count in conn.execute(
-                select(tasks.c.status, func.count()).group_by(tasks.c.status)
-            ):
-                counts[status] = count
-            last_hour = dict(
-                conn.execute(
-                    select(tasks.c.status, func.count())
-                    .where(
-                        tasks.c.status.in_([COMPLETED, FAILED]), tasks.c.completed_at >= hour_ago
-                    )
-                    .group_by(tasks.c.status)
-                ).all()
-            )
-            spans = conn.execute(
-                select(tasks.c.started_at, tasks.c.completed_at)
-                .where(tasks.c.status == COMPLETED, tasks.c.started_at.is_not(None))
-                .order_by(tasks.c.completed_at.desc())
-                .limit(sample)
-            ).all()
-            failed = conn.execute(
-                select(*_VIEW_COLUMNS)
-                .where(tasks.c.status == FAILED)
-                .order_by(tasks.c.completed_at.desc())
-                .limit(failures)
-            ).all()
-        durations = [(done - start).total_seconds() for start, done in spans if done]
-        return TaskStats(
-            counts=counts,
-            completed_last_hour=last_hour.get(COMPLETED, 0),
-            failed_last_hour=last_hour.get(FAILED, 0),
-            median_duration_seconds=statistics.median(durations) if durations else None,
-            recent_failures=[_view(row) for row in failed],
-        )

@@ -13,17 +13,9 @@ from typing import Any
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.ids import parse_id, shown
 from spoonfeeder.tasks.handlers import HandlerRegistry
-from spoonfeeder.tasks.queue import (
-    CANCELLED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    STATUSES,
-    TaskPage,
-    TaskQueue,
-    TaskStats,
-    TaskView,
-)
+from spoonfeeder.tasks.queue import TaskQueue
+from spoonfeeder.tasks.states import CANCELLED, FAILED, QUEUED, RUNNING, STATUSES
+from spoonfeeder.tasks.views import TaskPage, TaskStats, TaskView
 
 MAX_NAME = 200
 MAX_PAGE = 500
@@ -166,7 +158,7 @@ class TaskService:
             )
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"Page size must be between 1 and {MAX_PAGE}", "limit")
-        return self.queue.list(
+        return self.queue.reads.list(
             status=statuses or None,
             type=_choice(type),
             provider=_choice(provider),
@@ -179,20 +171,20 @@ class TaskService:
 
     def get_task(self, task_id: uuid.UUID | str) -> TaskView:
         """One task with its result (completed) or error (failed)."""
-        found = self.queue.get(parse_task_id(task_id))
+        found = self.queue.reads.get(parse_task_id(task_id))
         if found is None:
             raise NotFoundError("This task no longer exists (it may have been deleted)")
         return found
 
     def children(self, task_id: uuid.UUID | str) -> list[TaskView]:
-        return self.queue.children(parse_task_id(task_id))
+        return self.queue.reads.children(parse_task_id(task_id))
 
     def cancel_task(self, task_id: uuid.UUID | str) -> TaskView:
         """A queued task is cancelled at once; a running one is asked to stop. A batch
         that already finished queueing its tasks can still be cancelled: its remaining
         tasks are."""
         task = self.get_task(task_id)
-        active = self.queue.list(parent_id=task.id, status=[QUEUED, RUNNING], limit=1).total
+        active = self.queue.reads.list(parent_id=task.id, status=[QUEUED, RUNNING], limit=1).total
         if task.status not in (QUEUED, RUNNING) and not active:
             raise ValidationError(f"This task is already {task.status}; there is nothing to cancel")
         self.queue.cancel(task.id)
@@ -211,7 +203,7 @@ class TaskService:
         task = self.get_task(task_id)
         if self.queue.delete(task.id):
             return
-        now = self.queue.get(task.id)  # why not: read after the refusal, not before
+        now = self.queue.reads.get(task.id)  # why not: read after the refusal, not before
         if now is None:
             return  # deleted meanwhile by someone else: what was asked for
         if now.status == RUNNING:
@@ -221,7 +213,7 @@ class TaskService:
         )
 
     def stats(self) -> TaskStats:
-        return self.queue.stats()
+        return self.queue.reads.stats()
 
 
 def _choice(value: str | None) -> str | None:

@@ -152,7 +152,7 @@ def generate(providers: ProviderRegistry, task: TaskContext) -> dict[str, Any]:
 def batch(task: TaskContext) -> dict[str, Any]:
     p = task.payload
     # Idempotent: a rerun after a crash finds the children it already created.
-    existing = task.queue.children(task.id)
+    existing = task.queue.reads.children(task.id)
     if existing:
         ids = [child.id for child in existing]
     else:

@@ -4,13 +4,14 @@ Idle threads sleep on a condition that `task:created` / `task:queued` events wak
 (from this process, or from others through LISTEN/NOTIFY), with a poll as the
 fallback for delayed tasks and for SQLite across processes. One heartbeat thread
 extends the leases of every running task in one statement and learns of
-cancellations; an APScheduler interval job (the reaper) returns expired leases of
-dead workers to the queue. `stop()` lets running tasks finish, and past its timeout
-gives them back to the queue.
+cancellations; an interval job on the process's scheduler (the reaper) returns
+expired leases of dead workers to the queue. `stop()` lets running tasks finish, and
+past its timeout gives them back to the queue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -20,16 +21,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.base import BaseScheduler
 
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.events import Event
 from spoonfeeder.ids import shown
 from spoonfeeder.tasks import outcome
+from spoonfeeder.tasks.connections import connection_lost
 from spoonfeeder.tasks.handlers import HandlerRegistry, TaskContext
 from spoonfeeder.tasks.outcome import Outcome
-from spoonfeeder.tasks.queue import ClaimedTask, TaskQueue, connection_lost
+from spoonfeeder.tasks.queue import ClaimedTask, TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ class WorkerPool:
         self,
         queue: TaskQueue,
         registry: HandlerRegistry,
+        scheduler: BaseScheduler,
         *,
         threads: int = 2,
         lease_seconds: float = 30.0,
@@ -74,7 +79,8 @@ class WorkerPool:
         self._busy_lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self._heartbeat: threading.Thread | None = None
-        self._scheduler: BackgroundScheduler | None = None
+        self._scheduler = scheduler  # the process's: the reaper is one of its jobs
+        self._reaper_job: Job | None = None
         self._subscription: Any = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -92,17 +98,15 @@ class WorkerPool:
             thread.start()
         self._heartbeat = threading.Thread(target=self._beat, name="task-heartbeat", daemon=True)
         self._heartbeat.start()
-        self._scheduler = BackgroundScheduler(daemon=True)
-        self._scheduler.add_job(
+        self._reaper_job = self._scheduler.add_job(
             self._reap,
             "interval",
             seconds=self.reaper_interval,
-            id="task-reaper",
+            id=f"task-reaper-{self.name}",
             max_instances=1,
             coalesce=True,
             next_run_time=utcnow(),  # at start too: leases left by a previous crash
         )
-        self._scheduler.start()
         log.info("Started %d task worker thread(s) as %s", self.threads, self.name)
         return self
 
@@ -136,8 +140,9 @@ class WorkerPool:
         self._closed.set()
         if self._heartbeat is not None:
             self._heartbeat.join(5)
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
+        if self._reaper_job is not None:
+            with contextlib.suppress(JobLookupError):  # the scheduler was shut down first
+                self._reaper_job.remove()
         if self._subscription is not None:
             self._subscription.close()
         log.info("Task workers %s stopped", self.name)
