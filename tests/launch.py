@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from spoonfeeder.context import AppContext
+from tests.conftest import make_settings
 from tests.fakes.server import free_port
+
+
+@contextmanager
+def sqlite_app(data: Path, **overrides: object) -> Iterator[AppContext]:
+    """The app's context on a SQLite database in `data` (the database suites cover
+    PostgreSQL), closed — workers stopped — when the block ends. `overrides` are
+    settings (comfyui_url=…)."""
+    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data, **overrides))
+    try:
+        yield ctx
+    finally:
+        ctx.close()
 
 
 @contextmanager

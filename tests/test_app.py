@@ -16,7 +16,7 @@ from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
-from tests.launch import launched
+from tests.launch import launched, sqlite_app
 
 ROOT = Path(__file__).parents[1]
 SETTINGS_ENDPOINTS = {
@@ -36,13 +36,8 @@ SETTINGS_ENDPOINTS = {
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppContext]]:
     """The real app on a free port, on SQLite (the database suites cover PostgreSQL)."""
-    data = tmp_path_factory.mktemp("live")
-    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
-    try:
-        with launched(ctx) as url:
-            yield Client(url, verbose=False), ctx
-    finally:
-        ctx.close()
+    with sqlite_app(tmp_path_factory.mktemp("live")) as ctx, launched(ctx) as url:
+        yield Client(url, verbose=False), ctx
 
 
 def test_client_lists_the_settings_endpoints(live: tuple[Client, AppContext]) -> None:

@@ -21,7 +21,7 @@ from tests.conftest import make_settings
 from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.server import serve
-from tests.launch import launched
+from tests.launch import launched, sqlite_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -61,9 +61,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     with ExitStack() as stack:
         url = stack.enter_context(serve(fake.app))
         comfy_url = stack.enter_context(serve(comfy.app))
-        settings = make_settings(f"sqlite:///{data / 'app.db'}", data, comfyui_url=comfy_url)
-        ctx = AppContext.create(settings)
-        stack.callback(ctx.close)
+        ctx = stack.enter_context(sqlite_app(data, comfyui_url=comfy_url))
         ctx.profiles.save_setting("ollama", endpoint_url=url)
         ctx.start_workers(2)
         yield stack.enter_context(launched(ctx)), ctx, fake, comfy

@@ -13,10 +13,9 @@ from gradio_client.exceptions import AppError
 
 from spoonfeeder.context import AppContext
 from spoonfeeder.providers.base import EMPTY_REPLY
-from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import serve
-from tests.launch import launched
+from tests.launch import launched, sqlite_app
 
 KEY = "sk-app-test"
 TOKENS = [f"word{i} " for i in range(30)]
@@ -26,18 +25,13 @@ TOKENS = [f"word{i} " for i in range(30)]
 def app(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Client, AppContext, FakeOpenAI]]:
-    data = tmp_path_factory.mktemp("chat-app")
-    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
     fake = FakeOpenAI(key=KEY, tokens=TOKENS, token_delay=0.005, models=["gpt-4o-mini", "gpt-4o"])
-    with serve(fake.app) as url:
+    with serve(fake.app) as url, sqlite_app(tmp_path_factory.mktemp("chat-app")) as ctx:
         ctx.profiles.save_setting(
             "openai", api_key=KEY, endpoint_url=url + "/v1", default_model="gpt-4o"
         )
-        try:
-            with launched(ctx) as app_url:
-                yield Client(app_url, verbose=False), ctx, fake
-        finally:
-            ctx.close()
+        with launched(ctx) as app_url:
+            yield Client(app_url, verbose=False), ctx, fake
 
 
 def test_chat_endpoint_streams_deltas_and_saves(app: tuple[Client, AppContext, FakeOpenAI]) -> None:

@@ -14,10 +14,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from spoonfeeder.context import AppContext
-from tests.conftest import make_settings
 from tests.fakes.comfyui_server import FIXTURES, FakeComfyUI
 from tests.fakes.server import serve
-from tests.launch import launched
+from tests.launch import launched, sqlite_app
 
 CKPT = "tiny-random-sd15.safetensors"
 
@@ -29,17 +28,11 @@ def app(
     fake = FakeComfyUI()
     fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
     data = tmp_path_factory.mktemp("comfy-app")
-    with serve(fake.app) as url:
-        ctx = AppContext.create(
-            make_settings(f"sqlite:///{data / 'app.db'}", data / "data", comfyui_url=url)
-        )
+    with serve(fake.app) as url, sqlite_app(data, comfyui_url=url) as ctx:
         ctx.comfyui.timings.poll_interval = 0.05
         ctx.start_workers(2)
-        try:
-            with launched(ctx) as app_url:
-                yield Client(app_url, verbose=False), ctx, fake
-        finally:
-            ctx.close()
+        with launched(ctx) as app_url:
+            yield Client(app_url, verbose=False), ctx, fake
 
 
 def form(**overrides) -> list:

@@ -22,9 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spoonfeeder.context import AppContext
-from tests.conftest import make_settings
-from tests.launch import launched
+from tests.launch import launched, sqlite_app
 
 # Per endpoint; SPOONFEEDER_FUZZ_EXAMPLES=200 runs a deeper (still deterministic) search.
 EXAMPLES_PER_ENDPOINT = int(os.environ.get("SPOONFEEDER_FUZZ_EXAMPLES", "12"))
@@ -86,9 +84,7 @@ class Endpoint:
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
-    data = tmp_path_factory.mktemp("fuzz")
-    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data / "data"))
-    try:
+    with sqlite_app(tmp_path_factory.mktemp("fuzz")) as ctx:
         # Real records, so that some drawn ids find something and go deeper.
         known = [
             str(ctx.chat.create_conversation(system_prompt="be brief").id),
@@ -100,8 +96,6 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list
         ]
         with launched(ctx) as url:
             yield url, known
-    finally:
-        ctx.close()
 
 
 def endpoints(base_url: str) -> list[Endpoint]:

@@ -16,10 +16,9 @@ from gradio_client.exceptions import AppError
 
 from spoonfeeder.context import AppContext
 from spoonfeeder.providers.base import ChatMessage
-from tests.conftest import make_settings
 from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.server import serve
-from tests.launch import launched
+from tests.launch import launched, sqlite_app
 
 CKPT = "tiny-random-sd15.safetensors"
 NO_FILTERS = {
@@ -47,10 +46,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppC
     fake = FakeComfyUI()
     fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
     data = tmp_path_factory.mktemp("history-app")
-    with serve(fake.app) as url:
-        ctx = AppContext.create(
-            make_settings(f"sqlite:///{data / 'app.db'}", data / "data", comfyui_url=url)
-        )
+    with serve(fake.app) as url, sqlite_app(data, comfyui_url=url) as ctx:
         ctx.comfyui.timings.receive_timeout = 0.05
         ctx.comfyui.timings.poll_interval = 0.05
         session = ctx.comfyui.create_session("Foxes")
@@ -70,11 +66,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppC
             ],
         )
         ids = {"ran": str(done.id), "waiting": str(waiting.id), "conv": str(conv.id)}
-        try:
-            with launched(ctx) as app_url:
-                yield Client(app_url, verbose=False), ctx, ids
-        finally:
-            ctx.close()
+        with launched(ctx) as app_url:
+            yield Client(app_url, verbose=False), ctx, ids
 
 
 def search(client: Client, **filters: Any) -> tuple[str, list[list[Any]], list[dict]]:

@@ -10,10 +10,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from spoonfeeder.context import AppContext
-from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import serve
-from tests.launch import launched
+from tests.launch import launched, sqlite_app
 from ui.tasks import age
 
 KEY = "sk-tasks-test"
@@ -23,17 +22,12 @@ FILTERS = ("all", "all", "all", "", "", 1)
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppContext]]:
-    data = tmp_path_factory.mktemp("tasks-app")
-    ctx = AppContext.create(make_settings(f"sqlite:///{data / 'app.db'}", data))
     fake = FakeOpenAI(key=KEY, tokens=TOKENS, token_delay=0.002)
-    with serve(fake.app) as url:
+    with serve(fake.app) as url, sqlite_app(tmp_path_factory.mktemp("tasks-app")) as ctx:
         ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
         ctx.start_workers(2)
-        try:
-            with launched(ctx) as app_url:
-                yield Client(app_url, verbose=False), ctx
-        finally:
-            ctx.close()
+        with launched(ctx) as app_url:
+            yield Client(app_url, verbose=False), ctx
 
 
 def wait_for(fetch, done, timeout: float = 10.0):
