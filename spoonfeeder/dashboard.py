@@ -33,6 +33,7 @@ class ProviderHealth:
     message: str | None
     last_tested: datetime | None
     is_profile: bool
+    kind: str  # what it is: "OpenAI / compatible", "ComfyUI profile"
 
 
 class DashboardService:
@@ -78,12 +79,20 @@ class DashboardService:
                 s.status_message,
                 s.last_tested,
                 False,
+                s.label,
             )
             for s in self._profiles.list_settings()
         ]
         rows += [
             ProviderHealth(
-                p.name, p.provider, p.url, p.status, p.status_message, p.last_tested, True
+                p.name,
+                p.provider,
+                p.url,
+                p.status,
+                p.status_message,
+                p.last_tested,
+                True,
+                f"{p.label} profile",
             )
             for p in self._profiles.list_profiles()
         ]

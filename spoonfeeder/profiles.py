@@ -87,6 +87,7 @@ class ProfileView:
     status_message: str | None = None
     last_tested: datetime | None = None
     key_removed: bool = False  # as SettingView.key_removed
+    label: str = ""  # the kind's label ("OpenAI / compatible")
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,11 @@ class ProfileService:
         )
 
     # ----- provider settings -------------------------------------------------
+
+    @staticmethod
+    def kind_choices() -> list[tuple[str, str]]:
+        """(label, name) of every provider kind, in the order the app lists them."""
+        return [(kind.label, name) for name, kind in provider_kinds().items()]
 
     def default_url(self, kind: type[Provider]) -> str:
         """Environment first (OLLAMA_URL, COMFYUI_URL), then the built-in default."""
@@ -551,6 +557,7 @@ class ProfileService:
             status=row.status,
             status_message=row.status_message,
             last_tested=row.last_tested,
+            label=provider_kind(row.provider).label,
         )
 
     def _clean_profile(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gradio as gr
 
 from spoonfeeder.context import AppContext
-from spoonfeeder.providers.catalog import label as kind_label
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.views import TaskStats
 from ui.common import Refresh, api, format_time, shows_errors, status_label
@@ -59,7 +58,7 @@ def build(ctx: AppContext) -> Refresh:
         rows = [
             [
                 h.name,
-                kind_label(h.provider) + (" profile" if h.is_profile else ""),
+                h.kind,
                 h.url,
                 status_label(h.status),
                 h.message or "",

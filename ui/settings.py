@@ -9,8 +9,6 @@ import gradio as gr
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.profiles import ConnectionCheck, KeyView, ProfileView, SettingView
-from spoonfeeder.providers.catalog import label as kind_label
-from spoonfeeder.providers.catalog import provider_kinds
 from spoonfeeder.serialize import jsonable
 from ui.common import Refresh, api, format_time, shows_errors, status_label
 
@@ -22,7 +20,6 @@ KEY_REMOVED = (
     "The URL changed, so the stored API key was removed: a key is only ever sent to the "
     "URL it was saved with. Enter it again if this endpoint needs one."
 )
-PROVIDER_CHOICES = [(kind.label, name) for name, kind in provider_kinds().items()]
 
 
 def _key_cell(key: KeyView) -> str:
@@ -71,7 +68,7 @@ def profile_rows(views: list[ProfileView]) -> list[list[str]]:
     return [
         [
             v.name,
-            kind_label(v.provider),
+            v.label,
             v.url,
             _key_cell(v.key),
             status_label(v.status),
@@ -82,9 +79,7 @@ def profile_rows(views: list[ProfileView]) -> list[list[str]]:
 
 
 def profile_choices(views: list[ProfileView]) -> list[tuple[str, str]]:
-    return [("➕ New profile", NEW_PROFILE)] + [
-        (f"{v.name} ({kind_label(v.provider)})", str(v.id)) for v in views
-    ]
+    return [("➕ New profile", NEW_PROFILE)] + [(f"{v.name} ({v.label})", str(v.id)) for v in views]
 
 
 def build(ctx: AppContext) -> Refresh:
@@ -104,7 +99,10 @@ def build(ctx: AppContext) -> Refresh:
         first = profiles.get_setting("ollama")
         with gr.Row():
             provider = gr.Dropdown(
-                PROVIDER_CHOICES, value="ollama", label="Provider", elem_id="setting-provider"
+                ctx.profiles.kind_choices(),
+                value="ollama",
+                label="Provider",
+                elem_id="setting-provider",
             )
             endpoint = gr.Textbox(
                 label="Endpoint URL",
@@ -155,7 +153,10 @@ def build(ctx: AppContext) -> Refresh:
         with gr.Row():
             p_name = gr.Textbox(label="Name", elem_id="profile-name")
             p_provider = gr.Dropdown(
-                PROVIDER_CHOICES, value="openai", label="Provider", elem_id="profile-provider"
+                ctx.profiles.kind_choices(),
+                value="openai",
+                label="Provider",
+                elem_id="profile-provider",
             )
             p_url = gr.Textbox(
                 label="URL", placeholder="e.g. http://192.168.1.20:8000/v1", elem_id="profile-url"
