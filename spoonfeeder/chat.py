@@ -939,3 +939,15 @@ def text_of(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(str(b.get("text", "")) for b in content if isinstance(b, Mapping))
     return str(content or "")
+
+
+def chat_options(
+    system: str | None, temperature: float | None, max_tokens: float | None
+) -> ChatOptions:
+    """A reply's options from a form's or an API call's values (system None keeps the
+    conversation's system prompt; max_tokens arrives as a float from a number box)."""
+    return ChatOptions(
+        system=system,
+        temperature=temperature,
+        max_tokens=int(max_tokens) if max_tokens else None,
+    )

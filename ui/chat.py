@@ -20,12 +20,12 @@ from spoonfeeder.chat import (
     ConversationView,
     MessageView,
     Reply,
+    chat_options,
     describe_message,
     text_of,
 )
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import NotFoundError, ValidationError
-from spoonfeeder.providers.base import ChatOptions
 from ui.common import LiveOutputs, Refresh, api, format_time, shows_errors
 from ui.pickers import (
     listing_dropdown,
@@ -33,16 +33,6 @@ from ui.pickers import (
 )
 
 # ----- pure helpers: chatbot rendering --------------------------------
-
-
-def chat_options(
-    system: str | None, temperature: float | None, max_tokens: float | None
-) -> ChatOptions:
-    return ChatOptions(
-        system=system,
-        temperature=temperature,
-        max_tokens=int(max_tokens) if max_tokens else None,
-    )
 
 
 def render_message(m: MessageView, live_text: str | None = None) -> list[dict[str, Any]]:

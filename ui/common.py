@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from spoonfeeder.errors import SpoonFeederError
-from spoonfeeder.providers.health import STATUS_LABELS
 from ui.arguments import checker
 
 log = logging.getLogger("spoonfeeder.ui")
@@ -143,6 +142,16 @@ class NewestView:
 
 def format_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "never"
+
+
+# How a connection test's outcome (spoonfeeder/providers/health.py) reads in a table.
+STATUS_LABELS = {
+    "ok": "✅ ok",
+    "unreachable": "🔌 unreachable",
+    "auth_rejected": "🔒 auth rejected",
+    "error": "⚠️ error",
+    "untested": "· untested",
+}
 
 
 def status_label(status: str) -> str:

@@ -12,7 +12,6 @@ import gradio as gr
 import pandas as pd
 
 from spoonfeeder.context import AppContext
-from spoonfeeder.providers.registry import CHAT_PROVIDERS
 from spoonfeeder.serialize import jsonable
 from spoonfeeder.tasks.states import STATUSES
 from spoonfeeder.tasks.views import TaskPage, TaskView
@@ -145,7 +144,7 @@ def build(ctx: AppContext) -> Refresh:
         with gr.Row():
             provider = gr.Dropdown(
                 ctx.targets.choices(),
-                value=next(iter(CHAT_PROVIDERS)),
+                value=ctx.targets.choices()[0][1],  # the first chat provider's setting
                 label="Provider",
                 allow_custom_value=True,
                 scale=2,
@@ -179,7 +178,7 @@ def build(ctx: AppContext) -> Refresh:
             ["all", *service.task_types()], value="all", label="Type", elem_id="tf-type"
         )
         provider_filter = gr.Dropdown(
-            ["all", *CHAT_PROVIDERS, "comfyui"],
+            ["all", *(name for _, name in ctx.profiles.kind_choices())],
             value="all",
             label="Provider",
             elem_id="tf-provider",

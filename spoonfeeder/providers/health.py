@@ -21,13 +21,6 @@ AUTH_REJECTED = "auth_rejected"
 ERROR = "error"
 UNTESTED = "untested"
 
-STATUS_LABELS = {
-    OK: "✅ ok",
-    UNREACHABLE: "🔌 unreachable",
-    AUTH_REJECTED: "🔒 auth rejected",
-    ERROR: "⚠️ error",
-    UNTESTED: "· untested",
-}
 CHECK_TIMEOUT = 10.0  # a check fails fast rather than hang the Settings tab
 
 
