@@ -15,8 +15,9 @@ The names below are imported on first use, so that the pure modules (`workflow`,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from spoonfeeder.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from spoonfeeder.comfyui.client import ComfyUIClient, PreviewImage, ServerMessage
@@ -56,10 +57,4 @@ _HOME = {
 __all__ = sorted(_HOME)
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once imported, a plain attribute
-    return value
+__getattr__ = lazy_exports(__name__, _HOME, globals())

@@ -16,8 +16,9 @@ database, the providers or the services.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from spoonfeeder.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from spoonfeeder.tasks.handlers import (
@@ -61,10 +62,4 @@ _HOME = {
 __all__ = sorted(_HOME)
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once imported, a plain attribute
-    return value
+__getattr__ = lazy_exports(__name__, _HOME, globals())
