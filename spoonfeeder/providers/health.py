@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 from spoonfeeder.errors import ProviderAuthError, ProviderError, ProviderUnavailable
 
@@ -45,6 +46,22 @@ def checked(label: str, url: str, has_key: bool, look: Callable[[], str]) -> Hea
         return health_of(exc, label, url, has_key)
     latency_ms = (time.perf_counter() - started) * 1000
     return Health(OK, f"{found} · {latency_ms:.0f} ms", latency_ms)
+
+
+def sdk_models_check(
+    label: str,
+    url: str,
+    has_key: bool,
+    client: Any,
+    http_client: Callable[..., Any],
+    list_models: Callable[[Any], list[Any]],
+) -> Health:
+    """The check of an SDK built like OpenAI's and Anthropic's (`with_options`, a
+    `DefaultHttpxClient`): list the models with one try, a short timeout, and an HTTP
+    client that follows no redirect (one could lead anywhere)."""
+    with http_client(follow_redirects=False) as http:
+        quick = client.with_options(max_retries=0, timeout=CHECK_TIMEOUT, http_client=http)
+        return checked(label, url, has_key, lambda: models_found(list_models(quick)))
 
 
 def health_of(exc: ProviderError, label: str, url: str, has_key: bool) -> Health:

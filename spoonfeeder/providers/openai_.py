@@ -35,7 +35,7 @@ from spoonfeeder.providers.failures import (
     status_error,
     unavailable,
 )
-from spoonfeeder.providers.health import CHECK_TIMEOUT, checked, models_found
+from spoonfeeder.providers.health import sdk_models_check
 
 LABEL = "OpenAI"
 NO_KEY = "not-needed"  # the SDK insists on a key; local servers ignore it
@@ -72,17 +72,14 @@ class OpenAIProvider:
         return self._list_models(self._client)
 
     def check(self) -> Health:
-        # Redirects are not followed: one could lead anywhere.
-        with openai.DefaultHttpxClient(follow_redirects=False) as http:
-            quick = self._client.with_options(
-                max_retries=0, timeout=CHECK_TIMEOUT, http_client=http
-            )
-            return checked(
-                self.label,
-                self.url,
-                bool(self._key),
-                lambda: models_found(self._list_models(quick)),
-            )
+        return sdk_models_check(
+            self.label,
+            self.url,
+            bool(self._key),
+            self._client,
+            openai.DefaultHttpxClient,
+            self._list_models,
+        )
 
     def stream_chat(
         self, model: str, messages: Sequence[ChatMessage], options: ChatOptions
