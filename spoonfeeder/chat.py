@@ -120,6 +120,16 @@ class ConversationView:
     messages: list[MessageView] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What a reply asks its provider for."""
+
+    provider: ChatProvider
+    model: str
+    messages: list[ChatMessage]
+    options: ChatOptions
+
+
 class Reply:
     """One assistant reply, streaming on a background thread. Iterate it for text deltas."""
 
@@ -218,7 +228,7 @@ class Reply:
         frees the conversation for the next turn."""
         thread = threading.Thread(
             target=self._run,
-            args=(provider, model, messages, options, save, release),
+            args=(_Request(provider, model, messages, options), save, release),
             name=f"reply-{self.conversation_id}",
             daemon=True,
         )
@@ -236,18 +246,12 @@ class Reply:
         self._committed.set()
 
     def _run(
-        self,
-        provider: ChatProvider,
-        model: str,
-        messages: list[ChatMessage],
-        options: ChatOptions,
-        save: Callable[[Reply], None],
-        release: Callable[[Reply], None],
+        self, request: _Request, save: Callable[[Reply], None], release: Callable[[Reply], None]
     ) -> None:
         started = time.perf_counter()
         status = COMPLETE
         try:
-            status = self._receive(provider, model, messages, options, started)
+            status = self._receive(request, started)
         except ProviderError as exc:
             status, self.error = ERROR, str(exc)
         except Exception as exc:  # a bug or an unmapped SDK error: still save what we have
@@ -259,7 +263,9 @@ class Reply:
         self.latency_ms = (time.perf_counter() - started) * 1000
         no_count = self.usage is None or self.usage.tokens_out is None
         if no_count and (self._parts or status != ERROR):  # something was asked and answered
-            self.usage = estimate_usage(messages, options.system, len(self._parts), self.usage)
+            self.usage = estimate_usage(
+                request.messages, request.options.system, len(self._parts), self.usage
+            )
             self.usage_estimated = True
         try:
             self._committed.wait()  # the row exists (or never will): only then save it
@@ -272,20 +278,17 @@ class Reply:
                 self._grew.notify_all()
             self._deltas.put(None)
 
-    def _receive(
-        self,
-        provider: ChatProvider,
-        model: str,
-        messages: list[ChatMessage],
-        options: ChatOptions,
-        started: float,
-    ) -> str:
+    def _receive(self, request: _Request, started: float) -> str:
         """Read the provider's stream into this reply; the status it ended with."""
+        provider = request.provider
         # Abandoned already (see ChatService._reply): the request never goes out.
         stream = (
             iter(())
             if self._stop.is_set()
-            else complete_reply(provider.stream_chat(model, messages, options), provider.name)
+            else complete_reply(
+                provider.stream_chat(request.model, request.messages, request.options),
+                provider.name,
+            )
         )
         try:
             for chunk in stream:
