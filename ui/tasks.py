@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,15 @@ from ui.common import (
     shows_errors,
 )
 from ui.pickers import model_dropdown
+from ui.tab import (
+    Confirm,
+    hidden_row,
+    listen_confirm,
+    new_tick,
+    render_confirm,
+    render_tick,
+    shown_row,
+)
 
 # The id goes last: it is long, and is mostly there for clicking a row to select it.
 COLUMNS = ["Name", "Type", "Status", "Progress", "Attempts", "Provider", "Age", "ID"]
@@ -122,19 +132,141 @@ def describe_task(task: TaskView) -> str:
 # ----- the tab ----------------------------------------------------------------------------
 
 
-def build(ctx: AppContext) -> Refresh:
-    service = ctx.tasks
-    views = NewestView()  # the newest live view of a browser session wins
+@dataclass
+class TasksView:
+    # the new-task form
+    name: gr.Textbox
+    task_type: gr.Dropdown
+    provider: gr.Dropdown
+    model: gr.Dropdown
+    prompt: gr.Textbox
+    batch_inputs: gr.Textbox
+    options: gr.Textbox
+    priority: gr.Number
+    max_attempts: gr.Number
+    create: gr.Button
+    # the queue, its filters, and the selected task
+    status: gr.Dropdown
+    type_filter: gr.Dropdown
+    provider_filter: gr.Dropdown
+    created_from: gr.Textbox
+    created_to: gr.Textbox
+    page: gr.Number
+    summary: gr.Markdown
+    table: gr.Dataframe
+    selected: gr.Textbox
+    cancel: gr.Button
+    retry: gr.Button
+    delete: gr.Button
+    confirm: Confirm
+    details: gr.Markdown
+    result: gr.JSON
+    tick: gr.Textbox  # set on tab open: starts the live view
+    refresh: gr.Button
 
+    def form(self) -> list[Any]:
+        return [
+            self.name,
+            self.task_type,
+            self.provider,
+            self.model,
+            self.prompt,
+            self.batch_inputs,
+            self.options,
+            self.priority,
+            self.max_attempts,
+        ]
+
+    def filters(self) -> list[Any]:
+        return [
+            self.status,
+            self.type_filter,
+            self.provider_filter,
+            self.created_from,
+            self.created_to,
+            self.page,
+        ]
+
+    def watched(self) -> list[Any]:
+        """What the live view shows."""
+        return [self.summary, self.table, self.details, self.result]
+
+
+def build(ctx: AppContext) -> Refresh:
+    view = render(ctx)
+    return listen(ctx, view)
+
+
+def render(ctx: AppContext) -> TasksView:
     gr.Markdown(
         "Background work runs here: each task is queued in the database and run by a worker "
         "(this app's threads, or `python -m spoonfeeder worker` on another machine)."
     )
+    form = _render_form(ctx)
+    with gr.Row():
+        filters = {
+            "status": gr.Dropdown(
+                ["all", *STATUSES], value="all", label="Status", elem_id="tf-status"
+            ),
+            "type_filter": gr.Dropdown(
+                ["all", *ctx.tasks.task_types()], value="all", label="Type", elem_id="tf-type"
+            ),
+            "provider_filter": gr.Dropdown(
+                ["all", *(name for _, name in ctx.profiles.kind_choices())],
+                value="all",
+                label="Provider",
+                elem_id="tf-provider",
+            ),
+            "created_from": gr.Textbox(label="From (YYYY-MM-DD)", elem_id="tf-from"),
+            "created_to": gr.Textbox(label="To (YYYY-MM-DD)", elem_id="tf-to"),
+            "page": gr.Number(1, label="Page", precision=0, minimum=1, elem_id="tf-page"),
+        }
+    summary = gr.Markdown(elem_id="tasks-summary")
+    table = gr.Dataframe(
+        headers=COLUMNS,
+        interactive=False,
+        wrap=True,
+        elem_id="tasks-table",
+        label="Queue (updates live)",
+    )
+    with gr.Row():
+        selected = gr.Textbox(
+            label="Selected task id (click a row)", scale=4, elem_id="task-selected"
+        )
+        cancel = gr.Button("Cancel", scale=1, elem_id="task-cancel")
+        retry = gr.Button("Retry", scale=1, elem_id="task-retry")
+        delete = gr.Button("Delete", variant="stop", scale=1, elem_id="task-delete")
+    confirm = render_confirm(
+        "task", "Delete this task, its result and any tasks of its batch?", no_label="Keep it"
+    )
+    details = gr.Markdown(elem_id="task-details")
+    result = gr.JSON(label="Result", elem_id="task-result")
+    tick = render_tick()
+    refresh = gr.Button("Refresh", size="sm")
+    return TasksView(
+        **form,
+        **filters,
+        summary=summary,
+        table=table,
+        selected=selected,
+        cancel=cancel,
+        retry=retry,
+        delete=delete,
+        confirm=confirm,
+        details=details,
+        result=result,
+        tick=tick,
+        refresh=refresh,
+    )
+
+
+def _render_form(ctx: AppContext) -> dict[str, Any]:
+    """The "New task" accordion: TasksView's form fields and its create button."""
     with gr.Accordion("New task", open=False):
         with gr.Row():
             name = gr.Textbox(label="Name (optional)", scale=2, elem_id="task-name")
             task_type = gr.Dropdown(
-                service.task_types(),
+                ctx.tasks.task_types(),
                 value="text.generate",
                 label="Type",
                 allow_custom_value=True,  # the service explains unknown types
@@ -170,85 +302,137 @@ def build(ctx: AppContext) -> Refresh:
             )
             priority = gr.Number(0, label="Priority", precision=0, scale=1)
             max_attempts = gr.Number(3, label="Attempts", precision=0, minimum=1, scale=1)
-        create_btn = gr.Button("Create task", variant="primary", elem_id="task-create")
+        create = gr.Button("Create task", variant="primary", elem_id="task-create")
+    return {
+        "name": name,
+        "task_type": task_type,
+        "provider": provider,
+        "model": model,
+        "prompt": prompt,
+        "batch_inputs": batch_inputs,
+        "options": options,
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "create": create,
+    }
 
-    with gr.Row():
-        status = gr.Dropdown(["all", *STATUSES], value="all", label="Status", elem_id="tf-status")
-        type_filter = gr.Dropdown(
-            ["all", *service.task_types()], value="all", label="Type", elem_id="tf-type"
-        )
-        provider_filter = gr.Dropdown(
-            ["all", *(name for _, name in ctx.profiles.kind_choices())],
-            value="all",
-            label="Provider",
-            elem_id="tf-provider",
-        )
-        created_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="tf-from")
-        created_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="tf-to")
-        page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="tf-page")
-    summary = gr.Markdown(elem_id="tasks-summary")
-    table = gr.Dataframe(
-        headers=COLUMNS,
-        interactive=False,
-        wrap=True,
-        elem_id="tasks-table",
-        label="Queue (updates live)",
-    )
-    with gr.Row():
-        selected = gr.Textbox(
-            label="Selected task id (click a row)", scale=4, elem_id="task-selected"
-        )
-        cancel_btn = gr.Button("Cancel", scale=1, elem_id="task-cancel")
-        retry_btn = gr.Button("Retry", scale=1, elem_id="task-retry")
-        delete_btn = gr.Button("Delete", variant="stop", scale=1, elem_id="task-delete")
-    with gr.Row(visible=False) as confirm_row:
-        gr.Markdown("Delete this task, its result and any tasks of its batch?")
-        confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="task-confirm-delete")
-        keep_btn = gr.Button("Keep it")
-    details = gr.Markdown(elem_id="task-details")
-    result = gr.JSON(label="Result", elem_id="task-result")
 
-    filters = [status, type_filter, provider_filter, created_from, created_to, page]
-    watched = [summary, table, details, result]  # what the live view shows
-    tick = gr.Textbox(visible=False)  # set on tab open: starts the live view
+def listen(ctx: AppContext, view: TasksView) -> Refresh:
+    _listen_form(ctx, view)
+    _listen_queue(ctx, view)
+    _listen_selected(ctx, view)
+    service = ctx.tasks
 
-    @checks_arguments
-    def list_page(
-        status_: str,
-        type_: str,
-        provider_: str,
-        from_: str | None,
-        to_: str | None,
-        page_: float | None,
-    ) -> TaskPage:
-        offset = (max(1, int(page_ or 1)) - 1) * PAGE_SIZE
-        return service.list_tasks(
-            status=status_,
-            type=type_,
-            provider=provider_,
-            created_from=from_,
-            created_to=to_,
-            limit=PAGE_SIZE,
-            offset=offset,
-        )
-
-    def render_table(*filter_values) -> tuple[str, pd.DataFrame]:
-        listed = list_page(*filter_values)
-        now = datetime.now(UTC)
-        # A DataFrame with named columns: a plain list streamed from a generator lost the
-        # headers in the browser.
-        rows = pd.DataFrame([task_row(t, now) for t in listed.items], columns=COLUMNS)
-        return page_summary(listed), rows
-
-    def render_details(task_id: str | None) -> tuple[str, Any]:
-        if not (task_id or "").strip():
-            return "", None
-        task = service.get_task(task_id)
-        return describe_task(task), jsonable(task.result) if task.result is not None else None
+    def task_json(task_id: str) -> dict:
+        """One task with its result or error, as JSON."""
+        return jsonable(service.get_task(task_id))
 
     @shows_errors
-    def refresh_tasks(*filter_values):
-        return render_table(*filter_values)
+    def list_task_types() -> list[dict[str, str]]:
+        return [{"type": t, "description": service.describe_type(t)} for t in service.task_types()]
+
+    api(task_json, "task")
+    api(list_task_types, "task_types")
+
+    def refresh() -> dict[Any, Any]:
+        # On page load and tab open: the providers (profiles made since), and (re)start
+        # the live view through the tick.
+        return {view.provider: gr.Dropdown(choices=ctx.targets.choices()), view.tick: new_tick()}
+
+    return refresh, [view.provider, view.tick]
+
+
+@checks_arguments
+def _list_page(
+    ctx: AppContext,
+    status_: str,
+    type_: str,
+    provider_: str,
+    from_: str | None,
+    to_: str | None,
+    page_: float | None,
+) -> TaskPage:
+    offset = (max(1, int(page_ or 1)) - 1) * PAGE_SIZE
+    return ctx.tasks.list_tasks(
+        status=status_,
+        type=type_,
+        provider=provider_,
+        created_from=from_,
+        created_to=to_,
+        limit=PAGE_SIZE,
+        offset=offset,
+    )
+
+
+def _table(ctx: AppContext, view: TasksView, filter_values: tuple[Any, ...]) -> dict[Any, Any]:
+    listed = _list_page(ctx, *filter_values)
+    now = datetime.now(UTC)
+    # A DataFrame with named columns: a plain list streamed from a generator lost the
+    # headers in the browser.
+    rows = pd.DataFrame([task_row(t, now) for t in listed.items], columns=COLUMNS)
+    return {view.summary: page_summary(listed), view.table: rows}
+
+
+def _details(ctx: AppContext, view: TasksView, task_id: str | None) -> dict[Any, Any]:
+    if not (task_id or "").strip():
+        return {view.details: "", view.result: None}
+    task = ctx.tasks.get_task(task_id)
+    result = jsonable(task.result) if task.result is not None else None
+    return {view.details: describe_task(task), view.result: result}
+
+
+def _listen_form(ctx: AppContext, view: TasksView) -> None:
+    @shows_errors
+    def list_task_models(choice: str):
+        return model_dropdown(ctx, choice)
+
+    @shows_errors
+    def create_task(
+        name_: str | None,
+        type_: str,
+        provider_: str,
+        model_: str | None,
+        prompt_: str | None,
+        inputs_: str | None,
+        options_: str | None,
+        prio: float | None,
+        attempts: float | None,
+    ):
+        target = ctx.targets.resolve(provider_, model_ or "")
+        extra = {"profile_id": str(target.profile_id)} if target.profile_id else {}
+        task = ctx.tasks.create_task(
+            type_,
+            name=name_,
+            provider=target.provider,
+            model=target.model,
+            prompt=prompt_,
+            inputs=[line for line in (inputs_ or "").splitlines() if line.strip()] or None,
+            options=options_,
+            payload=extra,
+            priority=int(prio or 0),
+            max_attempts=int(attempts or 3),
+        )
+        gr.Info(f"Queued “{task.name}”")
+        return str(task.id)
+
+    view.provider.input(
+        list_task_models,
+        view.provider,
+        view.model,
+        api_name="list_task_models",
+        show_progress="hidden",
+    )
+    view.create.click(create_task, view.form(), view.selected, api_name="create_task")
+
+
+def _listen_queue(ctx: AppContext, view: TasksView) -> None:
+    views = NewestView()  # the newest live view of a browser session wins
+
+    def safe_details(task_id: str | None) -> dict[Any, Any]:
+        try:
+            return _details(ctx, view, task_id)
+        except Exception as exc:  # deleted meanwhile: say so, keep the view alive
+            return {view.details: f"⚠️ {exc}", view.result: None}
 
     @shows_errors
     def watch_tasks(
@@ -266,139 +450,83 @@ def build(ctx: AppContext) -> Refresh:
         key = request.session_hash if request else ""
         ticket = views.start(key)
         deadline = time.monotonic() + WATCH_SECONDS
-        live = LiveOutputs(watched)
-
-        def frame() -> tuple:
-            shown = (*render_table(*filter_values), *_safe_details(task_id))
-            return live.frame(dict(zip(watched, shown, strict=True)))
-
+        live = LiveOutputs(view.watched())
         try:
             for seen, changed in enumerate(ctx.tasks.changes(IDLE_SECONDS, DEBOUNCE_SECONDS)):
                 if seen and (time.monotonic() >= deadline or not views.is_newest(key, ticket)):
                     return
                 # Without news, hand control back now and then: Gradio can only stop a
                 # generator (cancel, closed tab) between two yields.
-                yield frame() if changed else live.frame()
+                if not changed:
+                    yield live.frame()
+                    continue
+                yield live.frame({**_table(ctx, view, filter_values), **safe_details(task_id)})
         finally:
             views.end(key, ticket)
 
-    def _safe_details(task_id: str | None) -> tuple[str, Any]:
-        try:
-            return render_details(task_id)
-        except Exception as exc:  # deleted meanwhile: say so, keep the view alive
-            return f"⚠️ {exc}", None
-
     @shows_errors
-    def create_task(
-        name_: str | None,
-        type_: str,
-        provider_: str,
-        model_: str | None,
-        prompt_: str | None,
-        inputs_: str | None,
-        options_: str | None,
-        prio: float | None,
-        attempts: float | None,
-    ):
-        target = ctx.targets.resolve(provider_, model_ or "")
-        extra = {"profile_id": str(target.profile_id)} if target.profile_id else {}
-        task = service.create_task(
-            type_,
-            name=name_,
-            provider=target.provider,
-            model=target.model,
-            prompt=prompt_,
-            inputs=[line for line in (inputs_ or "").splitlines() if line.strip()] or None,
-            options=options_,
-            payload=extra,
-            priority=int(prio or 0),
-            max_attempts=int(attempts or 3),
-        )
-        gr.Info(f"Queued “{task.name}”")
-        return str(task.id)
+    def refresh_tasks(*filter_values):
+        return _table(ctx, view, filter_values)
 
-    @shows_errors
-    def show_task(task_id: str):
-        return render_details(task_id)
-
-    @shows_errors
-    def cancel_task(task_id: str):
-        task = service.cancel_task(task_id)
-        return render_details(str(task.id))
-
-    @shows_errors
-    def retry_task(task_id: str):
-        task = service.retry_task(task_id)
-        return render_details(str(task.id))
-
-    @shows_errors
-    def ask_delete(task_id: str):
-        service.get_task(task_id)  # a clear message if there is nothing to delete
-        return gr.Row(visible=True)
-
-    @shows_errors
-    def delete_task(task_id: str, *filter_values):
-        service.delete_task(task_id)
-        return ("", "Task deleted.", None, gr.Row(visible=False), *render_table(*filter_values))
-
-    @shows_errors
-    def list_task_types() -> list[dict[str, str]]:
-        return [{"type": t, "description": service.describe_type(t)} for t in service.task_types()]
-
-    @shows_errors
-    def list_task_models(choice: str):
-        return model_dropdown(ctx, choice)
-
-    provider.input(
-        list_task_models,
-        provider,
-        model,
-        api_name="list_task_models",
-        show_progress="hidden",
-    )
-    create_btn.click(
-        create_task,
-        [name, task_type, provider, model, prompt, batch_inputs, options, priority, max_attempts],
-        selected,
-        api_name="create_task",
-    )
     # The live view restarts with the new filters or selection; the old one stops itself.
     gr.on(
-        [f.change for f in filters] + [selected.change, tick.change],
+        [f.change for f in view.filters()] + [view.selected.change, view.tick.change],
         watch_tasks,
-        [*filters, selected],
-        watched,
+        [*view.filters(), view.selected],
+        view.watched(),
         api_name="watch_tasks",
         concurrency_limit=None,  # one long-lived view per open tab, not a queue slot
         trigger_mode="multiple",  # a new view must start while the old one still runs
         show_progress="hidden",
     )
-    table.select(selected_row_id, table, selected, api_visibility="private")
-    gr.Button("Refresh", size="sm").click(
-        refresh_tasks, filters, [summary, table], api_name="list_tasks"
+    view.table.select(selected_row_id, view.table, view.selected, api_visibility="private")
+    view.refresh.click(
+        refresh_tasks, view.filters(), [view.summary, view.table], api_name="list_tasks"
     )
-    cancel_btn.click(cancel_task, selected, [details, result], api_name="cancel_task")
-    retry_btn.click(retry_task, selected, [details, result], api_name="retry_task")
-    delete_btn.click(ask_delete, selected, confirm_row, api_name="confirm_delete_task")
-    keep_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
-    confirm_btn.click(
+
+
+def _listen_selected(ctx: AppContext, view: TasksView) -> None:
+    service = ctx.tasks
+    shown = [view.details, view.result]
+
+    @shows_errors
+    def show_task(task_id: str):
+        return _details(ctx, view, task_id)
+
+    @shows_errors
+    def cancel_task(task_id: str):
+        task = service.cancel_task(task_id)
+        return _details(ctx, view, str(task.id))
+
+    @shows_errors
+    def retry_task(task_id: str):
+        task = service.retry_task(task_id)
+        return _details(ctx, view, str(task.id))
+
+    @shows_errors
+    def ask_delete(task_id: str):
+        service.get_task(task_id)  # a clear message if there is nothing to delete
+        return shown_row()
+
+    @shows_errors
+    def delete_task(task_id: str, *filter_values):
+        service.delete_task(task_id)
+        return {
+            view.selected: "",
+            view.details: "Task deleted.",
+            view.result: None,
+            view.confirm.row: hidden_row(),
+            **_table(ctx, view, filter_values),
+        }
+
+    view.cancel.click(cancel_task, view.selected, shown, api_name="cancel_task")
+    view.retry.click(retry_task, view.selected, shown, api_name="retry_task")
+    view.delete.click(ask_delete, view.selected, view.confirm.row, api_name="confirm_delete_task")
+    listen_confirm(view.confirm)
+    view.confirm.yes.click(
         delete_task,
-        [selected, *filters],
-        [selected, details, result, confirm_row, summary, table],
+        [view.selected, *view.filters()],
+        [view.selected, *shown, view.confirm.row, view.summary, view.table],
         api_name="delete_task",
     )
-    selected.submit(show_task, selected, [details, result], api_name="show_task")
-
-    def task_json(task_id: str) -> dict:
-        """One task with its result or error, as JSON."""
-        return jsonable(service.get_task(task_id))
-
-    api(task_json, "task")
-    api(list_task_types, "task_types")
-
-    def refresh() -> tuple:
-        # On page load and tab open: the providers (profiles made since), and (re)start
-        # the live view through `tick`.
-        return gr.Dropdown(choices=ctx.targets.choices()), str(time.time())
-
-    return refresh, [provider, tick]
+    view.selected.submit(show_task, view.selected, shown, api_name="show_task")
