@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 
 from spoonfeeder.db.engine import make_engine
-from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.events import EventBus
 from spoonfeeder.tasks import (
@@ -26,9 +24,10 @@ from spoonfeeder.tasks import (
     TaskService,
 )
 from spoonfeeder.tasks import text as text_tasks
+from spoonfeeder.tasks.connections import QueueClock
 from spoonfeeder.tasks.handlers import HandlerRegistry
 
-LEASE = 5.0
+LEASE = 60.0  # seconds of the queue's time: tests advance the clock past it, never wait
 
 
 def text_handlers() -> HandlerRegistry:
@@ -40,17 +39,24 @@ def text_handlers() -> HandlerRegistry:
 
 @pytest.fixture
 def tasks(db_url: str) -> Iterator[TaskService]:
-    """The queue alone on a migrated database: no app around it, so each test is cheap."""
+    """The queue alone on a migrated database: no app around it, so each test is cheap.
+    Its clock is the production one (the database's on PostgreSQL), moved by the tests."""
     engine = make_engine(db_url)
-    yield TaskService(TaskQueue(engine, EventBus()), text_handlers())
+    clock = QueueClock(postgres=engine.dialect.name == "postgresql")
+    yield TaskService(TaskQueue(engine, EventBus(), clock=clock), text_handlers())
     engine.dispose()
 
 
 @pytest.fixture
 def queue(tasks: TaskService) -> TaskQueue:
     q = tasks.queue
-    q.retry_policy = RetryPolicy(base=0.2, cap=1.0, jitter=0.0)
+    q.retry_policy = RetryPolicy(base=100.0, cap=1000.0, jitter=0.0)
     return q
+
+
+@pytest.fixture
+def clock(queue: TaskQueue) -> QueueClock:
+    return queue.clock
 
 
 # -- retry policy (pure) ------------------------------------------------------
@@ -86,12 +92,14 @@ def test_retry_decisions() -> None:
 def test_claim_takes_the_most_urgent_due_task(queue: TaskQueue) -> None:
     low = queue.enqueue("t.low", {"n": 1})
     high = queue.enqueue("t.high", {"n": 2}, priority=5)
-    queue.enqueue("t.later", priority=99, run_at=utcnow() + timedelta(hours=1))
+    queue.enqueue("t.later", priority=99, run_at=queue.clock.now() + timedelta(hours=1))
     first = queue.claim("w1", LEASE)
     second = queue.claim("w1", LEASE)
     assert (first.id, second.id) == (high, low)
     assert first.payload == {"n": 2} and first.attempts == 1
     assert queue.claim("w1", LEASE) is None  # the delayed task is not due yet
+    queue.clock.advance(3600)
+    assert queue.claim("w1", LEASE).type == "t.later"  # an hour later, it is
 
 
 def test_a_claimed_task_is_running_under_a_lease(queue: TaskQueue) -> None:
@@ -100,7 +108,7 @@ def test_a_claimed_task_is_running_under_a_lease(queue: TaskQueue) -> None:
     view = queue.reads.get(task_id)
     assert (view.status, view.locked_by, view.attempts) == (RUNNING, "host:1:a:0", 1)
     assert view.started_at is not None
-    assert utcnow() < view.locked_until <= utcnow() + timedelta(seconds=LEASE + 1)
+    assert view.locked_until - view.started_at == timedelta(seconds=LEASE)
     assert claimed.name == "job"
 
 
@@ -119,19 +127,21 @@ def test_complete_stores_the_result_and_ignores_a_worker_without_the_lease(
     assert view.duration_seconds is not None and view.duration_seconds >= 0
 
 
-def test_retryable_failures_back_off_then_fail_with_the_last_error(queue: TaskQueue) -> None:
+def test_retryable_failures_back_off_then_fail_with_the_last_error(
+    queue: TaskQueue, clock: QueueClock
+) -> None:
     task_id = queue.enqueue("t", max_attempts=3)
-    for attempt, expected_delay in ((1, 0.2), (2, 0.4)):
+    for attempt, expected_delay in ((1, 100.0), (2, 200.0)):
         claimed = queue.claim("w1", LEASE)
         assert claimed.attempts == attempt
-        before = utcnow()
         assert queue.fail(claimed, f"busy #{attempt}", retryable=True) == QUEUED
         view = queue.reads.get(task_id)
         assert view.error == f"busy #{attempt}" and view.locked_by is None
-        waited = (view.run_at - before).total_seconds()
-        assert expected_delay - 0.05 <= waited <= expected_delay + 0.3
+        # Due exactly its backoff after the failure was recorded (the same statement).
+        assert view.run_at - view.updated_at == timedelta(seconds=expected_delay)
+        clock.advance(expected_delay / 2)
         assert queue.claim("w1", LEASE) is None  # not due before its backoff
-        time.sleep(expected_delay + 0.05)
+        clock.advance(expected_delay / 2)
     claimed = queue.claim("w1", LEASE)
     assert claimed.attempts == 3
     assert queue.fail(claimed, "still busy", retryable=True) == FAILED
@@ -151,17 +161,18 @@ def test_a_permanent_failure_does_not_retry(queue: TaskQueue) -> None:
 
 
 def test_the_reaper_requeues_expired_leases_and_gives_up_when_attempts_run_out(
-    queue: TaskQueue,
+    queue: TaskQueue, clock: QueueClock
 ) -> None:
     again = queue.enqueue("t", max_attempts=3)
     spent = queue.enqueue("t", max_attempts=1)
     stopping = queue.enqueue("t")
     for _ in range(3):
-        queue.claim("dead-worker", 0.05)
+        queue.claim("dead-worker", LEASE)
     queue.cancel(stopping)  # running: only asks
     held = queue.enqueue("t")
-    queue.claim("live-worker", 60)
-    time.sleep(0.1)
+    queue.claim("live-worker", 4 * LEASE)
+    assert queue.reap() == 0  # every lease still runs
+    clock.advance(2 * LEASE)
     assert queue.reap() == 1
     assert queue.reads.get(again).status == QUEUED and queue.reads.get(again).locked_by is None
     assert queue.reads.get(spent).status == FAILED
@@ -171,13 +182,18 @@ def test_the_reaper_requeues_expired_leases_and_gives_up_when_attempts_run_out(
     assert queue.claim("w2", LEASE).attempts == 2
 
 
-def test_heartbeat_extends_leases_and_reports_cancellation(queue: TaskQueue) -> None:
+def test_heartbeat_extends_leases_and_reports_cancellation(
+    queue: TaskQueue, clock: QueueClock
+) -> None:
     first, second = queue.enqueue("t"), queue.enqueue("t")
-    queue.claim("w1", 0.2)
-    queue.claim("w2", 0.2)
+    queue.claim("w1", LEASE)
+    queue.claim("w2", LEASE)
     queue.cancel(second)
-    assert queue.heartbeat({"w1": first, "w2": second}, 60) == {first: False, second: True}
-    time.sleep(0.3)
+    assert queue.heartbeat({"w1": first, "w2": second}, 4 * LEASE) == {
+        first: False,
+        second: True,
+    }
+    clock.advance(2 * LEASE)
     assert queue.reap() == 0  # both leases were extended
 
 
@@ -296,10 +312,12 @@ def test_list_filters_and_pages(tasks: TaskService) -> None:
     assert tasks.list_tasks(provider="openai").total == 3
     assert tasks.list_tasks(status="failed").total == 1
     assert tasks.list_tasks(status=["queued", "failed"], type="all").total == 8
-    today = utcnow().date().isoformat()
-    assert tasks.list_tasks(created_from=today, created_to=today).total == 8
-    tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
-    assert tasks.list_tasks(created_from=tomorrow).total == 0
+    # The days the tasks were created on (two if this ran across midnight, UTC).
+    created = sorted(t.created_at.date() for t in tasks.list_tasks().items)
+    first, last = created[0].isoformat(), created[-1].isoformat()
+    assert tasks.list_tasks(created_from=first, created_to=last).total == 8
+    day_after = (created[-1] + timedelta(days=1)).isoformat()
+    assert tasks.list_tasks(created_from=day_after).total == 0
     with pytest.raises(ValidationError, match="not a date"):
         tasks.list_tasks(created_from="yesterday")
     with pytest.raises(ValidationError, match="Unknown status"):
@@ -409,10 +427,11 @@ def test_create_task_explains_what_is_wrong(tasks: TaskService) -> None:
     assert tasks.list_tasks().total == 0
 
 
-def test_a_reaped_task_keeps_its_place_in_the_queue(queue: TaskQueue) -> None:
+def test_a_reaped_task_keeps_its_place_in_the_queue(queue: TaskQueue, clock: QueueClock) -> None:
     first = queue.enqueue("t")
-    assert queue.claim("dead-worker", -1).id == first  # its lease is over: the worker died
+    assert queue.claim("dead-worker", LEASE).id == first
     later = [queue.enqueue("t") for _ in range(3)]  # the backlog that arrived meanwhile
+    clock.advance(2 * LEASE)  # its lease is over: the worker died
     assert queue.reap() == 1
     assert queue.claim("w2", LEASE).id == first  # before the backlog, not behind it
     assert [queue.claim("w2", LEASE).id for _ in later] == later

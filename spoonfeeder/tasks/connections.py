@@ -28,28 +28,52 @@ def connection_lost(exc: BaseException) -> bool:
 
 class QueueClock:
     """The queue's time: the database's own clock on PostgreSQL, so workers on other
-    machines agree on leases and `run_at`; on SQLite, `now` (injectable: tests move it
-    instead of sleeping)."""
+    machines agree on leases and `run_at`; on SQLite, `now` (the process's UTC clock
+    unless given).
+
+    `advance(seconds)` moves it forward on both databases — an offset added to every
+    time the queue writes or compares (on PostgreSQL, to the database's now()) — so a
+    test runs out a backoff, a lease or a delayed task without sleeping. In production
+    nothing advances it and the offset stays zero."""
 
     def __init__(self, postgres: bool, now: Callable[[], datetime] = utcnow) -> None:
         self.postgres = postgres
-        self.now = now
+        self._now = now
+        self._offset = timedelta()
+
+    def advance(self, seconds: float) -> None:
+        """Move the queue's time `seconds` forward, for every statement from now on."""
+        if seconds < 0:
+            raise ValueError("the queue's time only moves forward")
+        self._offset += timedelta(seconds=seconds)
+
+    def now(self) -> datetime:
+        """Now, read in this process (statements read the database's clock instead on
+        PostgreSQL; see `param` and `expr`)."""
+        return self._now() + self._offset
 
     def param(self, name: str) -> ColumnElement[Any]:
-        """A time parameter of a prebuilt statement; `value(seconds)` is its value.
-        PostgreSQL adds the interval to its own clock; SQLite gets the time itself."""
+        """A time parameter of a prebuilt statement, valued by `values()`. PostgreSQL
+        adds an interval to its own clock; SQLite gets the time itself."""
         if self.postgres:
             return func.now() + bindparam(name, type_=Interval())
         return bindparam(name, type_=UTCDateTime())
 
-    def value(self, seconds: float = 0.0) -> Any:
-        delta = timedelta(seconds=seconds)
-        return delta if self.postgres else self.now() + delta
+    def values(self, until: float | None = None) -> dict[str, Any]:
+        """The `now` parameter of a prebuilt statement and, given `until` seconds, the
+        `until` one — from one reading of the clock, so the times a statement writes
+        agree (a lease is exactly as long as asked, a backoff exactly its delay)."""
+        now: Any = self._offset if self.postgres else self.now()
+        times = {"now": now}
+        if until is not None:
+            times["until"] = now + timedelta(seconds=until)
+        return times
 
     def expr(self, plus: float = 0.0) -> ColumnElement[Any]:
         """Now (+ seconds) in a statement built on the spot."""
         if self.postgres:
-            return func.now() + timedelta(seconds=plus) if plus else func.now()
+            shift = self._offset + timedelta(seconds=plus)
+            return func.now() + shift if shift else func.now()
         return literal(self.now() + timedelta(seconds=plus), UTCDateTime())
 
 

@@ -22,8 +22,9 @@ one commit per task. See docs/performance.md for what each choice bought.
 
 Finishing writes (complete, fail, progress, heartbeat) are fenced by `locked_by`: a
 worker whose lease was reaped and whose task went to someone else changes nothing.
-The hot path is Core SQL (no ORM objects); times come from the database clock on
-PostgreSQL, so workers on other machines agree on leases and `run_at`.
+The hot path is Core SQL (no ORM objects); times come from `QueueClock`: the
+database clock on PostgreSQL, so workers on other machines agree on leases and
+`run_at`, and one the tests move forward instead of sleeping.
 """
 
 from __future__ import annotations
@@ -334,8 +335,7 @@ class TaskQueue:
         """Take the most urgent due task, or None when there is none."""
         params = {
             "worker": worker_id,
-            "now": self.clock.value(),
-            "until": self.clock.value(lease_seconds),
+            **self.clock.values(until=lease_seconds),
         }
         with self.db.write() as conn:
             row = conn.execute(self._claim_sql, params).first()
@@ -362,7 +362,7 @@ class TaskQueue:
             "worker": task.worker_id,
             "rid": uuid.uuid4(),
             "data": dict(result or {}),
-            "now": self.clock.value(),
+            **self.clock.values(),
         }
         with self.db.write() as conn:
             if self.postgres:
@@ -385,8 +385,7 @@ class TaskQueue:
             "worker": task.worker_id,
             "rid": uuid.uuid4(),
             "data": dict(result or {}),
-            "now": self.clock.value(),
-            "until": self.clock.value(lease_seconds),
+            **self.clock.values(until=lease_seconds),
         }
         with self.db.write() as conn:
             if self.postgres:
@@ -428,8 +427,7 @@ class TaskQueue:
             "tid": task.id,
             "worker": task.worker_id,
             "err": error,
-            "now": self.clock.value(),
-            "until": self.clock.value(decision.delay),
+            **self.clock.values(until=decision.delay),
         }
         stmt = self._requeue_sql if decision.retry else self._fail_sql
         with self.db.write() as conn:
@@ -503,8 +501,7 @@ class TaskQueue:
             "worker": task.worker_id,
             "frac": None if fraction is None else max(0.0, min(1.0, fraction)),
             "msg": message,
-            "now": self.clock.value(),
-            "until": self.clock.value(lease_seconds),
+            **self.clock.values(until=lease_seconds),
         }
         with self.db.write() as conn:
             row = conn.execute(self._progress_sql, params).first()
@@ -530,7 +527,7 @@ class TaskQueue:
         params = {
             "workers": list(running),
             "ids": list(running.values()),
-            "until": self.clock.value(lease_seconds),
+            "until": self.clock.values(until=lease_seconds)["until"],
         }
         with self.db.write() as conn:
             rows = conn.execute(self._heartbeat_sql, params).all()
@@ -540,7 +537,7 @@ class TaskQueue:
         """Give back the tasks `worker_id` holds but does not know of (all but `keep`):
         a claim that committed while the connection died before its answer arrived.
         Their attempt does not count. Returns how many."""
-        params = {"worker": worker_id, "keep": keep or uuid.UUID(int=0), "now": self.clock.value()}
+        params = {"worker": worker_id, "keep": keep or uuid.UUID(int=0), **self.clock.values()}
         with self.db.write() as conn:
             rows = conn.execute(self._orphans_sql, params).all()
         for row in rows:
