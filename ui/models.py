@@ -4,7 +4,8 @@ and the models a cloud provider's key can use."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,15 @@ from spoonfeeder.ollama_models import (
 )
 from spoonfeeder.serialize import jsonable
 from ui.common import Refresh, api, shows_errors
+from ui.tab import (
+    Confirm,
+    hidden_row,
+    listen_confirm,
+    new_tick,
+    render_confirm,
+    render_tick,
+    shown_row,
+)
 
 INSTALLED_COLUMNS = ["Name", "Size", "Family", "Parameters", "Quantization", "Modified"]
 LOADED_COLUMNS = ["Name", "Memory", "VRAM", "Context", "Unloads"]
@@ -142,37 +152,103 @@ def endpoint_choices(service: OllamaModelService) -> list[tuple[str, str]]:
     return [(e.label, e.profile_id or "") for e in service.endpoints()]
 
 
-def build(ctx: AppContext) -> Refresh:
-    service = ctx.ollama_models
-    # "" is the Ollama setting; anything else an Ollama profile's id.
-    choices = endpoint_choices(service)
+@dataclass
+class Listing:
+    """What the tables show of one endpoint."""
 
+    installed: list[list[str]]
+    loaded: list[list[str]]
+    names: list[str]
+    status: str
+
+    @classmethod
+    def read(cls, service: OllamaModelService, profile_id: str | None) -> Listing:
+        installed = service.installed(profile_id)
+        names = [m.name for m in installed]
+        status = f"{len(names)} model{'' if len(names) == 1 else 's'} installed"
+        return cls(
+            installed_rows(installed), loaded_rows(service.loaded(profile_id)), names, status
+        )
+
+
+# ----- the tab ----------------------------------------------------------------------------
+
+
+@dataclass
+class ModelsView:
+    endpoint: gr.Dropdown  # "" is the Ollama setting; anything else an Ollama profile's id
+    refresh: gr.Button
+    listing_status: gr.Markdown
+    tick: gr.Textbox  # set by the tab refresh: re-reads the tables of the chosen endpoint
+    installed: gr.Dataframe
+    loaded: gr.Dataframe
+    pull_name: gr.Textbox
+    pull: gr.Button
+    pull_stop: gr.Button
+    pull_status: gr.Markdown
+    pull_bars: gr.HTML
+    layers: gr.Dataframe
+    model: gr.Dropdown
+    load: gr.Button
+    unload: gr.Button
+    show: gr.Button
+    delete: gr.Button
+    confirm: Confirm
+    action_status: gr.Markdown
+    details_text: gr.Markdown
+    details_json: gr.JSON
+    cloud_pick: gr.Dropdown
+    cloud_list: gr.Button
+    cloud_table: gr.Dataframe
+
+    def listing(self) -> list[Any]:
+        """What a re-read of the endpoint fills in."""
+        return [self.installed, self.loaded, self.model, self.listing_status]
+
+
+def build(ctx: AppContext) -> Refresh:
+    view = render(ctx)
+    return listen(ctx, view)
+
+
+def render(ctx: AppContext) -> ModelsView:
     gr.Markdown("Manage the models of an Ollama server, and see what your cloud keys can use.")
     with gr.Row():
         # Custom values allowed: profiles created after start-up are not in the build-time
         # choices that API callers are checked against; the service rejects unknown ids.
         endpoint = gr.Dropdown(
-            choices,
+            endpoint_choices(ctx.ollama_models),
             value="",
             label="Ollama endpoint",
             allow_custom_value=True,
             scale=4,
             elem_id="models-endpoint",
         )
-        refresh_btn = gr.Button("Refresh", scale=1, elem_id="models-refresh")
+        refresh = gr.Button("Refresh", scale=1, elem_id="models-refresh")
     listing_status = gr.Markdown(elem_id="models-status")
-    # Set by the tab refresh; its change event re-reads the tables for the chosen endpoint.
-    tick = gr.Textbox(visible=False)
-
+    tick = render_tick()
     with gr.Accordion("Installed models", open=True):
-        installed_table = gr.Dataframe(
+        installed = gr.Dataframe(
             headers=INSTALLED_COLUMNS, interactive=False, wrap=True, elem_id="models-installed"
         )
     with gr.Accordion("Loaded in memory", open=True):
-        loaded_table = gr.Dataframe(
+        loaded = gr.Dataframe(
             headers=LOADED_COLUMNS, interactive=False, wrap=True, elem_id="models-loaded"
         )
+    return ModelsView(
+        endpoint=endpoint,
+        refresh=refresh,
+        listing_status=listing_status,
+        tick=tick,
+        installed=installed,
+        loaded=loaded,
+        **_render_pull(),
+        **_render_manage(),
+        **_render_cloud(ctx),
+    )
 
+
+def _render_pull() -> dict[str, Any]:
     with gr.Accordion("Pull a model", open=True):
         with gr.Row():
             pull_name = gr.Textbox(
@@ -181,29 +257,49 @@ def build(ctx: AppContext) -> Refresh:
                 scale=4,
                 elem_id="pull-name",
             )
-            pull_btn = gr.Button("Pull", variant="primary", scale=1, elem_id="pull-start")
+            pull = gr.Button("Pull", variant="primary", scale=1, elem_id="pull-start")
             pull_stop = gr.Button("Stop", variant="stop", scale=1, elem_id="pull-stop")
         pull_status = gr.Markdown(elem_id="pull-status")
         pull_bars = gr.HTML(elem_id="pull-progress")
-        layers_table = gr.Dataframe(
+        layers = gr.Dataframe(
             headers=LAYER_COLUMNS, interactive=False, label="Layers", elem_id="pull-layers"
         )
+    return {
+        "pull_name": pull_name,
+        "pull": pull,
+        "pull_stop": pull_stop,
+        "pull_status": pull_status,
+        "pull_bars": pull_bars,
+        "layers": layers,
+    }
 
+
+def _render_manage() -> dict[str, Any]:
     with gr.Accordion("Manage a model", open=True):
-        model_pick = gr.Dropdown([], label="Model", allow_custom_value=True, elem_id="manage-model")
+        model = gr.Dropdown([], label="Model", allow_custom_value=True, elem_id="manage-model")
         with gr.Row():
-            load_btn = gr.Button("Load into memory", elem_id="model-load")
-            unload_btn = gr.Button("Unload", elem_id="model-unload")
-            show_btn = gr.Button("Details", elem_id="model-show")
-            delete_btn = gr.Button("Delete…", variant="stop", elem_id="model-delete")
-        with gr.Row(visible=False) as confirm_row:
-            confirm_text = gr.Markdown()
-            confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="model-confirm-delete")
-            cancel_btn = gr.Button("Cancel", elem_id="model-cancel-delete")
+            load = gr.Button("Load into memory", elem_id="model-load")
+            unload = gr.Button("Unload", elem_id="model-unload")
+            show = gr.Button("Details", elem_id="model-show")
+            delete = gr.Button("Delete…", variant="stop", elem_id="model-delete")
+        confirm = render_confirm("model")
         action_status = gr.Markdown(elem_id="model-action-status")
         details_text = gr.Markdown(elem_id="model-details-summary")
         details_json = gr.JSON(label="Details (/api/show)", elem_id="model-details")
+    return {
+        "model": model,
+        "load": load,
+        "unload": unload,
+        "show": show,
+        "delete": delete,
+        "confirm": confirm,
+        "action_status": action_status,
+        "details_text": details_text,
+        "details_json": details_json,
+    }
 
+
+def _render_cloud(ctx: AppContext) -> dict[str, Any]:
     with gr.Accordion("Cloud models", open=False):
         with gr.Row():
             cloud_pick = gr.Dropdown(
@@ -214,147 +310,204 @@ def build(ctx: AppContext) -> Refresh:
                 scale=4,
                 elem_id="cloud-pick",
             )
-            cloud_btn = gr.Button("List models", scale=1, elem_id="cloud-list")
+            cloud_list = gr.Button("List models", scale=1, elem_id="cloud-list")
         cloud_table = gr.Dataframe(
             headers=CLOUD_COLUMNS, interactive=False, wrap=True, elem_id="cloud-models"
         )
+    return {"cloud_pick": cloud_pick, "cloud_list": cloud_list, "cloud_table": cloud_table}
 
-    # ----- listings --------------------------------------------------------------
-    def tables(profile_id: str | None) -> tuple[list[list[str]], list[list[str]], list[str], str]:
-        installed = service.installed(profile_id or None)
-        loaded = service.loaded(profile_id or None)
-        names = [m.name for m in installed]
-        status = f"{len(names)} model{'' if len(names) == 1 else 's'} installed"
-        return installed_rows(installed), loaded_rows(loaded), names, status
+
+def listen(ctx: AppContext, view: ModelsView) -> Refresh:
+    read_tables = _read_tables(ctx, view)
+    _listen_listing(view, read_tables)
+    _listen_pull(ctx, view, read_tables)
+    _listen_manage(ctx, view)
+    _listen_delete(ctx, view)
+    _listen_cloud(ctx, view)
+    _register_json_api(ctx)
+
+    def refresh() -> dict[Any, Any]:
+        # Keep the chosen endpoint; the tick's change event re-reads its tables.
+        return {
+            view.endpoint: gr.Dropdown(choices=endpoint_choices(ctx.ollama_models)),
+            view.cloud_pick: gr.Dropdown(choices=ctx.targets.cloud_choices()),
+            view.tick: new_tick(),
+        }
+
+    return refresh, [view.endpoint, view.cloud_pick, view.tick]
+
+
+def _read_tables(ctx: AppContext, view: ModelsView) -> Callable[..., Any]:
+    """The handler that re-reads the endpoint's tables (its failure shown inline)."""
 
     @shows_errors
     def read_tables(profile_id: str | None):
         # A failure is shown inline, not as a popup: this also runs whenever the tab opens.
         try:
-            installed, loaded, names, status = tables(profile_id)
+            listing = Listing.read(ctx.ollama_models, profile_id)
         except SpoonFeederError as exc:
-            return [], [], gr.Dropdown(choices=[]), f"⚠️ {exc}"
-        return installed, loaded, gr.Dropdown(choices=names), status
+            return {
+                view.installed: [],
+                view.loaded: [],
+                view.model: gr.Dropdown(choices=[]),
+                view.listing_status: f"⚠️ {exc}",
+            }
+        return {
+            view.installed: listing.installed,
+            view.loaded: listing.loaded,
+            view.model: gr.Dropdown(choices=listing.names),
+            view.listing_status: listing.status,
+        }
 
-    listing = [installed_table, loaded_table, model_pick, listing_status]
-    refresh_btn.click(read_tables, endpoint, listing, api_name="refresh_ollama_models")
-    endpoint.change(read_tables, endpoint, listing, api_visibility="private")
-    tick.change(read_tables, endpoint, listing, api_visibility="private")
+    return read_tables
 
-    # ----- pull ------------------------------------------------------------------------
+
+def _listen_listing(view: ModelsView, read_tables: Callable[..., Any]) -> None:
+    view.refresh.click(read_tables, view.endpoint, view.listing(), api_name="refresh_ollama_models")
+    view.endpoint.change(read_tables, view.endpoint, view.listing(), api_visibility="private")
+    view.tick.change(read_tables, view.endpoint, view.listing(), api_visibility="private")
+
+
+def _listen_pull(ctx: AppContext, view: ModelsView, read_tables: Callable[..., Any]) -> None:
+
     @shows_errors
-    def pull_model(profile_id: str | None, name: str) -> Iterator[tuple[str, list[list[str]]]]:
-        progress = service.pull(name, profile_id or None)  # validates before any request
+    def pull_model(profile_id: str | None, name: str) -> Iterator[dict[Any, Any]]:
+        progress = ctx.ollama_models.pull(name, profile_id)  # validates before any request
         shown_status, shown_at = None, 0.0
         for step in progress:
             now = time.monotonic()
             if step.done or step.status != shown_status or now - shown_at >= PULL_UPDATE_SECONDS:
                 shown_status, shown_at = step.status, now
-                yield pull_summary(name.strip(), step), layer_rows(step)
+                yield {
+                    view.pull_status: pull_summary(name.strip(), step),
+                    view.layers: layer_rows(step),
+                }
 
-    pull_event = pull_btn.click(
+    pulled = [view.pull_status, view.layers]
+    pull_event = view.pull.click(
         pull_model,
-        [endpoint, pull_name],
-        [pull_status, layers_table],
+        [view.endpoint, view.pull_name],
+        pulled,
         api_name="pull_model",
         show_progress="minimal",
     )
-    pull_event.success(read_tables, endpoint, listing, api_visibility="private")
-    pull_name.submit(
+    pull_event.success(read_tables, view.endpoint, view.listing(), api_visibility="private")
+    view.pull_name.submit(
         pull_model,
-        [endpoint, pull_name],
-        [pull_status, layers_table],
+        [view.endpoint, view.pull_name],
+        pulled,
         api_visibility="private",
         show_progress="minimal",
-    ).success(read_tables, endpoint, listing, api_visibility="private")
+    ).success(read_tables, view.endpoint, view.listing(), api_visibility="private")
     # The bars are drawn in the browser from what the pull already sends, so the
     # /pull_model API keeps its two outputs and no extra round trip is made.
     gr.on(
-        [pull_status.change, layers_table.change],
+        [view.pull_status.change, view.layers.change],
         None,
-        [pull_status, layers_table],
-        pull_bars,
+        pulled,
+        view.pull_bars,
         js=PROGRESS_BARS_JS,
         api_visibility="private",
     )
     # Cancelling the job closes the generator, which closes the pull's HTTP stream.
-    pull_stop.click(None, None, None, cancels=[pull_event], api_visibility="private")
+    view.pull_stop.click(None, None, None, cancels=[pull_event], api_visibility="private")
 
-    # ----- load / unload / show ----------------------------------------------------------
+
+def _listen_manage(ctx: AppContext, view: ModelsView) -> None:
+    service = ctx.ollama_models
+
     @shows_errors
     def load_model(profile_id: str | None, name: str | None):
-        service.load(name, profile_id=profile_id or None)
-        loaded = service.loaded(profile_id or None)
-        return loaded_rows(loaded), f"Loaded **{name.strip()}**; it stays in memory until unloaded."
+        service.load(name, profile_id=profile_id)
+        return {
+            view.loaded: loaded_rows(service.loaded(profile_id)),
+            view.action_status: f"Loaded **{name.strip()}**; it stays in memory until unloaded.",
+        }
 
     @shows_errors
     def unload_model(profile_id: str | None, name: str | None):
-        service.unload(name, profile_id or None)
-        loaded = service.loaded(profile_id or None)
-        return loaded_rows(loaded), f"Unloaded **{name.strip()}**; it is still installed."
+        service.unload(name, profile_id)
+        return {
+            view.loaded: loaded_rows(service.loaded(profile_id)),
+            view.action_status: f"Unloaded **{name.strip()}**; it is still installed.",
+        }
 
     @shows_errors
     def show_model(profile_id: str | None, name: str | None):
-        info = service.show(name, profile_id or None)
-        return details_summary(info), jsonable(info)
+        info = service.show(name, profile_id)
+        return {view.details_text: details_summary(info), view.details_json: jsonable(info)}
 
-    load_btn.click(
-        load_model, [endpoint, model_pick], [loaded_table, action_status], api_name="load_model"
-    )
-    unload_btn.click(
-        unload_model, [endpoint, model_pick], [loaded_table, action_status], api_name="unload_model"
-    )
-    show_btn.click(
-        show_model, [endpoint, model_pick], [details_text, details_json], api_name="show_model"
+    picked = [view.endpoint, view.model]
+    changed = [view.loaded, view.action_status]
+    view.load.click(load_model, picked, changed, api_name="load_model")
+    view.unload.click(unload_model, picked, changed, api_name="unload_model")
+    view.show.click(
+        show_model, picked, [view.details_text, view.details_json], api_name="show_model"
     )
 
-    # ----- delete, in two steps ------------------------------------------------------------
+
+def _listen_delete(ctx: AppContext, view: ModelsView) -> None:
+    """Delete, in two steps: the button asks, the confirm row's yes deletes."""
+
     @shows_errors
     def ask_delete(name: str | None):
         if not (name or "").strip():
             raise ValidationError("Choose a model to delete.")
-        return gr.Row(visible=True), f"Delete **{name.strip()}** from this Ollama server?"
+        return {
+            view.confirm.row: shown_row(),
+            view.confirm.question: f"Delete **{name.strip()}** from this Ollama server?",
+        }
 
     @shows_errors
     def delete_model(profile_id: str | None, name: str | None):
-        service.delete(name, profile_id or None)
-        installed, loaded, names, status = tables(profile_id)
-        return (
-            installed,
-            loaded,
-            gr.Dropdown(choices=names, value=None),
-            gr.Row(visible=False),
-            f"Deleted **{name.strip()}**. {status}",
-        )
+        ctx.ollama_models.delete(name, profile_id)
+        listing = Listing.read(ctx.ollama_models, profile_id)
+        return {
+            view.installed: listing.installed,
+            view.loaded: listing.loaded,
+            view.model: gr.Dropdown(choices=listing.names, value=None),
+            view.confirm.row: hidden_row(),
+            view.action_status: f"Deleted **{name.strip()}**. {listing.status}",
+        }
 
-    delete_btn.click(
-        ask_delete, model_pick, [confirm_row, confirm_text], api_name="confirm_delete_model"
+    view.delete.click(
+        ask_delete,
+        view.model,
+        [view.confirm.row, view.confirm.question],
+        api_name="confirm_delete_model",
     )
-    cancel_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
-    confirm_btn.click(
+    listen_confirm(view.confirm)
+    view.confirm.yes.click(
         delete_model,
-        [endpoint, model_pick],
-        [installed_table, loaded_table, model_pick, confirm_row, action_status],
+        [view.endpoint, view.model],
+        [view.installed, view.loaded, view.model, view.confirm.row, view.action_status],
         api_name="delete_model",
     )
 
-    # ----- cloud models -----------------------------------------------------------------
+
+def _listen_cloud(ctx: AppContext, view: ModelsView) -> None:
     @shows_errors
     def show_provider_models(target: str):
         return [[m.id, m.name or ""] for m in ctx.targets.cloud_models(target)]
 
-    cloud_btn.click(show_provider_models, cloud_pick, cloud_table, api_name="show_provider_models")
+    view.cloud_list.click(
+        show_provider_models, view.cloud_pick, view.cloud_table, api_name="show_provider_models"
+    )
 
-    # ----- JSON endpoints for scripts (gradio_client) -----------------------------------------
+
+def _register_json_api(ctx: AppContext) -> None:
+    """JSON endpoints for scripts (gradio_client)."""
+    service = ctx.ollama_models
+
     @shows_errors
     def list_ollama_models(profile_id: str | None = "") -> list[dict[str, Any]]:
         """Installed models of the Ollama setting ("") or of an Ollama profile (its id)."""
-        return jsonable(service.installed(profile_id or None))
+        return jsonable(service.installed(profile_id))
 
     @shows_errors
     def list_loaded_models(profile_id: str | None = "") -> list[dict[str, Any]]:
         """Models in memory on the Ollama setting ("") or an Ollama profile (its id)."""
-        return jsonable(service.loaded(profile_id or None))
+        return jsonable(service.loaded(profile_id))
 
     @shows_errors
     def list_provider_models(target: str = "openai") -> list[dict[str, Any]]:
@@ -364,13 +517,3 @@ def build(ctx: AppContext) -> Refresh:
     api(list_ollama_models, "list_ollama_models")
     api(list_loaded_models, "list_loaded_models")
     api(list_provider_models, "list_provider_models")
-
-    def refresh():
-        # Keep the chosen endpoint; the tick's change event re-reads its tables.
-        return (
-            gr.Dropdown(choices=endpoint_choices(service)),
-            gr.Dropdown(choices=ctx.targets.cloud_choices()),
-            str(time.time()),
-        )
-
-    return refresh, [endpoint, cloud_pick, tick]
