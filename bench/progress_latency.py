@@ -78,13 +78,13 @@ class Stopwatch:
 def service_layer(ctx: AppContext, fake: FakeComfyUI, runs: int) -> list[float]:
     watch = Stopwatch()
     samples: list[float] = []
-    session = ctx.comfyui.create_session("bench: service")
+    session = ctx.comfyui.sessions.create("bench: service")
     with ctx.events.subscribe("comfyui:progress", callback=watch):
         for _ in range(runs):
-            [made] = ctx.comfyui.generate(session.id, PARAMS)
-            for _event in ctx.comfyui.follow([made.id], poll=0.5, timeout=60):
+            [made] = ctx.comfyui.generator.generate(session.id, PARAMS)
+            for _event in ctx.comfyui.progress.follow([made.id], poll=0.5, timeout=60):
                 pass
-            done = ctx.comfyui.get_generation(made.id)
+            done = ctx.comfyui.generations.get(made.id)
             assert done.status == "completed", done.error
             for prompt_id, step, sent in fake.progress_sent:
                 if prompt_id == done.prompt_id:

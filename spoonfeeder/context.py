@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.chat import ChatService
-from spoonfeeder.comfyui import tasks as comfyui_tasks
-from spoonfeeder.comfyui.service import ComfyUIService
+from spoonfeeder.comfyui import handler as comfyui_handler
+from spoonfeeder.comfyui.area import ComfyUI
 from spoonfeeder.config import Settings
 from spoonfeeder.crypto import SecretBox, load_secret_box
 from spoonfeeder.dashboard import DashboardService
@@ -53,7 +53,7 @@ class AppContext:
     events: EventBus
     handlers: HandlerRegistry  # task type -> handler, for this process's workers
     tasks: TaskService
-    comfyui: ComfyUIService
+    comfyui: ComfyUI  # one object per job: workflows, sessions, generator, runner…
     history: HistoryService
     scheduler: BaseScheduler  # every periodic job of this process
     notices: list[str] = field(default_factory=list)  # start-up news for the operator
@@ -77,13 +77,13 @@ class AppContext:
         providers = ProviderRegistry(profiles.credentials, profiles.cached_credentials)
         events = EventBus.for_engine(engine)
         chat = ChatService(sessions, providers, settings.media_path)
-        comfyui = ComfyUIService(
+        comfyui = ComfyUI.create(
             sessions, profiles, settings.media_path, sweep_max_cells=settings.sweep_max_cells
         )
-        comfyui.timings.max_output_bytes = settings.comfyui_max_output_bytes
+        comfyui.runner.timings.max_output_bytes = settings.comfyui_max_output_bytes
         handlers = HandlerRegistry()
         text_tasks.install(handlers, providers)
-        comfyui_tasks.install(handlers, comfyui)
+        comfyui_handler.install(handlers, comfyui)
         queue = TaskQueue(engine, events)
         ctx = cls(
             settings=settings,
@@ -100,13 +100,13 @@ class AppContext:
             handlers=handlers,
             tasks=TaskService(queue, handlers),
             comfyui=comfyui,
-            history=HistoryService(sessions, chat, comfyui),
+            history=HistoryService(sessions, chat, comfyui.sessions),
             scheduler=make_scheduler(),
             notices=[notice] if notice else [],
         )
-        comfyui_tasks.setup(comfyui, queue, events, recover=role == "app")
+        comfyui_handler.setup(comfyui, queue, events, recover=role == "app")
         ctx.scheduler.add_job(
-            comfyui.prune_previews, "interval", seconds=PREVIEW_SWEEP_SECONDS, id="previews"
+            comfyui.media.prune_previews, "interval", seconds=PREVIEW_SWEEP_SECONDS, id="previews"
         )
         if role == "app":
             warm_up()  # so the first reply from each provider does not wait for its SDK import

@@ -21,8 +21,8 @@ from sqlalchemy import ColumnElement, func, or_, select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.chat import ChatService, ConversationSummary
-from spoonfeeder.comfyui.records import generation_view
-from spoonfeeder.comfyui.service import ComfyUIService
+from spoonfeeder.comfyui.rows import generation_view
+from spoonfeeder.comfyui.sessions import SessionStore
 from spoonfeeder.comfyui.views import (
     CANCELLED,
     COMPLETED,
@@ -275,11 +275,11 @@ def _page(limit: int, offset: int) -> tuple[int, int]:
 
 class HistoryService:
     def __init__(
-        self, sessions: sessionmaker[Session], chat: ChatService, comfyui: ComfyUIService
+        self, sessions: sessionmaker[Session], chat: ChatService, comfyui_sessions: SessionStore
     ) -> None:
         self._sessions = sessions
         self._chat = chat
-        self._comfyui = comfyui
+        self._comfyui_sessions = comfyui_sessions
 
     # ----- generations ---------------------------------------------------------------------
 
@@ -417,7 +417,7 @@ class HistoryService:
                 checkpoints=distinct(g.checkpoint_name),
                 samplers=distinct(g.sampler_name),
                 schedulers=distinct(g.scheduler),
-                sessions=self._comfyui.list_sessions(),
+                sessions=self._comfyui_sessions.list_all(),
                 providers=distinct(Message.provider, Conversation.provider),
                 models=distinct(Message.model, Conversation.model),
             )

@@ -169,7 +169,7 @@ def test_comfyui_generates_with_live_progress_and_shows_the_images(page: Page, a
     poll(lambda: page.locator("#cf-gallery img").count() >= 4)  # 2 runs × 2 images
     table = page.locator("#cf-generations")
     poll(lambda: table.inner_text().count("completed") == 2)
-    session = app[1].comfyui.list_sessions()[0]
+    session = app[1].comfyui.sessions.list_all()[0]
     assert (session.name, session.completed_count) == ("a lighthouse at dusk", 2)
 
 
@@ -335,7 +335,7 @@ def test_a_reload_mid_generation_picks_up_the_run(page: Page, app: App) -> None:
     poll(lambda: page.locator("#cf-gallery img").count() >= 2)  # the run's two images
     table = page.locator("#cf-generations")
     poll(lambda: "completed" in table.inner_text() and "running" not in table.inner_text())
-    run = next(g for g in ctx.comfyui.list_generations() if g.prompt == "a reloaded lighthouse")
+    run = next(g for g in ctx.comfyui.generations.list_all() if g.prompt == "a reloaded lighthouse")
     assert run.status == "completed"
 
 
@@ -343,10 +343,10 @@ def test_a_gallery_image_selects_its_generation_and_new_session_clears(
     page: Page, app: App
 ) -> None:
     ctx = app[1]
-    session = ctx.comfyui.create_session("Gallery clicks")
+    session = ctx.comfyui.sessions.create("Gallery clicks")
     base = {"checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
-    made = ctx.comfyui.generate(session.id, {**base, "prompt": "a clicked lighthouse"})[0]
-    poll(lambda: ctx.comfyui.get_generation(made.id).done, timeout=30)  # a worker ran it
+    made = ctx.comfyui.generator.generate(session.id, {**base, "prompt": "a clicked lighthouse"})[0]
+    poll(lambda: ctx.comfyui.generations.get(made.id).done, timeout=30)  # a worker ran it
     page.get_by_role("tab", name="ComfyUI").click()  # opens the newest session: this one
     gallery = page.locator("#cf-gallery")
     poll(lambda: gallery.locator("img").count() >= 2)
@@ -366,12 +366,12 @@ def test_a_gallery_image_selects_its_generation_and_new_session_clears(
 
 def test_deleting_a_workflow_asks_first(page: Page, app: App) -> None:
     ctx = app[1]
-    before = {w.name for w in ctx.comfyui.list_workflows()}
+    before = {w.name for w in ctx.comfyui.workflows.list_all()}
     page.get_by_role("tab", name="ComfyUI").click()
     page.get_by_text("Workflows", exact=True).click()
     page.locator("#cf-wf-delete").click()
     poll(lambda: page.locator("#cf-wf-confirm").is_visible())
-    assert {w.name for w in ctx.comfyui.list_workflows()} == before  # nothing deleted yet
+    assert {w.name for w in ctx.comfyui.workflows.list_all()} == before  # nothing deleted yet
     page.get_by_role("button", name="Keep it").last.click()
     poll(lambda: not page.locator("#cf-wf-confirm").is_visible())
-    assert {w.name for w in ctx.comfyui.list_workflows()} == before
+    assert {w.name for w in ctx.comfyui.workflows.list_all()} == before

@@ -29,7 +29,7 @@ def app(
     fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
     data = tmp_path_factory.mktemp("comfy-app")
     with serve(fake.app) as url, sqlite_app(data, comfyui_url=url) as ctx:
-        ctx.comfyui.timings.poll_interval = 0.05
+        ctx.comfyui.runner.timings.poll_interval = 0.05
         ctx.start_workers(2)
         with launched(ctx) as app_url:
             yield Client(app_url, verbose=False), ctx, fake
@@ -71,37 +71,37 @@ def test_generate_streams_progress_and_shows_the_results(app) -> None:
     assert final[1].startswith("Done: 2 completed")
     gallery = final[3]
     assert len(gallery) == 4  # two generations × two images each (the fake's SaveImage)
-    session = ctx.comfyui.list_sessions()[0]  # made from the prompt, since none was chosen
+    session = ctx.comfyui.sessions.list_all()[0]  # made from the prompt, since none was chosen
     assert session.name == "a lighthouse at dusk"
     assert session.completed_count == 2
-    gens = ctx.comfyui.list_generations(session.id)
+    gens = ctx.comfyui.generations.list_all(session.id)
     assert [g.seed for g in sorted(gens, key=lambda g: g.batch_index)] == [1234, 1235]
     assert all(g.status == "completed" for g in gens)
     # Each image on disk is byte for byte what ComfyUI served.
     for g in gens:
         for out in g.outputs:
-            saved = ctx.comfyui.media_file(out.path).read_bytes()
+            saved = ctx.comfyui.media.file(out.path).read_bytes()
             assert saved == fake.files[("output", "", out.filename)]
 
 
 def test_rerun_exactly_posts_the_identical_workflow(app) -> None:
     client, ctx, fake = app
-    source = ctx.comfyui.list_generations()[0]
+    source = ctx.comfyui.generations.list_all()[0]
     posted_before = len(fake.prompts)
     outputs = list(client.submit(str(source.id), "", api_name="/rerun_exactly"))
     summary = next(out[0] for out in reversed(outputs) if isinstance(out[0], str))
     assert summary.startswith("Done: 1 completed")
     assert len(fake.prompts) == posted_before + 1
-    assert fake.prompts[-1]["prompt"] == ctx.comfyui.snapshot(source.id)
-    rerun = ctx.comfyui.list_generations()[0]
+    assert fake.prompts[-1]["prompt"] == ctx.comfyui.generations.snapshot(source.id)
+    rerun = ctx.comfyui.generations.list_all()[0]
     assert rerun.reproduced_from_id == source.id
     path = client.predict(str(source.id), api_name="/download_snapshot")
-    assert json.loads(Path(path).read_text()) == ctx.comfyui.snapshot(source.id)
+    assert json.loads(Path(path).read_text()) == ctx.comfyui.generations.snapshot(source.id)
 
 
 def test_reuse_parameters_fills_the_form_with_the_actual_seed(app) -> None:
     client, ctx, _ = app
-    g = ctx.comfyui.list_generations()[-1]
+    g = ctx.comfyui.generations.list_all()[-1]
     values = client.predict(str(g.id), api_name="/reuse_parameters")
     assert values[1] == g.prompt  # after the workflow id
     assert values[9] == g.seed  # the seed it ran with, not -1
@@ -126,16 +126,16 @@ def test_sweep_shows_a_labelled_grid(app) -> None:
 
 def test_bad_parameters_and_workflows_give_clear_errors(app) -> None:
     client, ctx, _ = app
-    before = len(ctx.comfyui.list_generations())
-    sessions_before = len(ctx.comfyui.list_sessions())
+    before = len(ctx.comfyui.generations.list_all())
+    sessions_before = len(ctx.comfyui.sessions.list_all())
     with pytest.raises(AppError, match="multiple of 8"):
         client.submit("", "", "", *form(width=100), api_name="/comfyui_generate").result()
     with pytest.raises(AppError, match="no checkpoint called"):
         client.submit(
             "", "", "", *form(checkpoint="nope.safetensors"), api_name="/comfyui_generate"
         ).result()
-    assert len(ctx.comfyui.list_generations()) == before
-    assert len(ctx.comfyui.list_sessions()) == sessions_before  # a refusal makes no session
+    assert len(ctx.comfyui.generations.list_all()) == before
+    assert len(ctx.comfyui.sessions.list_all()) == sessions_before  # a refusal makes no session
     ui_format = (FIXTURES / "workflow_txt2img_ui.json").read_text()
     with pytest.raises(AppError, match="API"):
         client.predict("Mine", None, ui_format, api_name="/import_workflow")
@@ -160,7 +160,7 @@ def test_interrupt_stops_the_running_generation(app) -> None:
         fake.release()
     summary = next(out[1] for out in reversed(outputs) if isinstance(out[1], str))
     assert summary.startswith("Done: 1 cancelled")
-    assert ctx.comfyui.list_generations()[0].status == "cancelled"
+    assert ctx.comfyui.generations.list_all()[0].status == "cancelled"
     with pytest.raises(AppError, match="Nothing is running"):
         client.predict(api_name="/comfyui_interrupt")
 
@@ -196,7 +196,7 @@ def test_video_and_audio_outputs_reach_their_players(app) -> None:
 
 
 def _session_with(ctx: AppContext, name: str) -> str:
-    return str(ctx.comfyui.create_session(name).id)
+    return str(ctx.comfyui.sessions.create(name).id)
 
 
 def test_opening_a_session_follows_its_running_generation_to_the_end(app) -> None:
@@ -205,12 +205,12 @@ def test_opening_a_session_follows_its_running_generation_to_the_end(app) -> Non
     session_id = _session_with(ctx, "Reattach")
     fake.hold = True  # the run pauses after its first step
     try:
-        pending = ctx.comfyui.generate(
+        pending = ctx.comfyui.generator.generate(
             session_id,
             {"prompt": "a quiet lake", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3},
         )[0]
         deadline = time.monotonic() + 30
-        while ctx.comfyui.get_generation(pending.id).status != "running":
+        while ctx.comfyui.generations.get(pending.id).status != "running":
             assert time.monotonic() < deadline, "the run did not start"
             time.sleep(0.05)
         job = Client(client.src, verbose=False).submit(
@@ -239,23 +239,23 @@ def test_the_gallery_shows_completed_work_even_behind_many_cancelled_cells(app) 
     session_id = _session_with(ctx, "Crowded")
     svc = ctx.comfyui
     base = {"prompt": "p", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
-    done = svc.generate(session_id, {**base, "seed": 1})[0]
+    done = svc.generator.generate(session_id, {**base, "seed": 1})[0]
     deadline = time.monotonic() + 30
-    while not svc.get_generation(done.id).done:
+    while not svc.generations.get(done.id).done:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     fake.hold = True  # the cells that start pause at their first step, and are cancelled
     try:
-        sweep = svc.sweep(session_id, base, [("cfg", list(range(1, 31)))])
+        sweep = svc.generator.sweep(session_id, base, [("cfg", list(range(1, 31)))])
         for cell in sweep.generations:
-            svc.cancel(cell.id)
-        while not all(svc.get_generation(cell.id).done for cell in sweep.generations):
+            svc.generations.cancel(cell.id)
+        while not all(svc.generations.get(cell.id).done for cell in sweep.generations):
             assert time.monotonic() < deadline, "the cells did not end"
             time.sleep(0.05)
     finally:
         fake.hold = False
         fake.release()
-    assert all(svc.get_generation(c.id).status == "cancelled" for c in sweep.generations)
+    assert all(svc.generations.get(c.id).status == "cancelled" for c in sweep.generations)
     opened = client.predict(session_id, api_name="/open_comfyui_session")
     gallery = next(
         part
@@ -271,7 +271,7 @@ def test_an_img2img_generate_takes_an_input_image_and_denoise(app, tmp_path: Pat
     from tests.fakes.comfyui_server import png_with_text
 
     client, ctx, fake = app
-    img2img = next(w for w in ctx.comfyui.list_workflows() if "img2img" in w.name)
+    img2img = next(w for w in ctx.comfyui.workflows.list_all() if "img2img" in w.name)
     photo = tmp_path / "photo.png"
     photo.write_bytes(png_with_text("an input photo"))
     uploads_before = len(fake.uploads)
@@ -287,8 +287,8 @@ def test_an_img2img_generate_takes_an_input_image_and_denoise(app, tmp_path: Pat
     outputs = list(job)
     assert job.status().success, job.result()
     assert any("Done: 1 completed" in str(out[1]) for out in outputs)
-    made = ctx.comfyui.list_generations()[0]
-    snapshot = ctx.comfyui.snapshot(made.id)
+    made = ctx.comfyui.generations.list_all()[0]
+    snapshot = ctx.comfyui.generations.snapshot(made.id)
     assert snapshot["3"]["inputs"]["denoise"] == 0.35
     name = snapshot["10"]["inputs"]["image"]
     assert fake.uploads[uploads_before:] == [(name, photo.read_bytes())]
@@ -296,7 +296,7 @@ def test_an_img2img_generate_takes_an_input_image_and_denoise(app, tmp_path: Pat
 
 def test_switching_workflow_shows_its_own_fields_and_keeps_the_prompt(app) -> None:
     client, ctx, _ = app
-    img2img = next(w for w in ctx.comfyui.list_workflows() if "img2img" in w.name)
+    img2img = next(w for w in ctx.comfyui.workflows.list_all() if "img2img" in w.name)
     update = client.predict(
         "", str(img2img.id), "my own prompt", "", api_name="/comfyui_workflow_form"
     )
@@ -313,11 +313,11 @@ def test_outputs_are_served_from_the_media_folder_and_gone_once_deleted(app) -> 
 
     client, ctx, _ = app
     session_id = _session_with(ctx, "Served")
-    made = ctx.comfyui.generate(
+    made = ctx.comfyui.generator.generate(
         session_id, {"prompt": "p", "checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
     )[0]
     deadline = time.monotonic() + 30
-    while not ctx.comfyui.get_generation(made.id).done:
+    while not ctx.comfyui.generations.get(made.id).done:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     raw = Client(client.src, verbose=False, download_files=False)
@@ -327,9 +327,9 @@ def test_outputs_are_served_from_the_media_folder_and_gone_once_deleted(app) -> 
     media = str(ctx.settings.media_path.resolve())
     assert served["path"].startswith(media)  # the file itself, no copy in Gradio's cache
     url = client.src.rstrip("/") + served["url"][served["url"].index("/gradio_api/file=") :]
-    first = ctx.comfyui.get_generation(made.id).outputs[0]
-    assert httpx.get(url).content == ctx.comfyui.media_file(first.path).read_bytes()
-    ctx.comfyui.delete_generation(made.id)
+    first = ctx.comfyui.generations.get(made.id).outputs[0]
+    assert httpx.get(url).content == ctx.comfyui.media.file(first.path).read_bytes()
+    ctx.comfyui.generations.delete(made.id)
     assert httpx.get(url).status_code in (403, 404)  # gone from every route
 
 
@@ -377,7 +377,7 @@ def test_the_file_route_serves_nothing_outside_the_media_folder(app) -> None:
 def test_a_generation_reads_as_json_through_gradio_client_and_its_files_download(app) -> None:
     client, ctx, fake = app
     list(client.submit("", "", "", *form(batch_count=1), api_name="/comfyui_generate"))
-    g = ctx.comfyui.list_generations()[0]
+    g = ctx.comfyui.generations.list_all()[0]
     # gradio_client fetches every {"path": …} it sees as a file: a media-relative path
     # was refused by the file route (403) and the whole call failed.
     data = client.predict(str(g.id), api_name="/comfyui_generation")

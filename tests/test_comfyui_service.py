@@ -1,7 +1,7 @@
-"""ComfyUIService end to end: real databases (SQLite and PostgreSQL), a fake ComfyUI
+"""ComfyUI end to end: real databases (SQLite and PostgreSQL), a fake ComfyUI
 replaying the captured transcripts over real HTTP and websockets, files on disk.
 
-Runs are driven by calling `run_generation` directly (what the comfyui.generate task
+Runs are driven by calling `runner.run` directly (what the comfyui.generate task
 does), except in the queue test, which lets a real worker pool do it.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from spoonfeeder.comfyui.service import ComfyUIService
+from spoonfeeder.comfyui.area import ComfyUI
 from spoonfeeder.comfyui.views import GenerationProgress, GenerationView
 from spoonfeeder.comfyui.workflow import UI_FORMAT_HELP
 from spoonfeeder.context import AppContext
@@ -66,8 +66,8 @@ def comfy_url(fake: FakeComfyUI, server: tuple[SwappableApp, str]) -> str:
 
 def make_app(db_url: str, data: Path, comfy_url: str) -> AppContext:
     ctx = AppContext.create(make_settings(db_url, data, comfyui_url=comfy_url))
-    ctx.comfyui.timings.receive_timeout = 0.05
-    ctx.comfyui.timings.poll_interval = 0.05
+    ctx.comfyui.runner.timings.receive_timeout = 0.05
+    ctx.comfyui.runner.timings.poll_interval = 0.05
     return ctx
 
 
@@ -79,33 +79,33 @@ def app(db_url: str, tmp_path: Path, comfy_url: str) -> Iterator[AppContext]:
 
 
 @pytest.fixture
-def svc(app: AppContext) -> ComfyUIService:
+def svc(app: AppContext) -> ComfyUI:
     return app.comfyui
 
 
-def one(svc: ComfyUIService, session_id: Any, **values: Any) -> GenerationView:
-    return svc.generate(session_id, {**BASE, **values})[0]
+def one(svc: ComfyUI, session_id: Any, **values: Any) -> GenerationView:
+    return svc.generator.generate(session_id, {**BASE, **values})[0]
 
 
-def stored_bytes(svc: ComfyUIService, view: GenerationView) -> list[bytes]:
-    return [svc.media_file(output.path).read_bytes() for output in view.outputs]
+def stored_bytes(svc: ComfyUI, view: GenerationView) -> list[bytes]:
+    return [svc.media.file(output.path).read_bytes() for output in view.outputs]
 
 
 # ----- a generation, start to end ------------------------------------------------------
 
 
 def test_success_saves_every_output_byte_for_byte(
-    svc: ComfyUIService, fake: FakeComfyUI, app: AppContext
+    svc: ComfyUI, fake: FakeComfyUI, app: AppContext
 ) -> None:
-    session = svc.create_session("Foxes")
+    session = svc.sessions.create("Foxes")
     pending = one(svc, session.id, seed=42, cfg=6.5, sampler_name="euler", scheduler="karras")
     assert pending.status == "pending" and pending.prompt_id is None
-    snapshot = svc.snapshot(pending.id)
+    snapshot = svc.generations.snapshot(pending.id)
     assert snapshot["3"]["inputs"]["seed"] == 42 and snapshot["3"]["inputs"]["cfg"] == 6.5
     assert snapshot["6"]["inputs"]["text"] == "a red fox"
 
     reports: list[GenerationProgress] = []
-    done = svc.run_generation(pending.id, report=reports.append)
+    done = svc.runner.run(pending.id, report=reports.append)
 
     assert done.status == "completed", done.error
     assert done.prompt_id in fake.history_entries
@@ -134,22 +134,20 @@ def test_success_saves_every_output_byte_for_byte(
     assert all(r.preview_path and r.preview_path.endswith(".jpg") for r in previews)
     assert reports[-1].status == "completed" and reports[-1].fraction == 1.0
     # previews stay servable for a while after the run: a browser fetches them late
-    assert svc.media_file(previews[-1].preview_path or "").read_bytes() == previews[-1].preview
-    svc.timings.preview_ttl = 0  # ... and go once they are old (a scheduled job)
-    svc.prune_previews()
+    assert svc.media.file(previews[-1].preview_path or "").read_bytes() == previews[-1].preview
+    svc.runner.timings.preview_ttl = 0  # ... and go once they are old (a scheduled job)
+    svc.media.prune_previews()
     assert not any(
         str(done.id) in p.name for p in (app.settings.media_path / "comfyui/_previews").iterdir()
     )
 
 
-def test_a_cached_run_completes_with_the_earlier_outputs(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
-    session = svc.create_session("Cache")
-    first = svc.run_generation(one(svc, session.id, seed=7).id)
+def test_a_cached_run_completes_with_the_earlier_outputs(svc: ComfyUI, fake: FakeComfyUI) -> None:
+    session = svc.sessions.create("Cache")
+    first = svc.runner.run(one(svc, session.id, seed=7).id)
     fake.scenario = "cached"
     reports: list[GenerationProgress] = []
-    again = svc.run_generation(svc.rerun_exact(first.id).id, report=reports.append)
+    again = svc.runner.run(svc.generator.rerun_exact(first.id).id, report=reports.append)
     assert again.status == "completed", again.error
     assert [o.filename for o in again.outputs] == [o.filename for o in first.outputs]
     assert stored_bytes(svc, again) == stored_bytes(svc, first)
@@ -162,26 +160,24 @@ def test_a_cached_run_completes_with_the_earlier_outputs(
     )
 
 
-def test_each_preview_is_labelled_with_its_own_step(svc: ComfyUIService) -> None:
+def test_each_preview_is_labelled_with_its_own_step(svc: ComfyUI) -> None:
     """With preview metadata (event 4), a step's preview arrives before its `progress`."""
     reports: list[GenerationProgress] = []
-    done = svc.run_generation(one(svc, None, seed=8).id, report=reports.append)
+    done = svc.runner.run(one(svc, None, seed=8).id, report=reports.append)
     assert done.status == "completed", done.error
     previews = [r for r in reports if r.preview is not None]
     assert [(r.step, r.max_steps) for r in previews] == [(1, 3), (2, 3), (3, 3)]
     assert [r.message for r in previews] == [f"Step {n}/3 · node 3 (KSampler)" for n in (1, 2, 3)]
 
 
-def test_an_execution_error_fails_with_the_nodes_message(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
-    workflow = svc.import_workflow(
+def test_an_execution_error_fails_with_the_nodes_message(svc: ComfyUI, fake: FakeComfyUI) -> None:
+    workflow = svc.workflows.add(
         "Upscale by 0.01", (FIXTURES / "workflow_execution_error_api.json").read_text()
     )
     fake.scenario = "execution_error"
-    session = svc.create_session("Errors")
-    pending = svc.generate(session.id, {"prompt": "x"}, workflow_id=workflow.id)[0]
-    failed = svc.run_generation(pending.id)
+    session = svc.sessions.create("Errors")
+    pending = svc.generator.generate(session.id, {"prompt": "x"}, workflow_id=workflow.id)[0]
+    failed = svc.runner.run(pending.id)
     assert failed.status == "failed"
     assert failed.error == (
         "ComfyUI failed in node 10 “Upscale Latent By” (LatentUpscaleBy): RuntimeError: "
@@ -189,17 +185,17 @@ def test_an_execution_error_fails_with_the_nodes_message(
         "output (H: 0, W: 0)"
     )
     assert failed.outputs == [] and failed.prompt_id is not None
-    assert svc.get_session(session.id).failed_count == 1
+    assert svc.sessions.get(session.id).failed_count == 1
 
 
 def test_a_prompt_refused_by_comfyui_fails_naming_node_and_input(
-    svc: ComfyUIService, fake: FakeComfyUI
+    svc: ComfyUI, fake: FakeComfyUI
 ) -> None:
-    session = svc.create_session("Refused")
-    pending = svc.generate(
+    session = svc.sessions.create("Refused")
+    pending = svc.generator.generate(
         session.id, {**BASE, "sampler_name": "not_a_sampler"}, check_server=False
     )[0]
-    failed = svc.run_generation(pending.id)
+    failed = svc.runner.run(pending.id)
     assert failed.status == "failed" and failed.prompt_id is None
     assert failed.error is not None
     assert failed.error.startswith(
@@ -208,16 +204,18 @@ def test_a_prompt_refused_by_comfyui_fails_naming_node_and_input(
     assert fake.prompts == []
 
 
-def test_an_output_comfyui_refuses_is_skipped_and_the_rest_runs(svc: ComfyUIService) -> None:
+def test_an_output_comfyui_refuses_is_skipped_and_the_rest_runs(svc: ComfyUI) -> None:
     workflow = load_fixture("workflow_txt2img_api.json")
     workflow["10"] = {  # a second SaveImage fed the VAE instead of an image
         "class_type": "SaveImage",
         "inputs": {"filename_prefix": "bad", "images": ["4", 2]},
     }
-    imported = svc.import_workflow("Two outputs", workflow)
-    made = svc.generate(svc.create_session("Partial").id, {"prompt": "p"}, workflow_id=imported.id)
+    imported = svc.workflows.add("Two outputs", workflow)
+    made = svc.generator.generate(
+        svc.sessions.create("Partial").id, {"prompt": "p"}, workflow_id=imported.id
+    )
     reports: list[GenerationProgress] = []
-    done = svc.run_generation(made[0].id, report=reports.append)
+    done = svc.runner.run(made[0].id, report=reports.append)
     assert done.status == "completed" and len(done.outputs) == 2
     assert any(
         r.message.startswith(
@@ -229,51 +227,53 @@ def test_an_output_comfyui_refuses_is_skipped_and_the_rest_runs(svc: ComfyUIServ
 
 
 def test_options_are_cached_and_names_the_server_lacks_are_refused(
-    svc: ComfyUIService, fake: FakeComfyUI
+    svc: ComfyUI, fake: FakeComfyUI
 ) -> None:
-    options = svc.options()
+    options = svc.servers.options()
     assert options.samplers[:3] == ["euler", "euler_cfg_pp", "euler_ancestral"]
     assert "karras" in options.schedulers and options.checkpoints == [CKPT]
     assert options.loras == LORAS
     calls = len(fake.requests)
-    assert svc.options() is options and len(fake.requests) == calls
-    assert svc.options(refresh=True) is not options and len(fake.requests) > calls
-    session = svc.create_session("Check")
+    assert svc.servers.options() is options and len(fake.requests) == calls
+    assert svc.servers.options(refresh=True) is not options and len(fake.requests) > calls
+    session = svc.sessions.create("Check")
     with pytest.raises(ValidationError) as caught:
-        svc.generate(session.id, {**BASE, "sampler_name": "not_a_sampler"})
+        svc.generator.generate(session.id, {**BASE, "sampler_name": "not_a_sampler"})
     assert "has no sampler called 'not_a_sampler'. Available: euler, euler_cfg_pp" in str(
         caught.value
     )
     with pytest.raises(ValidationError, match=r"has no checkpoint called 'gone\.safetensors'"):
-        svc.generate(session.id, {**BASE, "checkpoint": "gone.safetensors"})
+        svc.generator.generate(session.id, {**BASE, "checkpoint": "gone.safetensors"})
     with pytest.raises(ValidationError, match="has no LoRA called 'nope'"):
-        svc.generate(session.id, {**BASE, "loras": [{"name": "nope", "strength_model": 1}]})
+        svc.generator.generate(
+            session.id, {**BASE, "loras": [{"name": "nope", "strength_model": 1}]}
+        )
     with pytest.raises(ValidationError, match="Width must be a multiple of 8"):
-        svc.generate(session.id, {**BASE, "width": 100})
+        svc.generator.generate(session.id, {**BASE, "width": 100})
     with pytest.raises(ValidationError, match="Steps must be between 1 and 10000"):
-        svc.generate(session.id, {**BASE, "steps": 0})
+        svc.generator.generate(session.id, {**BASE, "steps": 0})
     with pytest.raises(ValidationError, match="Unknown parameter 'colour'"):
-        svc.generate(session.id, {**BASE, "colour": "red"})
-    assert svc.list_generations(session.id) == []
+        svc.generator.generate(session.id, {**BASE, "colour": "red"})
+    assert svc.generations.list_all(session.id) == []
     # a checkpoint added on the server since the options were cached is found by a refresh
     fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT, "new.safetensors"])
-    made = svc.generate(session.id, {**BASE, "checkpoint": "new.safetensors"})
+    made = svc.generator.generate(session.id, {**BASE, "checkpoint": "new.safetensors"})
     assert made[0].checkpoint == "new.safetensors"
-    assert svc.options().checkpoints == [CKPT, "new.safetensors"]
+    assert svc.servers.options().checkpoints == [CKPT, "new.safetensors"]
 
 
 def test_interrupt_ends_cancelled_and_interrupts_only_this_prompt(
-    svc: ComfyUIService, fake: FakeComfyUI
+    svc: ComfyUI, fake: FakeComfyUI
 ) -> None:
     fake.scenario = "interrupt"
-    session = svc.create_session("Stop")
+    session = svc.sessions.create("Stop")
     pending = one(svc, session.id)
 
     def report(progress: GenerationProgress) -> None:
         if progress.step == 1:
-            svc.cancel(pending.id)  # what the Interrupt button calls
+            svc.generations.cancel(pending.id)  # what the Interrupt button calls
 
-    cancelled = svc.run_generation(pending.id, report=report)
+    cancelled = svc.runner.run(pending.id, report=report)
     assert cancelled.status == "cancelled"
     assert cancelled.error == "Interrupted in node 3 (KSampler)"
     assert fake.interrupts == [{"prompt_id": cancelled.prompt_id}]
@@ -281,35 +281,35 @@ def test_interrupt_ends_cancelled_and_interrupts_only_this_prompt(
 
 
 def test_a_generation_cancelled_before_it_started_is_never_posted(
-    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI
+    svc: ComfyUI, app: AppContext, fake: FakeComfyUI
 ) -> None:
-    pending = one(svc, svc.create_session("Never").id)
-    assert svc.cancel(pending.id).status == "cancelled"
-    assert svc.run_generation(pending.id).status == "cancelled"
+    pending = one(svc, svc.sessions.create("Never").id)
+    assert svc.generations.cancel(pending.id).status == "cancelled"
+    assert svc.runner.run(pending.id).status == "cancelled"
     assert fake.prompts == []
-    made = one(svc, svc.create_session("Tasks tab").id)
+    made = one(svc, svc.sessions.create("Tasks tab").id)
     app.tasks.cancel_task(made.task_id)  # the Tasks tab's Cancel
-    cancelled = svc.get_generation(made.id)
+    cancelled = svc.generations.get(made.id)
     assert cancelled.status == "cancelled" and cancelled.error == "Its task was cancelled"
-    assert svc.run_generation(made.id).status == "cancelled" and fake.prompts == []
+    assert svc.runner.run(made.id).status == "cancelled" and fake.prompts == []
 
 
 def test_cancelling_a_prompt_still_waiting_in_comfyuis_queue_removes_it(
-    svc: ComfyUIService, fake: FakeComfyUI
+    svc: ComfyUI, fake: FakeComfyUI
 ) -> None:
     fake.hold = True  # the first prompt occupies the server
-    session = svc.create_session("Queue")
-    first, second = svc.generate(session.id, BASE, batch_count=2)
+    session = svc.sessions.create("Queue")
+    first, second = svc.generator.generate(session.id, BASE, batch_count=2)
     results: dict[str, GenerationView] = {}
-    runner = threading.Thread(target=lambda: results.update(a=svc.run_generation(first.id)))
+    runner = threading.Thread(target=lambda: results.update(a=svc.runner.run(first.id)))
     runner.start()
     fake.wait_for_prompts(1)
 
     def report(progress: GenerationProgress) -> None:
         if progress.message == "Queued on ComfyUI":
-            svc.cancel(second.id)
+            svc.generations.cancel(second.id)
 
-    waiting = svc.run_generation(second.id, report=report)
+    waiting = svc.runner.run(second.id, report=report)
     assert waiting.status == "cancelled" and waiting.error == "Cancelled before ComfyUI started it"
     assert fake.deleted == [waiting.prompt_id]
     assert fake.interrupts == []  # the run in progress (someone else's) was left alone
@@ -320,11 +320,11 @@ def test_cancelling_a_prompt_still_waiting_in_comfyuis_queue_removes_it(
 
 
 def test_without_its_websocket_a_run_is_followed_through_history(
-    svc: ComfyUIService, fake: FakeComfyUI
+    svc: ComfyUI, fake: FakeComfyUI
 ) -> None:
     fake.drop_socket_after = 10  # a few nodes in, before the sampler's steps
     reports: list[GenerationProgress] = []
-    done = svc.run_generation(one(svc, svc.create_session("Drop").id).id, report=reports.append)
+    done = svc.runner.run(one(svc, svc.sessions.create("Drop").id).id, report=reports.append)
     assert fake.sockets_dropped == 1
     assert done.status == "completed", done.error
     assert len(done.outputs) == 2
@@ -332,7 +332,7 @@ def test_without_its_websocket_a_run_is_followed_through_history(
     assert any(path.startswith("/history/") for _, path in fake.requests)
     # and with no websocket at all (a proxy refusing it), from the start
     fake.refuse_websocket = True
-    done = svc.run_generation(one(svc, svc.create_session("No ws").id).id)
+    done = svc.runner.run(one(svc, svc.sessions.create("No ws").id).id)
     assert done.status == "completed", done.error
     assert len(stored_bytes(svc, done)) == 2
 
@@ -342,7 +342,7 @@ def test_restart_mid_generation_resumes_and_completes_from_history(
 ) -> None:
     first = make_app(db_url, tmp_path / "data", comfy_url)
     fake.hold = True  # the server pauses after the first step until released
-    pending = one(first.comfyui, first.comfyui.create_session("Restart").id)
+    pending = one(first.comfyui, first.comfyui.sessions.create("Restart").id)
     abandon = threading.Event()
 
     def report(progress: GenerationProgress) -> None:
@@ -350,18 +350,18 @@ def test_restart_mid_generation_resumes_and_completes_from_history(
             abandon.set()  # the app goes down here
 
     with pytest.raises(RunAbandoned):
-        first.comfyui.run_generation(pending.id, report=report, should_abandon=abandon.is_set)
-    left = first.comfyui.get_generation(pending.id)
+        first.comfyui.runner.run(pending.id, report=report, should_abandon=abandon.is_set)
+    left = first.comfyui.generations.get(pending.id)
     assert left.status == "running" and left.prompt_id is not None
     first.close()
 
     second = make_app(db_url, tmp_path / "data", comfy_url)  # the app starts again
     try:
-        assert second.comfyui.interrupted_generations() == [pending.id]
+        assert second.comfyui.generations.interrupted() == [pending.id]
         fake.release()
-        resumed = second.comfyui.resume_interrupted(background=False)
+        resumed = second.comfyui.runner.resume_interrupted(background=False)
         assert resumed == [pending.id]
-        done = second.comfyui.get_generation(pending.id)
+        done = second.comfyui.generations.get(pending.id)
         assert done.status == "completed", done.error
         assert done.prompt_id == left.prompt_id
         assert len(fake.prompts) == 1  # followed, never posted twice
@@ -376,21 +376,21 @@ def test_a_worker_stopping_mid_generation_leaves_it_to_the_next_one(
     fake.hold = True
     first = make_app(db_url, tmp_path / "data", comfy_url)
     first.start_workers(1, poll_interval=0.05)
-    made = one(first.comfyui, first.comfyui.create_session("Shutdown").id)
+    made = one(first.comfyui, first.comfyui.sessions.create("Shutdown").id)
     deadline = time.monotonic() + 10
     while not fake.progress_sent and time.monotonic() < deadline:  # step 1 is under way
         time.sleep(0.01)
     first.close(worker_timeout=0.1)  # the app stops: the task is given back to the queue
     second = make_app(db_url, tmp_path / "data", comfy_url)
     try:
-        left = second.comfyui.get_generation(made.id)
+        left = second.comfyui.generations.get(made.id)
         assert left.status == "running" and left.prompt_id is not None
         assert second.tasks.get_task(made.task_id).status == "queued"
         fake.release()
         second.start_workers(1, poll_interval=0.05)
-        events = list(second.comfyui.follow([made.id], poll=0.1, timeout=20))
+        events = list(second.comfyui.progress.follow([made.id], poll=0.1, timeout=20))
         assert events[-1]["status"] == "completed"
-        done = second.comfyui.get_generation(made.id)
+        done = second.comfyui.generations.get(made.id)
         assert done.status == "completed" and done.prompt_id == left.prompt_id
         assert len(fake.prompts) == 1 and len(done.outputs) == 2
     finally:
@@ -401,33 +401,33 @@ def test_at_start_a_generation_whose_task_is_gone_gets_exactly_one_new_task(
     db_url: str, tmp_path: Path, comfy_url: str, fake: FakeComfyUI
 ) -> None:
     first = make_app(db_url, tmp_path / "data", comfy_url)
-    made = one(first.comfyui, first.comfyui.create_session("Lost task").id)
+    made = one(first.comfyui, first.comfyui.sessions.create("Lost task").id)
     first.tasks.delete_task(made.task_id)  # e.g. removed from the Tasks tab meanwhile
     first.close()
     second = make_app(db_url, tmp_path / "data", comfy_url)
     try:
-        again = second.comfyui.get_generation(made.id)
+        again = second.comfyui.generations.get(made.id)
         assert again.task_id is not None and again.task_id != made.task_id
         assert second.tasks.get_task(again.task_id).status == "queued"
         # another process starting at the same moment does not add a second task
-        assert second.comfyui.requeue(made.id, replacing=None).task_id == again.task_id
+        assert second.comfyui.generator.requeue(made.id, replacing=None).task_id == again.task_id
         second.start_workers(1, poll_interval=0.05)
-        events = list(second.comfyui.follow([made.id], poll=0.1, timeout=20))
+        events = list(second.comfyui.progress.follow([made.id], poll=0.1, timeout=20))
         assert events[-1]["status"] == "completed" and len(fake.prompts) == 1
     finally:
         second.close()
 
 
 def test_a_prompt_comfyui_forgot_fails_with_a_reason(
-    svc: ComfyUIService, fake: FakeComfyUI, app: AppContext
+    svc: ComfyUI, fake: FakeComfyUI, app: AppContext
 ) -> None:
-    pending = one(svc, svc.create_session("Lost").id)
+    pending = one(svc, svc.sessions.create("Lost").id)
     with app.sessions.begin() as session:  # as if posted before ComfyUI was restarted
         from spoonfeeder.db.models import ComfyUIGeneration
 
         row = session.get(ComfyUIGeneration, pending.id)
         row.status, row.prompt_id = "running", "11111111-2222-3333-4444-555555555555"
-    failed = svc.run_generation(pending.id)
+    failed = svc.runner.run(pending.id)
     assert failed.status == "failed"
     assert "no longer knows this prompt" in (failed.error or "")
     assert "was the server restarted?" in (failed.error or "")
@@ -438,14 +438,14 @@ def test_an_unreachable_server_is_a_clear_error(db_url: str, tmp_path: Path) -> 
     ctx = make_app(db_url, tmp_path / "data", url)
     try:
         svc = ctx.comfyui
-        session = svc.create_session("Offline")
+        session = svc.sessions.create("Offline")
         with pytest.raises(ProviderUnavailable) as caught:
-            svc.generate(session.id, BASE)
+            svc.generator.generate(session.id, BASE)
         assert str(caught.value) == f"ComfyUI is not reachable at {url} — is it running?"
-        pending = svc.generate(session.id, BASE, check_server=False)[0]
+        pending = svc.generator.generate(session.id, BASE, check_server=False)[0]
         clock = FakeClock()  # the run retries for two minutes first: of fake time
-        svc.timings.sleep, svc.timings.clock = clock.sleep, clock
-        failed = svc.run_generation(pending.id)
+        svc.runner.timings.sleep, svc.runner.timings.clock = clock.sleep, clock
+        failed = svc.runner.run(pending.id)
         assert failed.status == "failed"
         assert failed.error.startswith(f"ComfyUI is not reachable at {url} — is it running?")
         assert "gave up after" in failed.error and 100 < clock.now <= 120
@@ -456,70 +456,76 @@ def test_an_unreachable_server_is_a_clear_error(db_url: str, tmp_path: Path) -> 
 # ----- reproduction ----------------------------------------------------------------------
 
 
-def test_rerun_exactly_posts_an_identical_snapshot(svc: ComfyUIService, fake: FakeComfyUI) -> None:
-    session = svc.create_session("Again")
-    original = svc.run_generation(
+def test_rerun_exactly_posts_an_identical_snapshot(svc: ComfyUI, fake: FakeComfyUI) -> None:
+    session = svc.sessions.create("Again")
+    original = svc.runner.run(
         one(svc, session.id, seed=-1, loras=[{"name": LORAS[0], "strength_model": 0.7}]).id
     )
-    copy = svc.rerun_exact(original.id)
+    copy = svc.generator.rerun_exact(original.id)
     assert copy.reproduced_from_id == original.id and copy.status == "pending"
     assert (copy.seed, copy.checkpoint, copy.loras) == (
         original.seed,
         original.checkpoint,
         original.loras,
     )
-    svc.run_generation(copy.id)
+    svc.runner.run(copy.id)
     first, second = (json.loads(raw) for raw in fake.raw_prompts)
     # same keys in the same order, same values: the same bytes once serialized
     assert json.dumps(first["prompt"]) == json.dumps(second["prompt"])
-    assert json.dumps(second["prompt"]) == json.dumps(svc.snapshot(original.id))
+    assert json.dumps(second["prompt"]) == json.dumps(svc.generations.snapshot(original.id))
     assert first["client_id"] != second["client_id"]
     lora_nodes = [n for n in second["prompt"].values() if n["class_type"] == "LoraLoader"]
     assert [n["inputs"]["lora_name"] for n in lora_nodes] == [LORAS[0]]
 
 
-def test_reuse_parameters_and_download_the_snapshot(svc: ComfyUIService) -> None:
-    session = svc.create_session("Reuse")
+def test_reuse_parameters_and_download_the_snapshot(svc: ComfyUI) -> None:
+    session = svc.sessions.create("Reuse")
     made = one(svc, session.id, seed=-1, cfg=5)
-    values = svc.reuse_parameters(made.id)
+    values = svc.generations.reuse_parameters(made.id)
     assert values["seed"] == made.seed and values["seed"] != -1
     assert values["cfg"] == 5 and values["prompt"] == "a red fox"
     assert values["workflow_id"] == str(made.workflow_id) and values["batch_count"] == 1
-    again = svc.generate(session.id, values)[0]
-    assert svc.snapshot(again.id) == svc.snapshot(made.id)
+    again = svc.generator.generate(session.id, values)[0]
+    assert svc.generations.snapshot(again.id) == svc.generations.snapshot(made.id)
     # the snapshot downloads as API-format JSON, which imports back as a workflow
-    path = svc.export_snapshot(made.id)
-    assert json.loads(path.read_text()) == svc.snapshot(made.id)
-    imported = svc.import_workflow("From snapshot", path.read_bytes())
+    path = svc.generations.export_snapshot(made.id)
+    assert json.loads(path.read_text()) == svc.generations.snapshot(made.id)
+    imported = svc.workflows.add("From snapshot", path.read_bytes())
     assert imported.parameters["prompt"] == "a red fox"
 
 
 # ----- seeds, batches, sweeps ---------------------------------------------------------------
 
 
-def test_seeds_minus_one_resolved_and_batches_counting_up(svc: ComfyUIService) -> None:
-    session = svc.create_session("Batch")
+def test_seeds_minus_one_resolved_and_batches_counting_up(svc: ComfyUI) -> None:
+    session = svc.sessions.create("Batch")
     made = one(svc, session.id, seed=-1)
     assert made.seed is not None and 0 <= made.seed < 2**53
-    assert svc.snapshot(made.id)["3"]["inputs"]["seed"] == made.seed
+    assert svc.generations.snapshot(made.id)["3"]["inputs"]["seed"] == made.seed
     assert made.parameters["seed"] == made.seed and made.parameters["requested_seed"] == -1
-    assert svc.get_session(session.id).last_parameters["seed"] == -1  # random next time too
+    assert svc.sessions.get(session.id).last_parameters["seed"] == -1  # random next time too
     assert one(svc, session.id, seed=-1).seed != made.seed
 
-    made = svc.generate(session.id, {**BASE, "seed": 1000}, batch_count=3)
+    made = svc.generator.generate(session.id, {**BASE, "seed": 1000}, batch_count=3)
     assert [(g.seed, g.batch_index) for g in made] == [(1000, 0), (1001, 1), (1002, 2)]
-    assert [svc.snapshot(g.id)["3"]["inputs"]["seed"] for g in made] == [1000, 1001, 1002]
+    assert [svc.generations.snapshot(g.id)["3"]["inputs"]["seed"] for g in made] == [
+        1000,
+        1001,
+        1002,
+    ]
     assert all(g.task_id is not None for g in made)  # each is a comfyui.generate task
-    random_batch = svc.generate(session.id, {**BASE, "seed": -1}, batch_count=2)
+    random_batch = svc.generator.generate(session.id, {**BASE, "seed": -1}, batch_count=2)
     assert random_batch[1].seed == (random_batch[0].seed or 0) + 1
-    assert svc.get_workflow(made[0].workflow_id).generation_count == 7
+    assert svc.workflows.get(made[0].workflow_id).generation_count == 7
     with pytest.raises(ValidationError, match="Batch count must be between 1 and 100"):
-        svc.generate(session.id, BASE, batch_count=0)
+        svc.generator.generate(session.id, BASE, batch_count=0)
 
 
-def test_a_sweep_makes_one_labelled_generation_per_combination(svc: ComfyUIService) -> None:
-    session = svc.create_session("Sweep")
-    sweep = svc.sweep(session.id, {**BASE, "seed": -1}, [("cfg", [4, 6, 8]), ("steps", "20, 30")])
+def test_a_sweep_makes_one_labelled_generation_per_combination(svc: ComfyUI) -> None:
+    session = svc.sessions.create("Sweep")
+    sweep = svc.generator.sweep(
+        session.id, {**BASE, "seed": -1}, [("cfg", [4, 6, 8]), ("steps", "20, 30")]
+    )
     assert len(sweep.generations) == 6
     assert [g.label for g in sweep.generations] == [
         "cfg=4.0 · steps=20",
@@ -532,25 +538,25 @@ def test_a_sweep_makes_one_labelled_generation_per_combination(svc: ComfyUIServi
     assert len({g.seed for g in sweep.generations}) == 1  # only the swept values differ
     cell = sweep.cell(6.0, 30)
     assert cell is not None and (cell.cfg, cell.steps) == (6.0, 30)
-    assert svc.snapshot(cell.id)["3"]["inputs"]["steps"] == 30
-    again = svc.sweep_grid(sweep.id)
+    assert svc.generations.snapshot(cell.id)["3"]["inputs"]["steps"] == 30
+    again = svc.generations.sweep_grid(sweep.id)
     assert again.axes == [("cfg", [4.0, 6.0, 8.0]), ("steps", [20, 30])]
     assert [g.id for g in again.generations] == [g.id for g in sweep.generations]
-    seeds = svc.sweep(session.id, BASE, [("seed", "-1, 7")])
+    seeds = svc.generator.sweep(session.id, BASE, [("seed", "-1, 7")])
     assert seeds.generations[0].seed not in (None, -1) and seeds.generations[1].seed == 7
     assert [g.label for g in seeds.generations] == ["seed=-1", "seed=7"]
     with pytest.raises(ValidationError, match="Cannot sweep 'loras'"):
-        svc.sweep(session.id, BASE, [("loras", [1])])
+        svc.generator.sweep(session.id, BASE, [("loras", [1])])
     with pytest.raises(ValidationError, match="CFG must be between 0 and 100"):
-        svc.sweep(session.id, BASE, [("cfg", [4, 400])])
+        svc.generator.sweep(session.id, BASE, [("cfg", [4, 400])])
     with pytest.raises(NotFoundError):
-        svc.sweep_grid("0" * 32)
+        svc.generations.sweep_grid("0" * 32)
 
 
 # ----- outputs of every kind, and the media folder -------------------------------------------
 
 
-def test_gifs_video_and_audio_outputs_are_stored(svc: ComfyUIService, fake: FakeComfyUI) -> None:
+def test_gifs_video_and_audio_outputs_are_stored(svc: ComfyUI, fake: FakeComfyUI) -> None:
     blobs = {
         "a.png": png_with_text("still"),
         "anim_00001.webp": b"RIFF\x00\x00\x00\x00WEBPVP8 animated",
@@ -572,7 +578,7 @@ def test_gifs_video_and_audio_outputs_are_stored(svc: ComfyUIService, fake: Fake
     for name, data in blobs.items():
         folder_type = "temp" if name == "movie.webm" else "output"
         fake.files[(folder_type, subfolders.get(name, ""), name)] = data
-    done = svc.run_generation(one(svc, svc.create_session("Media").id).id)
+    done = svc.runner.run(one(svc, svc.sessions.create("Media").id).id)
     assert done.status == "completed", done.error
     assert [(o.filename, o.kind) for o in done.outputs] == [
         ("a.png", "image"),
@@ -586,7 +592,7 @@ def test_gifs_video_and_audio_outputs_are_stored(svc: ComfyUIService, fake: Fake
 
 
 def test_output_paths_never_escape_the_media_folder(
-    svc: ComfyUIService, fake: FakeComfyUI, app: AppContext, tmp_path: Path
+    svc: ComfyUI, fake: FakeComfyUI, app: AppContext, tmp_path: Path
 ) -> None:
     evil = [
         ("../../../../escaped.png", "../../.."),
@@ -599,11 +605,11 @@ def test_output_paths_never_escape_the_media_folder(
     }
     for n, s in evil:
         fake.files[("output", s, n)] = f"bytes of {n}".encode()
-    done = svc.run_generation(one(svc, svc.create_session("Evil").id).id)
+    done = svc.runner.run(one(svc, svc.sessions.create("Evil").id).id)
     assert done.status == "completed", done.error
     root = app.settings.media_path.resolve()
     for output, (name, _) in zip(done.outputs, evil, strict=True):
-        path = svc.media_file(output.path)
+        path = svc.media.file(output.path)
         assert path.is_relative_to(root / "comfyui" / str(done.id))
         assert path.read_bytes() == f"bytes of {name}".encode()
         assert ".." not in output.path and "\\" not in output.path
@@ -612,158 +618,160 @@ def test_output_paths_never_escape_the_media_folder(
     (app.settings.data_dir / "secret.key").write_text("not for you")
     for outside in ("../secret.key", "/etc/passwd", f"comfyui/{done.id}/../../../secret.key"):
         with pytest.raises(ValidationError, match="outside the media folder"):
-            svc.media_file(outside)
+            svc.media.file(outside)
     with pytest.raises(NotFoundError, match="does not exist"):
-        svc.media_file(f"comfyui/{done.id}/nothing.png")
+        svc.media.file(f"comfyui/{done.id}/nothing.png")
 
 
 # ----- workflows -------------------------------------------------------------------------------
 
 
-def test_builtin_and_imported_workflows(svc: ComfyUIService) -> None:
-    builtin, img2img = svc.list_workflows()
+def test_builtin_and_imported_workflows(svc: ComfyUI) -> None:
+    builtin, img2img = svc.workflows.list_all()
     assert builtin.is_default and builtin.name == "Default txt2img (built-in)"
     assert builtin.parameters["seed"] == -1 and builtin.parameters["width"] == 512
     assert {"prompt", "negative_prompt", "checkpoint", "seed", "loras"} <= set(builtin.extracted)
     assert img2img.name == "Default img2img (built-in)" and not img2img.is_default
     assert img2img.parameters["denoise"] == 0.6 and "width" not in img2img.extracted
-    workflow = svc.import_workflow("Counted", load_fixture("workflow_txt2img_api.json"))
-    session = svc.create_session("Count")
-    svc.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id, batch_count=2)
-    svc.sweep(session.id, {"prompt": "p"}, [("steps", [1, 2])], workflow_id=workflow.id)
-    assert svc.get_workflow(workflow.id).generation_count == 4
+    workflow = svc.workflows.add("Counted", load_fixture("workflow_txt2img_api.json"))
+    session = svc.sessions.create("Count")
+    svc.generator.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id, batch_count=2)
+    svc.generator.sweep(session.id, {"prompt": "p"}, [("steps", [1, 2])], workflow_id=workflow.id)
+    assert svc.workflows.get(workflow.id).generation_count == 4
     text = (FIXTURES / "workflow_txt2img_api.json").read_text()
-    seen = svc.inspect_workflow(text)
+    seen = svc.workflows.inspect(text)
     assert seen["targets"]["seed"] == "node 3 (KSampler) · seed"
     assert seen["parameters"]["steps"] == 3
-    imported = svc.import_workflow("Tiny", text, defaults={"steps": 12}, make_default=True)
+    imported = svc.workflows.add("Tiny", text, defaults={"steps": 12}, make_default=True)
     assert imported.is_default and imported.parameters["steps"] == 12
     assert imported.parameters["width"] == 64  # the workflow's own value
-    assert svc.list_workflows()[0].name == "Tiny"
-    assert sum(w.is_default for w in svc.list_workflows()) == 1
-    assert svc.default_workflow().id == imported.id
+    assert svc.workflows.list_all()[0].name == "Tiny"
+    assert sum(w.is_default for w in svc.workflows.list_all()) == 1
+    assert svc.workflows.default().id == imported.id
 
     with pytest.raises(ValidationError) as caught:
-        svc.import_workflow("UI", (FIXTURES / "workflow_txt2img_ui.json").read_bytes())
+        svc.workflows.add("UI", (FIXTURES / "workflow_txt2img_ui.json").read_bytes())
     assert str(caught.value) == UI_FORMAT_HELP and "Export (API)" in str(caught.value)
     with pytest.raises(
         ValidationError, match=r"not valid JSON \(line 1, column 13: Expecting value"
     ):
-        svc.import_workflow("Broken", '{"3": {"a": }')
+        svc.workflows.add("Broken", '{"3": {"a": }')
     with pytest.raises(ValidationError, match="already exists"):
-        svc.import_workflow("Tiny", text)
+        svc.workflows.add("Tiny", text)
     with pytest.raises(ValidationError, match="Give the workflow a name"):
-        svc.import_workflow("  ", text)
+        svc.workflows.add("  ", text)
     with pytest.raises(ValidationError, match="no KSampler"):
-        svc.import_workflow("No sampler", {"1": {"class_type": "SaveImage", "inputs": {}}})
+        svc.workflows.add("No sampler", {"1": {"class_type": "SaveImage", "inputs": {}}})
 
-    edited = svc.update_workflow(imported.id, defaults={"steps": 30, "cfg": 4})
+    edited = svc.workflows.update(imported.id, defaults={"steps": 30, "cfg": 4})
     assert (edited.parameters["steps"], edited.parameters["cfg"]) == (30, 4.0)
     with pytest.raises(ValidationError, match="Height must be a multiple of 8"):
-        svc.update_workflow(imported.id, defaults={"height": 65})
-    assert svc.delete_workflow(imported.id) == "Tiny"
+        svc.workflows.update(imported.id, defaults={"height": 65})
+    assert svc.workflows.delete(imported.id) == "Tiny"
 
 
 def test_deleting_workflows_and_generations_keeps_what_is_still_needed(
-    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI
+    svc: ComfyUI, app: AppContext, fake: FakeComfyUI
 ) -> None:
-    workflow = svc.import_workflow("Temp", load_fixture("workflow_txt2img_api.json"))
-    session = svc.create_session("Cleanup")
-    done = svc.run_generation(
-        svc.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id)[0].id
+    workflow = svc.workflows.add("Temp", load_fixture("workflow_txt2img_api.json"))
+    session = svc.sessions.create("Cleanup")
+    done = svc.runner.run(
+        svc.generator.generate(session.id, {"prompt": "p"}, workflow_id=workflow.id)[0].id
     )
-    svc.delete_workflow(workflow.id)
-    kept = svc.get_generation(done.id)  # still reproducible: the snapshot is its own
-    assert kept.workflow_id is None and svc.snapshot(kept.id) == svc.snapshot(done.id)
-    assert svc.rerun_exact(kept.id).reproduced_from_id == kept.id
+    svc.workflows.delete(workflow.id)
+    kept = svc.generations.get(done.id)  # still reproducible: the snapshot is its own
+    assert kept.workflow_id is None and svc.generations.snapshot(
+        kept.id
+    ) == svc.generations.snapshot(done.id)
+    assert svc.generator.rerun_exact(kept.id).reproduced_from_id == kept.id
     folder = app.settings.media_path / "comfyui" / str(done.id)
-    svc.delete_generation(done.id)
+    svc.generations.delete(done.id)
     assert not folder.exists()
     with pytest.raises(NotFoundError):
-        svc.get_generation(done.id)
-    assert svc.upload_image(b"\x89PNG input", "../my photo.png") == "my_photo.png"
+        svc.generations.get(done.id)
+    assert svc.servers.upload_image(b"\x89PNG input", "../my photo.png") == "my_photo.png"
     assert fake.uploads == [("my_photo.png", b"\x89PNG input")]
 
 
 # ----- sessions ---------------------------------------------------------------------------------
 
 
-def test_sessions_count_and_restore_parameters(svc: ComfyUIService, fake: FakeComfyUI) -> None:
-    session = svc.create_session("  Studio   one ")
+def test_sessions_count_and_restore_parameters(svc: ComfyUI, fake: FakeComfyUI) -> None:
+    session = svc.sessions.create("  Studio   one ")
     assert session.name == "Studio one" and session.generation_count == 0
-    ok = svc.run_generation(one(svc, session.id, cfg=3.5, seed=5).id)
-    bad = svc.generate(session.id, {**BASE, "sampler_name": "nope"}, check_server=False)[0]
-    svc.run_generation(bad.id)
+    ok = svc.runner.run(one(svc, session.id, cfg=3.5, seed=5).id)
+    bad = svc.generator.generate(session.id, {**BASE, "sampler_name": "nope"}, check_server=False)[
+        0
+    ]
+    svc.runner.run(bad.id)
     one(svc, session.id, cfg=3.5, seed=5, sampler_name="euler")  # still pending
-    [listed] = svc.list_sessions()
+    [listed] = svc.sessions.list_all()
     assert (listed.generation_count, listed.completed_count, listed.failed_count) == (3, 1, 1)
     assert ok.status == "completed"
 
     # opening the session again restores what was used last
-    form = svc.form_parameters(session.id)
+    form = svc.sessions.form_parameters(session.id)
     assert (form["cfg"], form["seed"], form["prompt"], form["width"]) == (3.5, 5, "a red fox", 64)
     assert form["sampler_name"] == "euler" and form["workflow_id"] == str(ok.workflow_id)
-    renamed = svc.rename_session(session.id, "Studio two")
+    renamed = svc.sessions.rename(session.id, "Studio two")
     assert renamed.name == "Studio two"
-    assert [g.status for g in svc.list_generations(session.id)] == [
+    assert [g.status for g in svc.generations.list_all(session.id)] == [
         "pending",
         "failed",
         "completed",
     ]
 
 
-def test_deleting_a_session_with_or_without_its_generations(
-    svc: ComfyUIService, app: AppContext
-) -> None:
-    keep = svc.create_session("Keep")
-    kept = svc.run_generation(one(svc, keep.id).id)
-    assert svc.delete_session(keep.id, delete_generations=False) == 0
-    still = svc.get_generation(kept.id)
-    assert still.session_id is None and svc.media_file(still.outputs[0].path).is_file()
+def test_deleting_a_session_with_or_without_its_generations(svc: ComfyUI, app: AppContext) -> None:
+    keep = svc.sessions.create("Keep")
+    kept = svc.runner.run(one(svc, keep.id).id)
+    assert svc.sessions.delete(keep.id, delete_generations=False) == 0
+    still = svc.generations.get(kept.id)
+    assert still.session_id is None and svc.media.file(still.outputs[0].path).is_file()
 
-    drop = svc.create_session("Drop")
-    gone = svc.run_generation(one(svc, drop.id).id)
+    drop = svc.sessions.create("Drop")
+    gone = svc.runner.run(one(svc, drop.id).id)
     folder = app.settings.media_path / "comfyui" / str(gone.id)
     assert folder.is_dir()
-    assert svc.delete_session(drop.id, delete_generations=True) == 1
+    assert svc.sessions.delete(drop.id, delete_generations=True) == 1
     assert not folder.exists()
     with pytest.raises(NotFoundError):
-        svc.get_generation(gone.id)
+        svc.generations.get(gone.id)
     with pytest.raises(NotFoundError):
-        svc.get_session(drop.id)
-    assert [s.name for s in svc.list_sessions()] == []
+        svc.sessions.get(drop.id)
+    assert [s.name for s in svc.sessions.list_all()] == []
 
 
 def test_a_session_can_use_another_comfyui_server(
-    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI
+    svc: ComfyUI, app: AppContext, fake: FakeComfyUI
 ) -> None:
     other = FakeComfyUI()
     other.set_choices("CheckpointLoaderSimple", "ckpt_name", ["other.safetensors"])
     with serve(other.app) as url:
         profile = app.profiles.create_profile("Second GPU", "comfyui", url=url)
-        session = svc.create_session("Remote", profile_id=profile.id)
+        session = svc.sessions.create("Remote", profile_id=profile.id)
         with pytest.raises(ValidationError, match=f"server at {url} has no checkpoint"):
-            svc.generate(session.id, BASE)
-        made = svc.generate(session.id, {**BASE, "checkpoint": "other.safetensors"})[0]
-        done = svc.run_generation(made.id)
+            svc.generator.generate(session.id, BASE)
+        made = svc.generator.generate(session.id, {**BASE, "checkpoint": "other.safetensors"})[0]
+        done = svc.runner.run(made.id)
     assert done.status == "completed", done.error
     assert done.profile_id == profile.id and done.server_info["url"] == url
     assert len(other.prompts) == 1 and fake.prompts == []
 
 
 def test_a_server_behind_a_key_gets_it_and_a_wrong_key_is_named(
-    svc: ComfyUIService, app: AppContext, fake: FakeComfyUI, comfy_url: str
+    svc: ComfyUI, app: AppContext, fake: FakeComfyUI, comfy_url: str
 ) -> None:
     fake.api_key = "s3cret"
     keyed = app.profiles.create_profile("Keyed", "comfyui", url=comfy_url, api_key="s3cret")
-    session = svc.create_session("Keyed", profile_id=keyed.id)
+    session = svc.sessions.create("Keyed", profile_id=keyed.id)
     reports: list[GenerationProgress] = []
-    done = svc.run_generation(svc.generate(session.id, BASE)[0].id, report=reports.append)
+    done = svc.runner.run(svc.generator.generate(session.id, BASE)[0].id, report=reports.append)
     assert done.status == "completed", done.error
     assert any(r.step == 3 for r in reports)  # steps come over the websocket: it got in too
     wrong = app.profiles.create_profile("Wrong", "comfyui", url=comfy_url, api_key="nope")
     with pytest.raises(ProviderAuthError) as caught:
-        svc.generate(svc.create_session("Wrong", profile_id=wrong.id).id, BASE)
+        svc.generator.generate(svc.sessions.create("Wrong", profile_id=wrong.id).id, BASE)
     assert str(caught.value) == (
         f"ComfyUI at {comfy_url} refused the API key (HTTP 401) — check the key of its profile"
     )
@@ -773,11 +781,11 @@ def test_a_server_behind_a_key_gets_it_and_a_wrong_key_is_named(
 
 
 def test_generate_runs_as_tasks_and_follow_streams_their_progress(
-    svc: ComfyUIService, app: AppContext
+    svc: ComfyUI, app: AppContext
 ) -> None:
     app.start_workers(1, poll_interval=0.05)
-    made = svc.generate(svc.create_session("Queued").id, BASE, batch_count=2)
-    events = list(svc.follow([g.id for g in made], poll=0.1, timeout=20))
+    made = svc.generator.generate(svc.sessions.create("Queued").id, BASE, batch_count=2)
+    events = list(svc.progress.follow([g.id for g in made], poll=0.1, timeout=20))
     for generation in made:
         mine = [e for e in events if e["generation_id"] == str(generation.id)]
         steps = [(e["step"], e["max"]) for e in mine if e["step"] is not None]
@@ -785,7 +793,7 @@ def test_generate_runs_as_tasks_and_follow_streams_their_progress(
         assert steps == sorted(steps) and steps[-1] == (3, 3)
         assert any(e["preview_path"] for e in mine)
         assert mine[-1]["status"] == "completed"
-        assert svc.get_generation(generation.id).status == "completed"
+        assert svc.generations.get(generation.id).status == "completed"
     deadline = time.monotonic() + 10  # the task row is finished just after the generation
     while time.monotonic() < deadline:
         tasks = [app.tasks.get_task(g.task_id) for g in made]
@@ -798,7 +806,7 @@ def test_generate_runs_as_tasks_and_follow_streams_their_progress(
 
 
 def test_a_slow_reader_gets_the_latest_state_with_the_latest_preview() -> None:
-    from spoonfeeder.comfyui.service import _coalesce
+    from spoonfeeder.comfyui.progress import coalesce as _coalesce
 
     a, b = "gen-a", "gen-b"
     batch = [
@@ -817,7 +825,7 @@ def test_a_slow_reader_gets_the_latest_state_with_the_latest_preview() -> None:
 
 
 def test_the_last_step_is_never_merged_into_the_news_after_it() -> None:
-    from spoonfeeder.comfyui.service import _coalesce
+    from spoonfeeder.comfyui.progress import coalesce as _coalesce
 
     def event(message: str, step: int | None) -> dict[str, Any]:
         return {"generation_id": "g", "status": "running", "message": message, "step": step}
@@ -834,11 +842,11 @@ def test_the_last_step_is_never_merged_into_the_news_after_it() -> None:
     ]
 
 
-def test_follow_reports_ends_it_did_not_see_happen(svc: ComfyUIService) -> None:
-    session = svc.create_session("Follow")
-    done = svc.run_generation(one(svc, session.id).id)
-    cancelled = svc.cancel(one(svc, session.id).id)
-    events = list(svc.follow([done.id, cancelled.id], poll=0.05, timeout=5))
+def test_follow_reports_ends_it_did_not_see_happen(svc: ComfyUI) -> None:
+    session = svc.sessions.create("Follow")
+    done = svc.runner.run(one(svc, session.id).id)
+    cancelled = svc.generations.cancel(one(svc, session.id).id)
+    events = list(svc.progress.follow([done.id, cancelled.id], poll=0.05, timeout=5))
     assert {(e["generation_id"], e["status"]) for e in events} == {
         (str(done.id), "completed"),
         (str(cancelled.id), "cancelled"),
@@ -866,29 +874,27 @@ def _order(workflow: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 
 def test_the_posted_body_carries_the_stored_snapshot_byte_for_byte(
-    svc: ComfyUIService, fake: FakeComfyUI
+    svc: ComfyUI, fake: FakeComfyUI
 ) -> None:
-    workflow = svc.import_workflow("Unsorted", UNSORTED_WORKFLOW)
-    first = svc.run_generation(one(svc, None, workflow_id=workflow.id, seed=5).id)
+    workflow = svc.workflows.add("Unsorted", UNSORTED_WORKFLOW)
+    first = svc.runner.run(one(svc, None, workflow_id=workflow.id, seed=5).id)
     assert first.status == "completed", first.error
-    text = svc.snapshot_text(first.id)
+    text = svc.generations.snapshot_text(first.id)
     assert fake.raw_prompts[0].startswith(b'{"prompt": ' + text.encode() + b', "client_id": ')
     # the import's own order, which ComfyUI writes into every PNG it saves
     assert _order(json.loads(text)) == _order(json.loads(UNSORTED_WORKFLOW))
 
-    again = svc.run_generation(svc.rerun_exact(first.id).id)
+    again = svc.runner.run(svc.generator.rerun_exact(first.id).id)
     assert again.status == "completed", again.error
-    assert svc.snapshot_text(again.id) == text
+    assert svc.generations.snapshot_text(again.id) == text
     assert fake.raw_prompts[1].startswith(b'{"prompt": ' + text.encode() + b', "client_id": ')
-    assert svc.export_snapshot(first.id).read_text() == text
+    assert svc.generations.export_snapshot(first.id).read_text() == text
 
 
-def test_the_builtin_workflow_is_posted_in_its_own_order(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
+def test_the_builtin_workflow_is_posted_in_its_own_order(svc: ComfyUI, fake: FakeComfyUI) -> None:
     from spoonfeeder.comfyui import builtin
 
-    assert svc.run_generation(one(svc, None, seed=3).id).status == "completed"
+    assert svc.runner.run(one(svc, None, seed=3).id).status == "completed"
     posted = json.loads(fake.raw_prompts[0])["prompt"]
     assert _order(posted) == _order(builtin.workflow())
 
@@ -910,26 +916,26 @@ class FakeClock:
 
 
 def test_a_run_rides_out_a_proxy_answering_502_while_comfyui_restarts(
-    svc: ComfyUIService, fake: FakeComfyUI
+    svc: ComfyUI, fake: FakeComfyUI
 ) -> None:
     clock = FakeClock()
-    svc.timings.sleep, svc.timings.clock = clock.sleep, clock
+    svc.runner.timings.sleep, svc.runner.timings.clock = clock.sleep, clock
     pending = one(svc, None, seed=11)
     fake.proxy_errors = [502, 502, 503, 502]  # system_stats, /prompt… all refused a while
-    done = svc.run_generation(pending.id)
+    done = svc.runner.run(pending.id)
     assert done.status == "completed", done.error
     assert len(fake.prompts) == 1 and len(done.outputs) == 2
     assert 0 < clock.now <= 120
 
 
 def test_a_run_fails_with_a_clear_sentence_when_comfyui_stays_down(
-    svc: ComfyUIService, fake: FakeComfyUI, comfy_url: str
+    svc: ComfyUI, fake: FakeComfyUI, comfy_url: str
 ) -> None:
     clock = FakeClock()
-    svc.timings.sleep, svc.timings.clock = clock.sleep, clock
+    svc.runner.timings.sleep, svc.runner.timings.clock = clock.sleep, clock
     pending = one(svc, None, seed=12)
     fake.proxy_errors = [502] * 10_000
-    done = svc.run_generation(pending.id)
+    done = svc.runner.run(pending.id)
     assert done.status == "failed" and fake.prompts == []
     assert done.error.startswith(f"ComfyUI at {comfy_url} still failed after ")
     assert "HTTP 502" in done.error and "restarting" in done.error
@@ -939,12 +945,10 @@ def test_a_run_fails_with_a_clear_sentence_when_comfyui_stays_down(
 # ----- what a run ran on --------------------------------------------------------------------
 
 
-def test_a_run_records_the_files_and_nodes_it_ran_on(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
+def test_a_run_records_the_files_and_nodes_it_ran_on(svc: ComfyUI, fake: FakeComfyUI) -> None:
     import hashlib
 
-    done = svc.run_generation(
+    done = svc.runner.run(
         one(svc, None, seed=21, loras=[{"name": LORAS[1], "strength_model": 0.5}]).id
     )
     assert done.status == "completed", done.error
@@ -958,16 +962,16 @@ def test_a_run_records_the_files_and_nodes_it_ran_on(
     assert info["node_class_count"] == len(fake.object_info)
 
     fake.object_info["MyCustomNode"] = {"input": {}, "output": []}  # a custom node installed
-    svc.timings.facts_ttl = 0
-    later = svc.run_generation(one(svc, None, seed=22).id)
+    svc.runner.timings.facts_ttl = 0
+    later = svc.runner.run(one(svc, None, seed=22).id)
     assert later.server_info["node_classes_sha256"] != info["node_classes_sha256"]
 
 
 def test_a_server_that_lists_no_model_files_is_recorded_as_such(
-    svc: ComfyUIService, fake: FakeComfyUI
+    svc: ComfyUI, fake: FakeComfyUI
 ) -> None:
     fake.model_files = {}  # an older ComfyUI: /experiment/models/… answers 404
-    done = svc.run_generation(one(svc, None, seed=23).id)
+    done = svc.runner.run(one(svc, None, seed=23).id)
     assert done.status == "completed", done.error
     assert done.server_info["models"] == {"checkpoints": {CKPT: None}}
 
@@ -975,8 +979,8 @@ def test_a_server_that_lists_no_model_files_is_recorded_as_such(
 # ----- img2img: input images, and parameters that belong to one workflow --------------------
 
 
-def _img2img(svc: ComfyUIService) -> Any:
-    return next(w for w in svc.list_workflows() if w.name == "Default img2img (built-in)")
+def _img2img(svc: ComfyUI) -> Any:
+    return next(w for w in svc.workflows.list_all() if w.name == "Default img2img (built-in)")
 
 
 def _png(text: str) -> bytes:
@@ -984,97 +988,101 @@ def _png(text: str) -> bytes:
 
 
 def test_an_input_image_is_uploaded_and_posted_by_its_name(
-    svc: ComfyUIService, fake: FakeComfyUI, tmp_path: Path
+    svc: ComfyUI, fake: FakeComfyUI, tmp_path: Path
 ) -> None:
     import hashlib
 
     source = tmp_path / "my photo.png"
     source.write_bytes(_png("a photo"))
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    session = svc.create_session("Img2img")
-    pending = svc.generate(
+    session = svc.sessions.create("Img2img")
+    pending = svc.generator.generate(
         session.id, {**BASE, "image": str(source)}, workflow_id=_img2img(svc).id
     )[0]
     name = f"spoonfeeder_{digest[:16]}.png"
-    snapshot = svc.snapshot(pending.id)
+    snapshot = svc.generations.snapshot(pending.id)
     assert snapshot["10"]["inputs"]["image"] == name
-    [image] = svc.get_generation(pending.id).input_images
+    [image] = svc.generations.get(pending.id).input_images
     assert (image["sha256"], image["filename"], image["node_id"]) == (digest, "my_photo.png", "10")
 
-    done = svc.run_generation(pending.id)
+    done = svc.runner.run(pending.id)
     assert done.status == "completed", done.error
     assert fake.uploads == [(name, source.read_bytes())]  # uploaded before it was posted
     assert done.server_info["input_images"] == [{"node_id": "10", "name": name, "sha256": digest}]
 
     source.unlink()  # the user's copy is gone; ours is in the media folder
-    again = svc.run_generation(svc.rerun_exact(done.id).id)
+    again = svc.runner.run(svc.generator.rerun_exact(done.id).id)
     assert again.status == "completed", again.error
     assert fake.uploads[-1] == (name, fake.uploads[0][1])  # sent again, byte for byte
-    assert svc.snapshot_text(again.id) == svc.snapshot_text(done.id)
+    assert svc.generations.snapshot_text(again.id) == svc.generations.snapshot_text(done.id)
 
 
-def test_an_input_image_is_refused_where_it_cannot_go(svc: ComfyUIService, tmp_path: Path) -> None:
+def test_an_input_image_is_refused_where_it_cannot_go(svc: ComfyUI, tmp_path: Path) -> None:
     photo = tmp_path / "photo.png"
     photo.write_bytes(_png("p"))
-    session = svc.create_session("Refused")
+    session = svc.sessions.create("Refused")
     with pytest.raises(ValidationError, match="no Load Image node"):
-        svc.generate(session.id, {**BASE, "image": str(photo)})  # the txt2img default
+        svc.generator.generate(session.id, {**BASE, "image": str(photo)})  # the txt2img default
     text = tmp_path / "notes.png"
     text.write_text("not an image at all")
     with pytest.raises(ValidationError, match=r"'notes\.png' is not an image ComfyUI can load"):
-        svc.generate(session.id, {**BASE, "image": str(text)}, workflow_id=_img2img(svc).id)
-    assert svc.list_generations(session.id) == []
+        svc.generator.generate(
+            session.id, {**BASE, "image": str(text)}, workflow_id=_img2img(svc).id
+        )
+    assert svc.generations.list_all(session.id) == []
 
 
-def test_denoise_set_for_one_workflow_never_reaches_another(svc: ComfyUIService) -> None:
-    session = svc.create_session("Both ways")
-    txt = svc.generate(session.id, BASE)[0]
-    assert svc.snapshot(txt.id)["3"]["inputs"]["denoise"] == 1.0
-    img = svc.generate(
+def test_denoise_set_for_one_workflow_never_reaches_another(svc: ComfyUI) -> None:
+    session = svc.sessions.create("Both ways")
+    txt = svc.generator.generate(session.id, BASE)[0]
+    assert svc.generations.snapshot(txt.id)["3"]["inputs"]["denoise"] == 1.0
+    img = svc.generator.generate(
         session.id, {"prompt": "p", "checkpoint": CKPT}, workflow_id=_img2img(svc).id
     )[0]
-    assert svc.snapshot(img.id)["3"]["inputs"]["denoise"] == 0.6  # not the txt2img 1.0
-    low = svc.generate(session.id, {"prompt": "p", "denoise": 0.3})[0]  # still img2img
-    assert svc.snapshot(low.id)["3"]["inputs"]["denoise"] == 0.3
-    txt2img = next(w for w in svc.list_workflows() if w.is_default)
-    back = svc.generate(session.id, {"prompt": "p", "checkpoint": CKPT}, workflow_id=txt2img.id)[0]
-    assert svc.snapshot(back.id)["3"]["inputs"]["denoise"] == 1.0  # not the img2img 0.3
-    assert svc.form_parameters(session.id, txt2img.id)["denoise"] == 1.0
-    assert svc.form_parameters(session.id, _img2img(svc).id)["denoise"] == 0.6
+    assert svc.generations.snapshot(img.id)["3"]["inputs"]["denoise"] == 0.6  # not the txt2img 1.0
+    low = svc.generator.generate(session.id, {"prompt": "p", "denoise": 0.3})[0]  # still img2img
+    assert svc.generations.snapshot(low.id)["3"]["inputs"]["denoise"] == 0.3
+    txt2img = next(w for w in svc.workflows.list_all() if w.is_default)
+    back = svc.generator.generate(
+        session.id, {"prompt": "p", "checkpoint": CKPT}, workflow_id=txt2img.id
+    )[0]
+    assert svc.generations.snapshot(back.id)["3"]["inputs"]["denoise"] == 1.0  # not the img2img 0.3
+    assert svc.sessions.form_parameters(session.id, txt2img.id)["denoise"] == 1.0
+    assert svc.sessions.form_parameters(session.id, _img2img(svc).id)["denoise"] == 0.6
 
 
 def test_a_refused_generate_makes_no_session_and_an_accepted_one_names_it_uniquely(
-    svc: ComfyUIService,
+    svc: ComfyUI,
 ) -> None:
-    before = len(svc.list_sessions())
+    before = len(svc.sessions.list_all())
     with pytest.raises(ValidationError, match="Width must be a multiple of 8"):
-        svc.generate(None, {**BASE, "width": 65}, new_session="a red fox")
+        svc.generator.generate(None, {**BASE, "width": 65}, new_session="a red fox")
     with pytest.raises(ValidationError, match="has no checkpoint"):
-        svc.generate(None, {**BASE, "checkpoint": "nope.ckpt"}, new_session="a red fox")
+        svc.generator.generate(None, {**BASE, "checkpoint": "nope.ckpt"}, new_session="a red fox")
     with pytest.raises(ValidationError, match="combinations"):
-        svc.sweep(None, BASE, [("steps", list(range(1, 200)))], new_session="a red fox")
-    assert len(svc.list_sessions()) == before  # nothing was made by the refusals
+        svc.generator.sweep(None, BASE, [("steps", list(range(1, 200)))], new_session="a red fox")
+    assert len(svc.sessions.list_all()) == before  # nothing was made by the refusals
 
-    first = svc.generate(None, BASE, new_session="a red fox")[0]
-    second = svc.sweep(None, BASE, [("cfg", [4, 6])], new_session="a red fox").generations[0]
-    names = {svc.get_session(g.session_id).name for g in (first, second)}
+    first = svc.generator.generate(None, BASE, new_session="a red fox")[0]
+    second = svc.generator.sweep(
+        None, BASE, [("cfg", [4, 6])], new_session="a red fox"
+    ).generations[0]
+    names = {svc.sessions.get(g.session_id).name for g in (first, second)}
     assert names == {"a red fox", "a red fox (2)"}
 
 
-def test_node_types_the_server_lacks_are_named(
-    svc: ComfyUIService, db_url: str, tmp_path: Path
-) -> None:
+def test_node_types_the_server_lacks_are_named(svc: ComfyUI, db_url: str, tmp_path: Path) -> None:
     custom = load_fixture("workflow_txt2img_api.json")
     custom["12"] = {"class_type": "ImpactWildcardProcessor", "inputs": {}}
     custom["13"] = {"class_type": "Efficient Loader", "inputs": {}}
-    assert svc.missing_node_types(json.dumps(custom)) == [
+    assert svc.servers.missing_node_types(json.dumps(custom)) == [
         "Efficient Loader",
         "ImpactWildcardProcessor",
     ]
-    assert svc.missing_node_types(load_fixture("workflow_txt2img_api.json")) == []
+    assert svc.servers.missing_node_types(load_fixture("workflow_txt2img_api.json")) == []
     offline = make_app(db_url, tmp_path / "offline", closed_port_url())
     try:
-        assert offline.comfyui.missing_node_types(json.dumps(custom)) is None
+        assert offline.comfyui.servers.missing_node_types(json.dumps(custom)) is None
     finally:
         offline.close()
 
@@ -1084,36 +1092,38 @@ def test_sweeps_are_capped_by_the_setting(db_url: str, tmp_path: Path, comfy_url
         make_settings(db_url, tmp_path / "capped", comfyui_url=comfy_url, sweep_max_cells=6)
     )
     try:
-        session = ctx.comfyui.create_session("Capped")
+        session = ctx.comfyui.sessions.create("Capped")
         with pytest.raises(ValidationError) as caught:
-            ctx.comfyui.sweep(session.id, BASE, [("cfg", [4, 5, 6]), ("steps", [1, 2, 3])])
+            ctx.comfyui.generator.sweep(
+                session.id, BASE, [("cfg", [4, 5, 6]), ("steps", [1, 2, 3])]
+            )
         assert str(caught.value) == (
             "That sweep has 9 combinations, more than the cap of 6 (SWEEP_MAX_CELLS); "
             "use fewer values"
         )
-        assert ctx.comfyui.list_generations(session.id) == []
-        made = ctx.comfyui.sweep(session.id, BASE, [("cfg", [4, 5]), ("steps", [1, 2, 3])])
+        assert ctx.comfyui.generations.list_all(session.id) == []
+        made = ctx.comfyui.generator.sweep(
+            session.id, BASE, [("cfg", [4, 5]), ("steps", [1, 2, 3])]
+        )
         assert len(made.generations) == 6
     finally:
         ctx.close()
 
 
-def test_a_sweep_is_saved_as_one_labelled_grid_image(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
+def test_a_sweep_is_saved_as_one_labelled_grid_image(svc: ComfyUI, fake: FakeComfyUI) -> None:
 
     from PIL import Image
 
-    sweep = svc.sweep(None, {**BASE, "seed": 9}, [("cfg", [4, 8]), ("steps", [2, 3, 4])])
+    sweep = svc.generator.sweep(None, {**BASE, "seed": 9}, [("cfg", [4, 8]), ("steps", [2, 3, 4])])
     for generation in sweep.generations[:5]:
-        assert svc.run_generation(generation.id).status == "completed"
-    svc.cancel(sweep.generations[5].id)  # one cell without a picture
-    grid = Image.open(svc.sweep_image(sweep.id))
+        assert svc.runner.run(generation.id).status == "completed"
+    svc.generations.cancel(sweep.generations[5].id)  # one cell without a picture
+    grid = Image.open(svc.generations.sweep_image(sweep.id))
     width, height = grid.size
     assert width > 3 * 64 and height > 2 * 64  # three columns, two rows, labels around them
     # each cell holds its own generation's first image, pixel for pixel
-    first = svc.get_generation(sweep.generations[0].id)
-    source = Image.open(svc.media_file(first.outputs[0].path)).convert("RGB")
+    first = svc.generations.get(sweep.generations[0].id)
+    source = Image.open(svc.media.file(first.outputs[0].path)).convert("RGB")
     assert source.size == (64, 64)
     found = _find(grid.convert("RGB"), source)
     assert found is not None, "the first cell's image is not in the grid"
@@ -1136,31 +1146,29 @@ def _find(grid: Any, tile: Any) -> tuple[int, int] | None:
 
 
 def test_the_gallery_pages_through_completed_work_whatever_else_the_session_holds(
-    svc: ComfyUIService,
+    svc: ComfyUI,
 ) -> None:
-    session = svc.create_session("Busy")
-    done = [svc.run_generation(one(svc, session.id, seed=s).id) for s in range(3)]
-    sweep = svc.sweep(session.id, BASE, [("cfg", list(range(1, 11)))])  # 10 cells…
+    session = svc.sessions.create("Busy")
+    done = [svc.runner.run(one(svc, session.id, seed=s).id) for s in range(3)]
+    sweep = svc.generator.sweep(session.id, BASE, [("cfg", list(range(1, 11)))])  # 10 cells…
     for cell in sweep.generations:
-        svc.cancel(cell.id)  # …all cancelled, and newer than the completed work
-    first = svc.gallery_page(session.id, 0, per_page=2)
+        svc.generations.cancel(cell.id)  # …all cancelled, and newer than the completed work
+    first = svc.generations.gallery_page(session.id, 0, per_page=2)
     assert [g.id for g in first.generations] == [done[2].id, done[1].id]
     assert (first.page, first.pages, first.total) == (0, 2, 3)
-    last = svc.gallery_page(session.id, 5, per_page=2)  # past the end: the last page
+    last = svc.generations.gallery_page(session.id, 5, per_page=2)  # past the end: the last page
     assert [g.id for g in last.generations] == [done[0].id] and last.page == 1
-    assert svc.unfinished_generations(session.id) == []
+    assert svc.generations.unfinished(session.id) == []
     waiting = one(svc, session.id)
-    assert svc.unfinished_generations(session.id) == [waiting.id]
+    assert svc.generations.unfinished(session.id) == [waiting.id]
 
 
-def test_facts_that_cannot_be_read_do_not_cost_the_run(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
+def test_facts_that_cannot_be_read_do_not_cost_the_run(svc: ComfyUI, fake: FakeComfyUI) -> None:
     clock = FakeClock()
-    svc.timings.sleep, svc.timings.clock = clock.sleep, clock
+    svc.runner.timings.sleep, svc.runner.timings.clock = clock.sleep, clock
 
     fake.model_files = {"checkpoints": 500, "loras": 500}  # a dead network share, say
-    done = svc.run_generation(one(svc, None, seed=31).id)
+    done = svc.runner.run(one(svc, None, seed=31).id)
     assert done.status == "completed", done.error
     error = done.server_info["facts_error"]
     assert "(HTTP 500 on /experiment/models/checkpoints)" in error  # after its retries
@@ -1172,28 +1180,26 @@ def test_facts_that_cannot_be_read_do_not_cost_the_run(
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_an_output_past_the_cap_is_refused_and_not_kept(
-    svc: ComfyUIService, fake: FakeComfyUI, app: AppContext, chunked: bool
+    svc: ComfyUI, fake: FakeComfyUI, app: AppContext, chunked: bool
 ) -> None:
-    svc.timings.max_output_bytes = 100_000
+    svc.runner.timings.max_output_bytes = 100_000
     fake.view_chunked = chunked
     fake.outputs = {"9": {"images": [{"filename": "huge.png", "subfolder": "", "type": "output"}]}}
     fake.files[("output", "", "huge.png")] = PNG_HEADER + b"\0" * 300_000
-    done = svc.run_generation(one(svc, None, seed=41).id)
+    done = svc.runner.run(one(svc, None, seed=41).id)
     assert done.status == "failed" and done.outputs == []
     assert "sent more than 97.7 KiB for 'huge.png'" in (done.error or "")
     folder = app.settings.media_path / "comfyui" / str(done.id)
     assert not folder.exists() or not any(folder.iterdir())  # no partial file left behind
 
 
-def test_a_redirect_or_an_empty_file_is_not_an_image(
-    svc: ComfyUIService, fake: FakeComfyUI
-) -> None:
+def test_a_redirect_or_an_empty_file_is_not_an_image(svc: ComfyUI, fake: FakeComfyUI) -> None:
     fake.view_redirect = "http://169.254.169.254/latest/meta-data/"
-    redirected = svc.run_generation(one(svc, None, seed=42).id)
+    redirected = svc.runner.run(one(svc, None, seed=42).id)
     assert redirected.status == "failed" and redirected.outputs == []
     assert "with a redirect (HTTP 302)" in (redirected.error or "")
     fake.view_redirect = None
     fake.outputs = {"9": {"images": [{"filename": "blank.png", "subfolder": "", "type": "output"}]}}
     fake.files[("output", "", "blank.png")] = b""
-    empty = svc.run_generation(one(svc, None, seed=43).id)
+    empty = svc.runner.run(one(svc, None, seed=43).id)
     assert empty.status == "failed" and "sent an empty file for 'blank.png'" in (empty.error or "")

@@ -88,11 +88,11 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list
         # Real records, so that some drawn ids find something and go deeper.
         known = [
             str(ctx.chat.create_conversation(system_prompt="be brief").id),
-            str(ctx.comfyui.create_session("fuzzed").id),
+            str(ctx.comfyui.sessions.create("fuzzed").id),
             str(
                 ctx.tasks.create_task("text.generate", provider="ollama", model="m", prompt="hi").id
             ),
-            *(str(w.id) for w in ctx.comfyui.list_workflows()),
+            *(str(w.id) for w in ctx.comfyui.workflows.list_all()),
         ]
         with launched(ctx) as url:
             yield url, known

@@ -1,7 +1,7 @@
 """HistoryService on SQLite and PostgreSQL: every filter narrows, pages add up, text
 search ignores case, and a bad filter value is refused with the field it came from.
 
-Generations are created by ComfyUIService.generate (not run: no server is needed for a
+Generations are created by ComfyUI.generator.generate (not run: no server is needed for a
 pending row); conversations by ChatService, replies streamed from a fake OpenAI server.
 Rows are then dated (and some marked finished) with a plain UPDATE, as time would.
 """
@@ -49,7 +49,7 @@ def set_generation(ctx: AppContext, generation_id: uuid.UUID, **values: Any) -> 
 
 
 def generate(ctx: AppContext, session_id: Any, created: str | None, **values: Any) -> uuid.UUID:
-    view = ctx.comfyui.generate(session_id, values, check_server=False)[0]
+    view = ctx.comfyui.generator.generate(session_id, values, check_server=False)[0]
     if created:
         set_generation(ctx, view.id, created_at=day(created))
     return view.id
@@ -58,8 +58,8 @@ def generate(ctx: AppContext, session_id: Any, created: str | None, **values: An
 @pytest.fixture
 def seeded(ctx: AppContext) -> dict[str, Any]:
     """Four generations in two sessions (and one outside any), oldest first."""
-    foxes = ctx.comfyui.create_session("Foxes").id
-    cities = ctx.comfyui.create_session("Cities").id
+    foxes = ctx.comfyui.sessions.create("Foxes").id
+    cities = ctx.comfyui.sessions.create("Cities").id
     ids = {
         "g1": generate(
             ctx,

@@ -47,14 +47,16 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppC
     fake.set_choices("CheckpointLoaderSimple", "ckpt_name", [CKPT])
     data = tmp_path_factory.mktemp("history-app")
     with serve(fake.app) as url, sqlite_app(data, comfyui_url=url) as ctx:
-        ctx.comfyui.timings.receive_timeout = 0.05
-        ctx.comfyui.timings.poll_interval = 0.05
-        session = ctx.comfyui.create_session("Foxes")
+        ctx.comfyui.runner.timings.receive_timeout = 0.05
+        ctx.comfyui.runner.timings.poll_interval = 0.05
+        session = ctx.comfyui.sessions.create("Foxes")
         base = {"checkpoint": CKPT, "width": 64, "height": 64, "steps": 3, "cfg": 6.5}
-        ran = ctx.comfyui.generate(session.id, {**base, "prompt": "A Red Fox", "seed": 7})[0]
-        done = ctx.comfyui.run_generation(ran.id)  # what the worker would do
+        ran = ctx.comfyui.generator.generate(
+            session.id, {**base, "prompt": "A Red Fox", "seed": 7}
+        )[0]
+        done = ctx.comfyui.runner.run(ran.id)  # what the worker would do
         assert done.status == "completed" and done.outputs, done.error
-        waiting = ctx.comfyui.generate(
+        waiting = ctx.comfyui.generator.generate(
             None, {**base, "prompt": "a quiet lake", "steps": 12, "seed": 8}, check_server=False
         )[0]
         conv = ctx.chat.create_conversation("Snow trip")
@@ -120,9 +122,9 @@ def test_a_selected_generation_shows_its_parameters_and_next_steps(
         client.predict("not-an-id", api_name="/show_history_generation")
 
     new_id = client.predict(ids["ran"], api_name="/history_rerun_exactly")
-    rerun = ctx.comfyui.get_generation(new_id)
+    rerun = ctx.comfyui.generations.get(new_id)
     assert str(rerun.reproduced_from_id) == ids["ran"] and rerun.seed == 7
-    ctx.comfyui.delete_generation(new_id)  # leave the other tests' history as it was
+    ctx.comfyui.generations.delete(new_id)  # leave the other tests' history as it was
 
 
 def test_conversations_everything_and_facets(app: tuple[Client, AppContext, dict]) -> None:
@@ -152,10 +154,10 @@ def test_a_session_filter_takes_any_session_even_one_made_after_start(
     app: tuple[Client, AppContext, dict],
 ) -> None:
     client, ctx, ids = app
-    foxes = next(s for s in ctx.comfyui.list_sessions() if s.name == "Foxes")
+    foxes = next(s for s in ctx.comfyui.sessions.list_all() if s.name == "Foxes")
     _, rows, _ = search(client, session=str(foxes.id))
     assert [row[-1] for row in rows] == [ids["ran"]]
-    late = ctx.comfyui.create_session("Made after the start")
+    late = ctx.comfyui.sessions.create("Made after the start")
     summary, rows, _ = search(client, session=str(late.id))
     assert summary == "No generations match." and rows == []
     with pytest.raises(AppError, match="is not a session id"):

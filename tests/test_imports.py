@@ -32,10 +32,10 @@ def test_a_pure_module_imports_nothing_heavy(module: str) -> None:
 
 def test_the_lazy_packages_still_hand_out_their_names() -> None:
     from spoonfeeder import comfyui, tasks
-    from spoonfeeder.comfyui.service import ComfyUIService
+    from spoonfeeder.comfyui.area import ComfyUI
     from spoonfeeder.tasks.queue import TaskQueue
 
-    assert comfyui.ComfyUIService is ComfyUIService
+    assert comfyui.ComfyUI is ComfyUI
     assert tasks.TaskQueue is TaskQueue
     with pytest.raises(AttributeError):
         _ = tasks.NoSuchThing

@@ -52,7 +52,7 @@ def build(ctx: AppContext) -> Refresh:
     followers = NewestView()
 
     def media_path(relative: str) -> str:
-        return str(service.media_file(relative))
+        return str(service.media.file(relative))
 
     def outputs_of(generations: list[GenerationView]) -> tuple[list, list, str | None, str | None]:
         """Gallery items (images) with the generation behind each, and the newest video
@@ -82,7 +82,8 @@ def build(ctx: AppContext) -> Refresh:
 
     def workflow_choices() -> list[tuple[str, str]]:
         return [
-            (w.name + (" ★" if w.is_default else ""), str(w.id)) for w in service.list_workflows()
+            (w.name + (" ★" if w.is_default else ""), str(w.id))
+            for w in service.workflows.list_all()
         ]
 
     gr.Markdown(
@@ -308,7 +309,7 @@ def build(ctx: AppContext) -> Refresh:
                 audio: None,
                 generations: [],
             }
-        found = service.gallery_page(session_id, page, GALLERY_PAGE)
+        found = service.generations.gallery_page(session_id, page, GALLERY_PAGE)
         images, ids, video_path, audio_path = outputs_of(found.generations)
         return {
             gallery: images,
@@ -321,7 +322,7 @@ def build(ctx: AppContext) -> Refresh:
         }
 
     def table_of(session_id: str) -> list[list[Any]]:
-        return [generation_row(g) for g in service.list_generations(session_id, limit=200)]
+        return [generation_row(g) for g in service.generations.list_all(session_id, limit=200)]
 
     def options_updates(
         server_id: str,
@@ -333,7 +334,7 @@ def build(ctx: AppContext) -> Refresh:
         values when `values` fills it. A checkpoint the server does not have (`current`:
         the built-in workflow's, on a fresh install) gives way to one it has, and the
         notice says so."""
-        opts = service.options(server_id or None, refresh=refresh)
+        opts = service.servers.options(server_id or None, refresh=refresh)
 
         def dropdown(choices: list[str], key: str) -> gr.Dropdown:
             if values is None:  # leave the value as it is in the browser
@@ -357,7 +358,7 @@ def build(ctx: AppContext) -> Refresh:
     def fill_form(values: dict[str, Any]) -> dict:
         """The form from parameters: each field's value, and the fields this workflow
         takes shown (denoise and an input image only where it has them)."""
-        takes = set(service.get_workflow(values["workflow_id"]).extracted)
+        takes = set(service.workflows.get(values["workflow_id"]).extracted)
         update: dict[Any, Any] = {workflow: values["workflow_id"]}
         update |= dict(zip(form, form_values(values), strict=True))
         # Named columns, and a blank row to type into: an empty list loses the headers.
@@ -369,7 +370,7 @@ def build(ctx: AppContext) -> Refresh:
             update[by_key[key]] = gr.Number(value=values.get(key), visible=key in takes)
         update[denoise] = gr.Number(value=values.get("denoise"), visible="denoise" in takes)
         image_name = values.get("image")
-        image_file = service.input_image_file(image_name)
+        image_file = service.media.input_image(image_name)
         label = "Input image"
         if image_name and image_file is None:
             label = f"Input image — none chosen: the server's {image_name!r} is used"
@@ -386,15 +387,15 @@ def build(ctx: AppContext) -> Refresh:
         parameters = form_parameters(form_vals)
         if denoise_value is not None:
             parameters["denoise"] = denoise_value
-        chosen = service.get_workflow(workflow_id) if workflow_id else service.default_workflow()
+        chosen = service.workflows.get(workflow_id) if workflow_id else service.workflows.default()
         if image:
             parameters["image"] = image
         elif "image" in chosen.extracted:
-            parameters["image"] = service.get_workflow(chosen.id).parameters.get("image")
+            parameters["image"] = service.workflows.get(chosen.id).parameters.get("image")
         return parameters
 
     def session_update(session_id: str | None) -> gr.Dropdown:
-        return gr.Dropdown(choices=session_choices(service.list_sessions()), value=session_id)
+        return gr.Dropdown(choices=session_choices(service.sessions.list_all()), value=session_id)
 
     # ----- following a session's runs ---------------------------------------------------------
 
@@ -407,7 +408,7 @@ def build(ctx: AppContext) -> Refresh:
         should be read again (a browser does so in its own event); the gallery and table
         themselves come only in the last frame (`last` adds to it), for scripts — see
         LiveOutputs for why they are not in the frames between."""
-        ids = [str(g) for g in service.unfinished_generations(session_id)] if session_id else []
+        ids = [str(g) for g in service.generations.unfinished(session_id)] if session_id else []
         if not ids:
             yield live.frame({running: [], **session_results(session_id), **(last or {})})
             return
@@ -428,7 +429,7 @@ def build(ctx: AppContext) -> Refresh:
                     results_tick: tick(),
                 }
             )
-            for event in service.follow(ids, timeout=QUIET_LIMIT_SECONDS, heartbeat=True):
+            for event in service.progress.follow(ids, timeout=QUIET_LIMIT_SECONDS, heartbeat=True):
                 if not followers.is_newest(key, ticket):
                     return  # a newer follower has taken over
                 if event is None:
@@ -450,7 +451,7 @@ def build(ctx: AppContext) -> Refresh:
                     started.add(gid)
                     update[results_tick] = tick()
                 yield live.frame(update)
-            finished = [service.get_generation(gid) for gid in ids]
+            finished = [service.generations.get(gid) for gid in ids]
             yield live.frame(
                 {
                     progress: run_summary(finished),
@@ -486,9 +487,9 @@ def build(ctx: AppContext) -> Refresh:
         followed by the event after). With `form_checkpoint` (a form being filled in,
         whose checkpoint that is) the form and its notice are left as they are."""
         keep_form = form_checkpoint is not None
-        sessions = service.list_sessions()
-        view = service.get_session(session_id) if session_id else None
-        values = service.form_parameters(view.id if view else None)
+        sessions = service.sessions.list_all()
+        view = service.sessions.get(session_id) if session_id else None
+        values = service.sessions.form_parameters(view.id if view else None)
         server_id = str(view.profile_id) if view and view.profile_id else DEFAULT_SERVER
         update: dict[Any, Any] = {
             session: gr.Dropdown(choices=session_choices(sessions), value=session_id or None),
@@ -516,7 +517,7 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def create_session(name: str, server_id: str | None):
-        view = service.create_session(name, profile_id=server_id or None)
+        view = service.sessions.create(name, profile_id=server_id or None)
         return {
             session: session_update(str(view.id)),
             progress: "",
@@ -531,17 +532,17 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def rename_session(session_id: str | None, name: str):
-        view = service.rename_session(_need(session_id, "session"), name)
+        view = service.sessions.rename(_need(session_id, "session"), name)
         return session_update(str(view.id))
 
     @shows_errors
     def ask_delete(session_id: str | None):
-        service.get_session(_need(session_id, "session"))
+        service.sessions.get(_need(session_id, "session"))
         return gr.Row(visible=True)
 
     @shows_errors
     def delete_session(session_id: str | None, with_generations: bool):
-        removed = service.delete_session(
+        removed = service.sessions.delete(
             _need(session_id, "session"), delete_generations=with_generations
         )
         gr.Info(f"Session deleted ({removed} generations deleted with it)")
@@ -550,7 +551,7 @@ def build(ctx: AppContext) -> Refresh:
     @shows_errors
     def change_server(session_id: str | None, server_id: str | None, current: str | None):
         if session_id:
-            service.set_session_profile(session_id, server_id or None)
+            service.sessions.set_profile(session_id, server_id or None)
         return options_updates(server_id, refresh=False, current=current)
 
     @shows_errors
@@ -563,7 +564,7 @@ def build(ctx: AppContext) -> Refresh:
         """Another workflow: its own defaults (denoise, size…) — the prompts typed stay."""
         if not workflow_id:
             return gr.skip()
-        values = service.form_parameters(session_id or None, workflow_id)
+        values = service.sessions.form_parameters(session_id or None, workflow_id)
         update = fill_form(values)
         if (prompt_text or "").strip():
             update[prompt] = prompt_text
@@ -598,7 +599,7 @@ def build(ctx: AppContext) -> Refresh:
         a session, one named after the prompt is made — only if nothing is refused."""
         form_vals = [prompt_text, negative_prompt, width_, height_, steps_, cfg_, sampler_name]
         form_vals += [scheduler_, seed_, checkpoint_, batch_size_, loras_]
-        made = service.generate(
+        made = service.generator.generate(
             session_id or None,
             request_parameters(workflow_id, form_vals, denoise_value, image),
             workflow_id=workflow_id or None,
@@ -641,7 +642,7 @@ def build(ctx: AppContext) -> Refresh:
         form_vals = [prompt_text, negative_prompt, width_, height_, steps_, cfg_, sampler_name]
         form_vals += [scheduler_, seed_, checkpoint_, batch_size_, loras_]
         axes = [(a1, v1)] + ([(a2, v2)] if a2 else [])
-        sweep = service.sweep(
+        sweep = service.generator.sweep(
             session_id or None,
             request_parameters(workflow_id, form_vals, denoise_value, image),
             axes,
@@ -655,9 +656,12 @@ def build(ctx: AppContext) -> Refresh:
         frames = follow_frames(target, key, live, {session: session_update(target)})
         yield from frames
         # Then the grid (its cells' states as they are now, had a newer follower taken over)
-        finished = service.sweep_grid(sweep.id)
+        finished = service.generations.sweep_grid(sweep.id)
         yield live.frame(
-            {sweep_grid: sweep_gallery(finished), sweep_picture: str(service.sweep_image(sweep.id))}
+            {
+                sweep_grid: sweep_gallery(finished),
+                sweep_picture: str(service.generations.sweep_image(sweep.id)),
+            }
         )
 
     def sweep_gallery(sweep: SweepView) -> gr.Gallery:
@@ -677,15 +681,15 @@ def build(ctx: AppContext) -> Refresh:
         if not following:
             raise ValidationError("Nothing is running from this page")
         for gid in following:
-            if not service.get_generation(gid).done:
-                service.cancel(gid)
+            if not service.generations.get(gid).done:
+                service.generations.cancel(gid)
         return "Interrupting…"
 
     @shows_errors
     def show_generation(generation_id: str | None):
         if not (generation_id or "").strip():  # cleared (a new session): nothing to show
             return ""
-        return describe_generation(service.get_generation(generation_id.strip()))
+        return describe_generation(service.generations.get(generation_id.strip()))
 
     @shows_errors
     def pick_from_gallery(ids: list[str], evt: gr.SelectData):
@@ -698,30 +702,30 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def reuse_parameters(generation_id: str | None):
-        values = service.reuse_parameters(_need(generation_id, "generation"))
+        values = service.generations.reuse_parameters(_need(generation_id, "generation"))
         return fill_form(values)
 
     @shows_errors
     def rerun_exactly(generation_id: str | None, session_id: str | None, key: str):
-        g = service.rerun_exact(_need(generation_id, "generation"))
+        g = service.generator.rerun_exact(_need(generation_id, "generation"))
         target = str(g.session_id) if g.session_id else session_id
         live = LiveOutputs(rerun_outputs)
         yield from follow_frames(target, key, live, {session: session_update(target)})
 
     @shows_errors
     def download_snapshot(generation_id: str | None) -> str:
-        return str(service.export_snapshot(_need(generation_id, "generation")))
+        return str(service.generations.export_snapshot(_need(generation_id, "generation")))
 
     @shows_errors
     def inspect(file_bytes: bytes | None, text: str):
-        return service.inspect_workflow(_workflow_source(file_bytes, text))
+        return service.workflows.inspect(_workflow_source(file_bytes, text))
 
     @shows_errors
     def import_workflow(name: str, file_bytes: bytes | None, text: str, server_id: str | None):
         source = _workflow_source(file_bytes, text)
-        view = service.import_workflow(name, source)
+        view = service.workflows.add(name, source)
         gr.Info(f"Imported “{view.name}”: {', '.join(view.extracted) or 'no parameters found'}")
-        missing = service.missing_node_types(view.id, server_id or None)
+        missing = service.servers.missing_node_types(view.id, server_id or None)
         if missing:
             gr.Warning(
                 f"The ComfyUI server lacks node types this workflow uses: {', '.join(missing)}. "
@@ -732,12 +736,12 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def make_default(workflow_id: str | None):
-        service.set_default_workflow(_need(workflow_id, "workflow"))
+        service.workflows.set_default(_need(workflow_id, "workflow"))
         return gr.Dropdown(choices=workflow_choices(), value=workflow_id), workflow_rows()
 
     @shows_errors
     def ask_delete_workflow(workflow_id: str | None):
-        view = service.get_workflow(_need(workflow_id, "workflow"))
+        view = service.workflows.get(_need(workflow_id, "workflow"))
         text = (
             f"Delete the workflow **{view.name}**? Its {view.generation_count} generations "
             "keep their snapshots (and can still be re-run exactly)."
@@ -746,7 +750,7 @@ def build(ctx: AppContext) -> Refresh:
 
     @shows_errors
     def delete_workflow(workflow_id: str | None):
-        name = service.delete_workflow(_need(workflow_id, "workflow"))
+        name = service.workflows.delete(_need(workflow_id, "workflow"))
         gr.Info(f"Deleted workflow “{name}”; its generations keep their snapshots")
         return (
             gr.Dropdown(choices=workflow_choices(), value=None),
@@ -758,7 +762,7 @@ def build(ctx: AppContext) -> Refresh:
     def show_defaults(workflow_id: str | None):
         if not workflow_id:
             return ""
-        return json.dumps(service.get_workflow(workflow_id).parameters, indent=2)
+        return json.dumps(service.workflows.get(workflow_id).parameters, indent=2)
 
     @shows_errors
     def save_defaults(workflow_id: str | None, text: str | None):
@@ -768,14 +772,14 @@ def build(ctx: AppContext) -> Refresh:
             raise ValidationError(f"The defaults are not valid JSON: {exc}") from None
         if not isinstance(defaults, dict):
             raise ValidationError('The defaults must be a JSON object, e.g. {"steps": 25}')
-        service.update_workflow(_need(workflow_id, "workflow"), defaults=defaults)
+        service.workflows.update(_need(workflow_id, "workflow"), defaults=defaults)
         gr.Info("Defaults saved")
         return workflow_rows()
 
     def workflow_rows() -> list[list[Any]]:
         return [
             [w.name, "★" if w.is_default else "", ", ".join(w.extracted), w.generation_count]
-            for w in service.list_workflows()
+            for w in service.workflows.list_all()
         ]
 
     # ----- wiring ----------------------------------------------------------------------------
@@ -904,7 +908,7 @@ def build(ctx: AppContext) -> Refresh:
 
     def comfyui_generation(generation_id: str) -> dict:
         """One generation with its parameters, outputs and status, as JSON."""
-        return api_json(jsonable(service.get_generation(generation_id)), service.media_file)
+        return api_json(jsonable(service.generations.get(generation_id)), service.media.file)
 
     api(comfyui_generation, "comfyui_generation")
 
@@ -914,7 +918,7 @@ def build(ctx: AppContext) -> Refresh:
         re-read its results — never overwriting a form being filled in. Its runs are
         followed by the event after (a reloaded page picks up the runs it left)."""
         if not session_id:
-            newest = service.list_sessions()[:1]
+            newest = service.sessions.list_all()[:1]
             session_id = str(newest[0].id) if newest else None
         typing = bool((prompt_text or "").strip())
         return show_session(session_id, (checkpoint_name or "") if typing else None)

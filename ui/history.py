@@ -144,7 +144,7 @@ def build(ctx: AppContext) -> Refresh:
 
     def media_path(relative: str) -> str | None:
         try:
-            return str(ctx.comfyui.media_file(relative))
+            return str(ctx.comfyui.media.file(relative))
         except Exception:  # a file removed by hand: show the others
             return None
 
@@ -370,14 +370,14 @@ def build(ctx: AppContext) -> Refresh:
     def show_history_generation(generation_id: str | None):
         if not (generation_id or "").strip():
             return "", None
-        g = ctx.comfyui.get_generation(generation_id.strip())
+        g = ctx.comfyui.generations.get(generation_id.strip())
         return describe(g), jsonable(g.parameters)
 
     @shows_errors
     def history_rerun_exactly(generation_id: str | None):
         if not (generation_id or "").strip():
             raise ValidationError("Select a generation first (click a row or an image)")
-        g = ctx.comfyui.rerun_exact(generation_id.strip())
+        g = ctx.comfyui.generator.rerun_exact(generation_id.strip())
         gr.Info("Queued an exact re-run; it is the newest generation now.")
         return str(g.id)
 

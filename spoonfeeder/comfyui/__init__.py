@@ -1,13 +1,17 @@
 """ComfyUI generation: workflows, a client per server, runs, reproduction, sweeps.
 
-The app uses `ctx.comfyui` (a `ComfyUIService`); the rest is for tests, scripts and
-the task handler. Modules: `workflow` (pure parameter logic), `params` (pure form
-values), `client` (HTTP + websocket), `service` (the facade), `workflows` (the workflow
-library), `server` (a server's options, uploads), `sessions`, `planning` (form values →
-what will be posted), `generate` (new generations), `generations` (stored ones),
-`runner` (one run), `progress` (following runs), `cancelling`, `queueing` (task hooks),
-`recovery` (after a restart), `media` (paths under MEDIA_STORAGE_PATH), `records`
-(rows → views), `views`, `tasks` (queue handler), `builtin` (the seeded workflow).
+The app uses `ctx.comfyui`, a `ComfyUI` (`area`) holding one object per job:
+`workflows` (`library.WorkflowLibrary`), `servers` (`servers.Servers`: options,
+missing nodes, uploads), `sessions` (`sessions.SessionStore`), `generator`
+(`generator.Generator`: new generations), `generations` (`generations.Generations`:
+stored ones), `runner` (`runner.Runner`: one run on its server), `progress`
+(`progress.Progress`: following runs), `media` (`media.MediaFolder`). Beside them:
+`workflow` (pure parameter logic of one API-format workflow), `params` (pure form
+values), `planning` (form values → what will be posted), `client` (HTTP + websocket),
+`facts` (a server's model files and node classes), `inputs` (input images), `grid`
+(sweep images), `rows` (rows → views), `views` (what the services return), `hooks`
+(the queue and event bus once connected; stop requests), `handler` (the
+`comfyui.generate` task), `builtin` (the seeded workflows).
 
 The names below are imported on first use, so that the pure modules (`workflow`,
 `params`) load without the HTTP client, websockets or the database.
@@ -20,9 +24,9 @@ from typing import TYPE_CHECKING
 from spoonfeeder.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from spoonfeeder.comfyui.area import ComfyUI
     from spoonfeeder.comfyui.client import ComfyUIClient, PreviewImage, ServerMessage
     from spoonfeeder.comfyui.runner import RunnerTimings
-    from spoonfeeder.comfyui.service import ComfyUIService
     from spoonfeeder.comfyui.views import (
         PROGRESS_TOPIC,
         GenerationProgress,
@@ -39,7 +43,7 @@ _HOME = {
     "PreviewImage": "client",
     "ServerMessage": "client",
     "RunnerTimings": "runner",
-    "ComfyUIService": "service",
+    "ComfyUI": "area",
     **dict.fromkeys(
         [
             "PROGRESS_TOPIC",

@@ -12,6 +12,7 @@ import mimetypes
 import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from spoonfeeder.errors import NotFoundError, ValidationError
@@ -89,3 +90,30 @@ def media_type(filename: str, key: str) -> tuple[str, str]:
     if major in ("image", "video", "audio"):
         return major, guessed
     return KIND_BY_KEY.get(key, "file"), guessed or "application/octet-stream"
+
+
+class MediaFolder:
+    """MEDIA_STORAGE_PATH as the app serves it (`ctx.comfyui.media`): stored outputs and
+    previews by their relative path, the files behind input image names, and the
+    expiry of live previews."""
+
+    def __init__(self, root: Path, preview_ttl: Callable[[], float]) -> None:
+        self.root = root
+        self._preview_ttl = preview_ttl  # read when pruning: tests shorten it
+
+    def file(self, relative_path: str) -> Path:
+        """The absolute path of a stored output or preview; refuses anything outside the
+        media folder (ValidationError) and missing files (NotFoundError)."""
+        return media_file(self.root, relative_path)
+
+    def input_image(self, name: str | None) -> Path | None:
+        """The stored file behind an input image name of ours, to show in a form; None for
+        a name of the server's own (the workflow's "example.png")."""
+        from spoonfeeder.comfyui import inputs  # loads Pillow: only when a form asks
+
+        return inputs.file_of(self.root, name)
+
+    def prune_previews(self) -> None:
+        """Remove live previews older than their time to live (a scheduled job): a
+        browser fetches one a little after it was announced, never minutes later."""
+        prune_previews(self.root, self._preview_ttl())

@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from spoonfeeder.comfyui import params, workflows
-from spoonfeeder.comfyui.records import effective_defaults, get_row, workflow_of
-from spoonfeeder.comfyui.server import OptionsCache
+from spoonfeeder.comfyui import params
+from spoonfeeder.comfyui.library import WorkflowLibrary
+from spoonfeeder.comfyui.rows import effective_defaults, get_row, workflow_of
+from spoonfeeder.comfyui.servers import Servers
 from spoonfeeder.comfyui.workflow import ParamMap, Workflow
 from spoonfeeder.db.models import ComfyUISession
 from spoonfeeder.errors import ValidationError
@@ -34,8 +35,9 @@ class Plan:
 
 
 def make(
-    sessions: sessionmaker[Session],
-    options: OptionsCache,
+    db: sessionmaker[Session],
+    workflows: WorkflowLibrary,
+    servers: Servers,
     session_id: uuid.UUID | str | None,
     parameters: Mapping[str, Any],
     workflow_id: uuid.UUID | str | None,
@@ -50,7 +52,7 @@ def make(
             f"Unknown parameter {shown(unknown[0])}; known: {', '.join(params.PARAM_KEYS)}",
             unknown[0],
         )
-    with sessions() as session:
+    with db() as session:
         last: dict[str, Any] = {}
         session_key = None
         if session_id is not None:
@@ -61,7 +63,7 @@ def make(
                 dict(srow.last_parameters or {}),
             )
         wrow = workflows.chosen_row(
-            sessions, session, workflow_id or parameters.get("workflow_id"), last.get("workflow_id")
+            session, workflow_id or parameters.get("workflow_id"), last.get("workflow_id")
         )
         values = params.clean(
             params.merge(effective_defaults(wrow), last_for(last, wrow.id), parameters)
@@ -80,7 +82,7 @@ def make(
             "This workflow has no checkpoint loader to chain LoRAs after", "loras"
         )
     if check_server:
-        check_names(options, values, plan)
+        check_names(servers, values, plan)
     return plan
 
 
@@ -91,14 +93,14 @@ def last_for(last: Mapping[str, Any], workflow_id: uuid.UUID) -> Mapping[str, An
     return last if str(last.get("workflow_id")) == str(workflow_id) else {}
 
 
-def check_names(options: OptionsCache, values: Mapping[str, Any], plan: Plan) -> None:
+def check_names(servers: Servers, values: Mapping[str, Any], plan: Plan) -> None:
     """Sampler, scheduler, checkpoint and LoRA names the server offers (ValidationError
     naming the first it does not)."""
     used = set(plan.mapping.targets) | {"loras"}
-    problem = params.check_against_server(values, options.get(plan.profile_id), used)
+    problem = params.check_against_server(values, servers.options(plan.profile_id), used)
     if problem is not None:  # the server may have gained a model since we looked
         problem = params.check_against_server(
-            values, options.get(plan.profile_id, refresh=True), used
+            values, servers.options(plan.profile_id, refresh=True), used
         )
     if problem is not None:
         raise ValidationError(problem, "server")

@@ -11,58 +11,72 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from spoonfeeder.comfyui.hooks import QueueHooks
 from spoonfeeder.comfyui.views import CANCELLED, PROGRESS_TOPIC, TERMINAL, GenerationProgress
 from spoonfeeder.db.models import ComfyUIGeneration
-from spoonfeeder.events import EventBus
 from spoonfeeder.ids import parse_id
 
 
-def follow(
-    sessions: sessionmaker[Session],
-    events: EventBus | None,
-    generation_ids: Sequence[uuid.UUID | str],
-    *,
-    poll: float = 1.0,
-    timeout: float | None = None,
-    heartbeat: bool = False,
-) -> Iterator[dict[str, Any] | None]:
-    """Progress event dicts of these generations until every one has ended (or
-    `timeout` seconds); see `ComfyUIService.follow`. With `heartbeat`, None every `poll`
-    seconds without news, so a reader can hand control back (and be stopped)."""
-    wanted = {str(parse_id(g, "generation")) for g in generation_ids}
-    deadline = None if timeout is None else time.monotonic() + timeout
-    subscription = events.subscribe(PROGRESS_TOPIC) if events else None
-    try:
-        ended = _ended(sessions, wanted, set())
-        for event in ended:
-            yield event
-        done = {event["generation_id"] for event in ended}
-        checked = time.monotonic()
-        while done != wanted:
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            event = subscription.get(timeout=poll) if subscription else None
-            if subscription is None:
-                time.sleep(poll)
-            batch = [] if event is None else [event.data]
-            while subscription is not None and event is not None:
-                event = subscription.get(timeout=0)  # what else is already waiting
-                if event is not None:
-                    batch.append(event.data)
-            if heartbeat and not batch:
-                yield None
-            for data in coalesce(batch, wanted - done):
-                yield data
-                if data.get("status") in TERMINAL:
-                    done.add(data["generation_id"])
-            if time.monotonic() - checked >= poll:
-                checked = time.monotonic()
-                for data in _ended(sessions, wanted, done):
-                    done.add(data["generation_id"])
+class Progress:
+    """`ctx.comfyui.progress`: what a UI, a REST stream or a script follows."""
+
+    def __init__(self, db: sessionmaker[Session], hooks: QueueHooks) -> None:
+        self._db = db
+        self._hooks = hooks
+
+    def follow(
+        self,
+        generation_ids: Sequence[uuid.UUID | str],
+        *,
+        poll: float = 1.0,
+        timeout: float | None = None,
+        heartbeat: bool = False,
+    ) -> Iterator[dict[str, Any] | None]:
+        """Progress of these generations as it happens, until every one has ended (or
+        `timeout` seconds): the `comfyui:progress` event dicts — generation_id, status,
+        message, fraction, step, max, node, node_type, preview_path. Every `poll`
+        seconds the database is checked too, so an end is never missed (events from a
+        worker in another process need PostgreSQL); such an end is yielded in the same
+        shape. For a UI generator: `for event in progress.follow(ids): yield render(event)`.
+        A reader slower than the events gets them merged — per generation the latest
+        state, with the latest preview — so it never falls behind; the first is never
+        held back. With `heartbeat`, None every `poll` seconds without news, so a reader
+        can hand control back (and be stopped)."""
+        events = self._hooks.events
+        wanted = {str(parse_id(g, "generation")) for g in generation_ids}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        subscription = events.subscribe(PROGRESS_TOPIC) if events else None
+        try:
+            ended = _ended(self._db, wanted, set())
+            for event in ended:
+                yield event
+            done = {event["generation_id"] for event in ended}
+            checked = time.monotonic()
+            while done != wanted:
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                event = subscription.get(timeout=poll) if subscription else None
+                if subscription is None:
+                    time.sleep(poll)
+                batch = [] if event is None else [event.data]
+                while subscription is not None and event is not None:
+                    event = subscription.get(timeout=0)  # what else is already waiting
+                    if event is not None:
+                        batch.append(event.data)
+                if heartbeat and not batch:
+                    yield None
+                for data in coalesce(batch, wanted - done):
                     yield data
-    finally:
-        if subscription is not None:
-            subscription.close()
+                    if data.get("status") in TERMINAL:
+                        done.add(data["generation_id"])
+                if time.monotonic() - checked >= poll:
+                    checked = time.monotonic()
+                    for data in _ended(self._db, wanted, done):
+                        done.add(data["generation_id"])
+                        yield data
+        finally:
+            if subscription is not None:
+                subscription.close()
 
 
 def coalesce(batch: list[dict[str, Any]], wanted: set[str]) -> list[dict[str, Any]]:

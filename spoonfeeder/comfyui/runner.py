@@ -1,6 +1,7 @@
-"""Running one stored generation on its ComfyUI server (design.md, ComfyUI step 3).
+"""Running stored generations on their ComfyUI server (`ctx.comfyui.runner`; design.md,
+ComfyUI step 3).
 
-`GenerationRunner.run(generation_id, report, should_cancel)`:
+`Runner.run(generation_id, report, should_cancel)`:
 open `/ws?clientId=<generation id>`, POST the stored snapshot, store `prompt_id`,
 relay progress and previews through `report`, read `/history/{prompt_id}`, download
 every output through `/view` into the media folder, and complete the row.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -38,15 +40,19 @@ from spoonfeeder.comfyui.client import (
     describe_rejection,
 )
 from spoonfeeder.comfyui.facts import ServerFacts
-from spoonfeeder.comfyui.records import snapshot_of
+from spoonfeeder.comfyui.generations import Generations
+from spoonfeeder.comfyui.hooks import CancelRequests, QueueHooks
+from spoonfeeder.comfyui.rows import snapshot_of
 from spoonfeeder.comfyui.views import (
     CANCELLED,
     COMPLETED,
     FAILED,
     PENDING,
+    PROGRESS_TOPIC,
     RUNNING,
     TERMINAL,
     GenerationProgress,
+    GenerationView,
 )
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import ComfyUIGeneration
@@ -61,7 +67,7 @@ from spoonfeeder.errors import (
     RunAbandoned,
     ValidationError,
 )
-from spoonfeeder.ids import shown
+from spoonfeeder.ids import parse_id, shown
 from spoonfeeder.profiles import ProfileService
 
 log = logging.getLogger(__name__)
@@ -104,30 +110,87 @@ class _Outcome:
     error: str | None = None
 
 
-class GenerationRunner:
+class Runner:
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        db: sessionmaker[Session],
         profiles: ProfileService,
         media_root: Path,
+        generations: Generations,
+        hooks: QueueHooks,
+        cancels: CancelRequests,
         timings: RunnerTimings | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._db = db
         self._profiles = profiles
         self._media = media_root
+        self._generations = generations
+        self._hooks = hooks
+        self._cancels = cancels
         self.timings = timings or RunnerTimings()
         self.facts = ServerFacts()
 
     def run(
         self,
-        generation_id: uuid.UUID,
+        generation_id: uuid.UUID | str,
         report: Report | None = None,
         should_cancel: ShouldCancel | None = None,
+        *,
         should_abandon: ShouldCancel | None = None,
+    ) -> GenerationView:
+        """Run a pending generation — or resume one that has a prompt_id — to its end,
+        reporting progress (and previews) through `report` and as `comfyui:progress`
+        events. Never raises for ComfyUI failures: they end as status `failed` with a
+        message; a cancel ends `cancelled`. Safe to call again for the same generation
+        (a finished one is left alone). `should_abandon()` true makes it raise
+        RunAbandoned, leaving the row `running` for a later call to resume (a worker
+        shutting down)."""
+        key = parse_id(generation_id, "generation")
+
+        def cancelled() -> bool:
+            return key in self._cancels or bool(should_cancel and should_cancel())
+
+        def relay(progress: GenerationProgress) -> None:
+            if self._hooks.events is not None:
+                self._hooks.events.publish(PROGRESS_TOPIC, progress.as_event())
+            if report is not None:
+                report(progress)
+
+        try:
+            self._run_to_end(key, relay, cancelled, should_abandon)
+        finally:
+            self._cancels.discard(key)
+        return self._generations.get(key)
+
+    def resume_interrupted(self, *, background: bool = True) -> list[uuid.UUID]:
+        """Pick up generations a stopped app left running: each is followed on ComfyUI
+        through its prompt_id and completed from /history (or run, if never posted).
+        In the background (one daemon thread) unless `background` is False."""
+        ids = [g for g in self._generations.interrupted() if self._is_running(g)]
+        if not background:
+            for generation_id in ids:
+                self.run(generation_id)
+        elif ids:
+            threading.Thread(
+                target=lambda: [self.run(g) for g in ids], name="comfyui-resume", daemon=True
+            ).start()
+        return ids
+
+    def _is_running(self, generation_id: uuid.UUID) -> bool:
+        with self._db() as session:
+            row = session.get(ComfyUIGeneration, generation_id)
+            return row is not None and row.status == RUNNING
+
+    def _run_to_end(
+        self,
+        generation_id: uuid.UUID,
+        report: Report,
+        should_cancel: ShouldCancel,
+        should_abandon: ShouldCancel | None,
     ) -> str:
         """Run (or resume) a generation to its end; its final status. Raises
         RunAbandoned when `should_abandon()` turns true before the end."""
-        with self._sessions() as session:
+        with self._db() as session:
             row = session.get(ComfyUIGeneration, generation_id)
             if row is None:
                 raise NotFoundError(f"No generation with id {generation_id}")
@@ -143,8 +206,8 @@ class GenerationRunner:
                 row.prompt_id,
                 row.profile_id,
                 dict(row.server_info or {}),
-                report or (lambda _progress: None),
-                should_cancel or (lambda: False),
+                report,
+                should_cancel,
                 should_abandon or (lambda: False),
             )
         return state.execute()
@@ -152,9 +215,9 @@ class GenerationRunner:
 
 @dataclass
 class _Run:
-    """The state of one generation's run; lives for one `GenerationRunner.run` call."""
+    """The state of one generation's run; lives for one `Runner.run` call."""
 
-    runner: GenerationRunner
+    runner: Runner
     generation_id: uuid.UUID
     snapshot: dict[str, Any]
     snapshot_text: str  # what is posted, byte for byte
@@ -452,7 +515,7 @@ class _Run:
                 _Outcome(FAILED, entry, "No output could be downloaded: " + "; ".join(missing))
             )
         seconds = _run_seconds(entry)
-        with transaction(self.runner._sessions) as session:
+        with transaction(self.runner._db) as session:
             row = session.get(ComfyUIGeneration, self.generation_id)
             if row is None:  # deleted while it ran: keep no files for it
                 shutil.rmtree(folder, ignore_errors=True)
@@ -502,7 +565,7 @@ class _Run:
         }
 
     def _finish(self, outcome: _Outcome) -> str:
-        with transaction(self.runner._sessions) as session:
+        with transaction(self.runner._db) as session:
             row = session.get(ComfyUIGeneration, self.generation_id)
             if row is None:
                 return outcome.status
@@ -516,7 +579,7 @@ class _Run:
 
     def _mark_running(self) -> bool:
         """pending → running, unless someone cancelled it meanwhile."""
-        with transaction(self.runner._sessions) as session:
+        with transaction(self.runner._db) as session:
             result = session.execute(
                 update(ComfyUIGeneration)
                 .where(
@@ -534,12 +597,12 @@ class _Run:
         return False
 
     def _current_status(self) -> str:
-        with self.runner._sessions() as session:
+        with self.runner._db() as session:
             row = session.get(ComfyUIGeneration, self.generation_id)
             return row.status if row else CANCELLED
 
     def _store(self, **values: Any) -> None:
-        with transaction(self.runner._sessions) as session:
+        with transaction(self.runner._db) as session:
             session.execute(
                 update(ComfyUIGeneration)
                 .where(ComfyUIGeneration.id == self.generation_id)

@@ -70,7 +70,7 @@ class SessionView:
 class OutputFile:
     """One file a generation produced, stored under the media folder."""
 
-    path: str  # relative to MEDIA_STORAGE_PATH; resolve with ComfyUIService.media_file()
+    path: str  # relative to MEDIA_STORAGE_PATH; resolve with ctx.comfyui.media.file()
     kind: str  # "image" | "video" | "audio" | "file"
     media_type: str
     node_id: str

@@ -1,7 +1,7 @@
 """ComfyUI on the task queue: the `comfyui.generate` handler and the wiring at start-up.
 
 A task's payload is `{"generation_id": "<uuid>"}`; the generation row holds everything
-else. Progress goes to the task (fraction, message); the service publishes it on the
+else. Progress goes to the task (fraction, message); the runner publishes it on the
 event bus as `comfyui:progress` events: `{generation_id, status, message, fraction, step, max, node,
 node_type, preview_path}` (preview_path relative to MEDIA_STORAGE_PATH, when a preview
 image was sent; status becomes completed | failed | cancelled on the last event).
@@ -19,7 +19,7 @@ from spoonfeeder.events import Event, EventBus
 from spoonfeeder.tasks.handlers import HandlerRegistry, TaskContext
 
 if TYPE_CHECKING:
-    from spoonfeeder.comfyui.service import ComfyUIService
+    from spoonfeeder.comfyui.area import ComfyUI
     from spoonfeeder.tasks.queue import TaskQueue
 
 TASK_TYPE = "comfyui.generate"
@@ -35,7 +35,7 @@ def validate_payload(payload: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
-def install(registry: HandlerRegistry, comfyui: ComfyUIService) -> None:
+def install(registry: HandlerRegistry, comfyui: ComfyUI) -> None:
     registry.add(
         TASK_TYPE,
         partial(run_generation_task, comfyui),
@@ -44,12 +44,12 @@ def install(registry: HandlerRegistry, comfyui: ComfyUIService) -> None:
     )
 
 
-def run_generation_task(comfyui: ComfyUIService, task: TaskContext) -> dict[str, Any]:
-    def report(progress: GenerationProgress) -> None:  # the service publishes the event
+def run_generation_task(comfyui: ComfyUI, task: TaskContext) -> dict[str, Any]:
+    def report(progress: GenerationProgress) -> None:  # the runner publishes the event
         task.progress(progress.fraction, progress.message, force=progress.status != "running")
 
     # A run given up (RunAbandoned, a TaskInterrupted) leaves the generation to resume.
-    view = comfyui.run_generation(
+    view = comfyui.runner.run(
         task.payload["generation_id"],
         report,
         lambda: task.cancel_requested,
@@ -67,9 +67,7 @@ def run_generation_task(comfyui: ComfyUIService, task: TaskContext) -> dict[str,
     }
 
 
-def setup(
-    comfyui: ComfyUIService, queue: TaskQueue, events: EventBus, *, recover: bool = True
-) -> None:
+def setup(comfyui: ComfyUI, queue: TaskQueue, events: EventBus, *, recover: bool = True) -> None:
     """At start-up: generations enqueue tasks. With `recover` (the app, not a worker):
     the built-in workflow exists, and generations a stopped app left behind without a
     live task get one (their task, if any, is handed back by the queue's reaper and
@@ -92,19 +90,18 @@ def setup(
     def on_task_cancelled(event: Event) -> None:
         # Cancelled in the Tasks tab before it ran: the handler never will, say so here.
         if event.data.get("type") == TASK_TYPE and event.data.get("id"):
-            comfyui.task_cancelled(uuid.UUID(str(event.data["id"])))
+            comfyui.generations.task_cancelled(uuid.UUID(str(event.data["id"])))
 
-    comfyui.attach_events(events)
-    comfyui.attach_queue(enqueue, queue.cancel)
+    comfyui.connect(enqueue, queue.cancel, events)
     events.subscribe("task:cancelled", callback=on_task_cancelled)
     if not recover:
         return
-    comfyui.ensure_builtin_workflow()
-    for generation_id in comfyui.interrupted_generations():
-        view = comfyui.get_generation(generation_id)
+    comfyui.workflows.seed_builtin()
+    for generation_id in comfyui.generations.interrupted():
+        view = comfyui.generations.get(generation_id)
         task = queue.reads.get(view.task_id) if view.task_id else None
         if task is not None and task.status == "cancelled":
-            comfyui.task_cancelled(task.id, task_is_final=True)
+            comfyui.generations.task_cancelled(task.id, task_is_final=True)
         elif task is None or task.status in ("completed", "failed"):
             # its worker died more often than the task's attempts allow: resume anyway
-            comfyui.requeue(generation_id, replacing=view.task_id)
+            comfyui.generator.requeue(generation_id, replacing=view.task_id)
