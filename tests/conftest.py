@@ -18,6 +18,8 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.db.engine import make_engine, upgrade_schema
 from tests.fakes.server import closed_port_url
 
+pytest_plugins = ["tests.tiers"]  # unit / integration / acceptance markers
+
 PG_ENV = "SPOONFEEDER_TEST_DATABASE_URL"
 TEST_KEY = "11" * 32
 BACKENDS = ["sqlite", "postgres"]
