@@ -58,6 +58,7 @@ class AppContext:
     scheduler: BaseScheduler  # every periodic job of this process
     notices: list[str] = field(default_factory=list)  # start-up news for the operator
     workers: WorkerPool | None = None  # started by start_workers()
+    closed: bool = False
 
     @classmethod
     def create(cls, settings: Settings, role: Role = "app") -> AppContext:
@@ -138,6 +139,10 @@ class AppContext:
         return self.workers
 
     def close(self, worker_timeout: float = 10.0) -> None:
+        """Stop the workers and the scheduler, release the database. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
         if self.workers is not None:
             self.workers.stop(worker_timeout)
         self.scheduler.shutdown(wait=False)

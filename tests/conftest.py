@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -141,10 +142,47 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def ctx(settings: Settings) -> Iterator[AppContext]:
-    context = AppContext.create(settings)
-    yield context
-    context.close()
+def ctx(make_app: MakeApp, settings: Settings) -> AppContext:
+    return make_app(settings=settings)
+
+
+class MakeApp(Protocol):
+    def __call__(
+        self,
+        db_url: str | None = None,
+        data: Path | None = None,
+        *,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> AppContext: ...
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[MakeApp]:
+    """The one app factory: `make_app(db_url, data, **settings)` builds an AppContext as
+    the app does — on SQLite in the test's folder unless a database URL is given — and
+    every one made is closed when the test ends (a test may close one first, to restart
+    on the same database)."""
+    made: list[AppContext] = []
+
+    def make(
+        db_url: str | None = None,
+        data: Path | None = None,
+        *,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> AppContext:
+        if settings is None:
+            folder = data or tmp_path
+            settings = make_settings(
+                db_url or f"sqlite:///{folder / 'app.db'}", folder, **overrides
+            )
+        made.append(AppContext.create(settings))
+        return made[-1]
+
+    yield make
+    for context in reversed(made):
+        context.close()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

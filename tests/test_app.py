@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 
 from spoonfeeder.context import AppContext
-from tests.conftest import make_settings
+from tests.conftest import MakeApp, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
 from tests.launch import launched, sqlite_app
@@ -190,7 +190,7 @@ FIXED_CHOICES = {
 }
 
 
-def test_no_endpoint_checks_a_value_against_choices_frozen_at_start(tmp_path: Path) -> None:
+def test_no_endpoint_checks_a_value_against_choices_frozen_at_start(make_app: MakeApp) -> None:
     """Gradio refuses an API caller's dropdown value that is not among the choices the
     dropdown had when the app was built: every dropdown filled from the database (profiles,
     conversations, sessions, workflows, models…) must take any value and leave the check
@@ -199,11 +199,9 @@ def test_no_endpoint_checks_a_value_against_choices_frozen_at_start(tmp_path: Pa
 
     from ui.app import build_demo
 
-    ctx = AppContext.create(make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path))
-    try:
-        demo = build_demo(ctx)
-    finally:
-        ctx.close()
+    ctx = make_app()
+    demo = build_demo(ctx)
+    ctx.close()
     frozen = set()
     for fn in demo.fns.values():
         if fn.api_visibility == "private":
@@ -227,7 +225,7 @@ def test_test_connection_tests_what_the_form_holds(live: tuple[Client, AppContex
         client.predict("openai", "localhost 8000", "", api_name="/test_provider_form")
 
 
-def test_idle_api_sessions_are_forgotten_and_open_pages_kept(tmp_path: Path) -> None:
+def test_idle_api_sessions_are_forgotten_and_open_pages_kept(make_app: MakeApp) -> None:
     """Gradio kept every raw call's session (a copy of every component's config) for good:
     a bad-input sweep grew the app by gigabytes. Idle sessions of no open page now go."""
     import datetime
@@ -239,7 +237,7 @@ def test_idle_api_sessions_are_forgotten_and_open_pages_kept(tmp_path: Path) -> 
     from tests.fakes.server import free_port
     from ui.app import build_demo
 
-    ctx = AppContext.create(make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path))
+    ctx = make_app()
     demo = build_demo(ctx)
     reaper = demo.session_reaper
     started = datetime.datetime.now()

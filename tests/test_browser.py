@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from spoonfeeder.context import AppContext
-from tests.conftest import make_settings
+from tests.conftest import MakeApp
 from tests.fakes.comfyui_server import FakeComfyUI
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.server import serve
@@ -264,11 +264,11 @@ def test_the_tasks_provider_list_shows_a_profile_made_after_the_page_loaded(
 
 
 def test_a_first_run_shows_where_to_set_up_a_provider_without_popups(
-    browser: Browser, tmp_path: Path
+    browser: Browser, make_app: MakeApp
 ) -> None:
     """Nothing configured and no Ollama listening: the Chat tab says where to go, once,
     in the page — not as a warning popup each time the tab opens."""
-    ctx = AppContext.create(make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path))
+    ctx = make_app()
     try:
         with launched(ctx) as url:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -291,13 +291,11 @@ def test_a_first_run_shows_where_to_set_up_a_provider_without_popups(
 
 
 def test_a_fresh_install_preselects_a_checkpoint_the_server_has(
-    browser: Browser, app: App, tmp_path: Path
+    browser: Browser, app: App, make_app: MakeApp
 ) -> None:
     """The built-in workflow names SD 1.5's checkpoint; a server without it gets one it has."""
     comfy_url = app[1].profiles.get_setting("comfyui").endpoint_url
-    fresh = AppContext.create(
-        make_settings(f"sqlite:///{tmp_path / 'app.db'}", tmp_path, comfyui_url=comfy_url)
-    )
+    fresh = make_app(comfyui_url=comfy_url)
     try:
         with launched(fresh) as url:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})

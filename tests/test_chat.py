@@ -18,7 +18,7 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.db.models import Conversation, Message
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.providers.base import CUT_REPLY, EMPTY_REPLY, ChatOptions
-from tests.conftest import make_settings
+from tests.conftest import MakeApp
 from tests.fakes.anthropic_server import DEFAULT_MODELS as CLAUDE_MODELS
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.gemini_server import FakeGemini
@@ -73,15 +73,15 @@ def test_reply_streams_and_is_saved_with_its_metadata(ctx: AppContext, openai: F
     assert sent["temperature"] == 0.3
 
 
-def test_conversation_survives_a_restart(db_url: str, tmp_path: Path) -> None:
+def test_conversation_survives_a_restart(db_url: str, tmp_path: Path, make_app: MakeApp) -> None:
     fake = FakeOpenAI(key=KEY, tokens=["persisted"])
-    first = AppContext.create(make_settings(db_url, tmp_path))
+    first = make_app(db_url, tmp_path)
     with serve(fake.app) as url:
         first.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
         conv_id, reply = _chat(first, "remember me")
         reply.wait(5)
     first.close()
-    again = AppContext.create(make_settings(db_url, tmp_path))
+    again = make_app(db_url, tmp_path)
     try:
         conv = again.chat.get_conversation(conv_id)
         assert [m.content for m in conv.messages] == ["remember me", "persisted"]
@@ -278,18 +278,20 @@ def test_search_rename_delete_and_export(ctx: AppContext, openai: FakeOpenAI) ->
         ctx.chat.get_conversation(conv_id)
 
 
-def test_interrupted_replies_are_marked_at_start(db_url: str, tmp_path: Path) -> None:
+def test_interrupted_replies_are_marked_at_start(
+    db_url: str, tmp_path: Path, make_app: MakeApp
+) -> None:
     from spoonfeeder.db.engine import transaction
     from spoonfeeder.db.models import Message
 
-    ctx = AppContext.create(make_settings(db_url, tmp_path))
+    ctx = make_app(db_url, tmp_path)
     conv = ctx.chat.create_conversation("crashed")
     with transaction(ctx.sessions) as session:
         session.add(
             Message(conversation_id=conv.id, role="assistant", content="half a", status="streaming")
         )
     ctx.close()
-    again = AppContext.create(make_settings(db_url, tmp_path))
+    again = make_app(db_url, tmp_path)
     try:
         message = again.chat.get_conversation(conv.id).messages[0]
         assert (message.status, message.content) == (STOPPED, "half a")

@@ -27,7 +27,7 @@ from spoonfeeder.errors import (
     RunAbandoned,
     ValidationError,
 )
-from tests.conftest import make_settings
+from tests.conftest import MakeApp, make_settings
 from tests.fakes.comfyui_server import (
     FIXTURES,
     FakeComfyUI,
@@ -64,7 +64,7 @@ def comfy_url(fake: FakeComfyUI, server: tuple[SwappableApp, str]) -> str:
     return server[1]
 
 
-def make_app(db_url: str, data: Path, comfy_url: str) -> AppContext:
+def app_on(db_url: str, data: Path, comfy_url: str) -> AppContext:
     ctx = AppContext.create(make_settings(db_url, data, comfyui_url=comfy_url))
     ctx.comfyui.runner.timings.receive_timeout = 0.05
     ctx.comfyui.runner.timings.poll_interval = 0.05
@@ -73,7 +73,7 @@ def make_app(db_url: str, data: Path, comfy_url: str) -> AppContext:
 
 @pytest.fixture
 def app(db_url: str, tmp_path: Path, comfy_url: str) -> Iterator[AppContext]:
-    ctx = make_app(db_url, tmp_path / "data", comfy_url)
+    ctx = app_on(db_url, tmp_path / "data", comfy_url)
     yield ctx
     ctx.close()
 
@@ -340,7 +340,7 @@ def test_without_its_websocket_a_run_is_followed_through_history(
 def test_restart_mid_generation_resumes_and_completes_from_history(
     db_url: str, tmp_path: Path, comfy_url: str, fake: FakeComfyUI
 ) -> None:
-    first = make_app(db_url, tmp_path / "data", comfy_url)
+    first = app_on(db_url, tmp_path / "data", comfy_url)
     fake.hold = True  # the server pauses after the first step until released
     pending = one(first.comfyui, first.comfyui.sessions.create("Restart").id)
     abandon = threading.Event()
@@ -355,7 +355,7 @@ def test_restart_mid_generation_resumes_and_completes_from_history(
     assert left.status == "running" and left.prompt_id is not None
     first.close()
 
-    second = make_app(db_url, tmp_path / "data", comfy_url)  # the app starts again
+    second = app_on(db_url, tmp_path / "data", comfy_url)  # the app starts again
     try:
         assert second.comfyui.generations.interrupted() == [pending.id]
         fake.release()
@@ -374,14 +374,14 @@ def test_a_worker_stopping_mid_generation_leaves_it_to_the_next_one(
     db_url: str, tmp_path: Path, comfy_url: str, fake: FakeComfyUI
 ) -> None:
     fake.hold = True
-    first = make_app(db_url, tmp_path / "data", comfy_url)
+    first = app_on(db_url, tmp_path / "data", comfy_url)
     first.start_workers(1, poll_interval=0.05)
     made = one(first.comfyui, first.comfyui.sessions.create("Shutdown").id)
     deadline = time.monotonic() + 10
     while not fake.progress_sent and time.monotonic() < deadline:  # step 1 is under way
         time.sleep(0.01)
     first.close(worker_timeout=0.1)  # the app stops: the task is given back to the queue
-    second = make_app(db_url, tmp_path / "data", comfy_url)
+    second = app_on(db_url, tmp_path / "data", comfy_url)
     try:
         left = second.comfyui.generations.get(made.id)
         assert left.status == "running" and left.prompt_id is not None
@@ -400,11 +400,11 @@ def test_a_worker_stopping_mid_generation_leaves_it_to_the_next_one(
 def test_at_start_a_generation_whose_task_is_gone_gets_exactly_one_new_task(
     db_url: str, tmp_path: Path, comfy_url: str, fake: FakeComfyUI
 ) -> None:
-    first = make_app(db_url, tmp_path / "data", comfy_url)
+    first = app_on(db_url, tmp_path / "data", comfy_url)
     made = one(first.comfyui, first.comfyui.sessions.create("Lost task").id)
     first.tasks.delete_task(made.task_id)  # e.g. removed from the Tasks tab meanwhile
     first.close()
-    second = make_app(db_url, tmp_path / "data", comfy_url)
+    second = app_on(db_url, tmp_path / "data", comfy_url)
     try:
         again = second.comfyui.generations.get(made.id)
         assert again.task_id is not None and again.task_id != made.task_id
@@ -435,7 +435,7 @@ def test_a_prompt_comfyui_forgot_fails_with_a_reason(
 
 def test_an_unreachable_server_is_a_clear_error(db_url: str, tmp_path: Path) -> None:
     url = closed_port_url()
-    ctx = make_app(db_url, tmp_path / "data", url)
+    ctx = app_on(db_url, tmp_path / "data", url)
     try:
         svc = ctx.comfyui
         session = svc.sessions.create("Offline")
@@ -1080,17 +1080,17 @@ def test_node_types_the_server_lacks_are_named(svc: ComfyUI, db_url: str, tmp_pa
         "ImpactWildcardProcessor",
     ]
     assert svc.servers.missing_node_types(load_fixture("workflow_txt2img_api.json")) == []
-    offline = make_app(db_url, tmp_path / "offline", closed_port_url())
+    offline = app_on(db_url, tmp_path / "offline", closed_port_url())
     try:
         assert offline.comfyui.servers.missing_node_types(json.dumps(custom)) is None
     finally:
         offline.close()
 
 
-def test_sweeps_are_capped_by_the_setting(db_url: str, tmp_path: Path, comfy_url: str) -> None:
-    ctx = AppContext.create(
-        make_settings(db_url, tmp_path / "capped", comfyui_url=comfy_url, sweep_max_cells=6)
-    )
+def test_sweeps_are_capped_by_the_setting(
+    db_url: str, tmp_path: Path, comfy_url: str, make_app: MakeApp
+) -> None:
+    ctx = make_app(db_url, tmp_path / "capped", comfyui_url=comfy_url, sweep_max_cells=6)
     try:
         session = ctx.comfyui.sessions.create("Capped")
         with pytest.raises(ValidationError) as caught:
