@@ -73,6 +73,7 @@ class WorkerPool:
         self.name = f"{socket.gethostname()[:60]}:{os.getpid()}:{token}"
         self._cond = threading.Condition()
         self._seq = 0  # bumped by every wake-up event; idle threads wait for a change
+        self._idle_threads = 0  # waiting in _idle, under _cond
         self._stopping = threading.Event()
         self._closed = threading.Event()
         self._busy: dict[str, TaskContext] = {}  # worker id -> its running task
@@ -114,9 +115,19 @@ class WorkerPool:
     def running(self) -> bool:
         return bool(self._workers) and not self._closed.is_set()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop()` was called: no task is claimed any more."""
+        return self._stopping.is_set()
+
     def busy_count(self) -> int:
         with self._busy_lock:
             return len(self._busy)
+
+    def idle_count(self) -> int:
+        """Threads waiting for work: nothing was due when they last looked."""
+        with self._cond:
+            return self._idle_threads
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; let running tasks finish for up to `timeout` seconds, then
@@ -171,10 +182,14 @@ class WorkerPool:
             due = self.queue.next_run_at()
         except Exception:
             due = None
-        if due is not None:
-            timeout = min(timeout, max(0.01, (due - utcnow()).total_seconds()))
+        if due is not None:  # in the queue's time: the clock that decides it is due
+            timeout = min(timeout, max(0.01, (due - self.queue.clock.now()).total_seconds()))
         with self._cond:
-            self._cond.wait_for(lambda: self._seq != seen or self._stopping.is_set(), timeout)
+            self._idle_threads += 1
+            try:
+                self._cond.wait_for(lambda: self._seq != seen or self._stopping.is_set(), timeout)
+            finally:
+                self._idle_threads -= 1
 
     # -- the loop ----------------------------------------------------------------
 
