@@ -467,7 +467,7 @@ class ChatService:
 
     def send(
         self,
-        conversation_id: uuid.UUID | str,
+        conversation_id: uuid.UUID | str | None,
         text: str,
         target: ChatTarget,
         options: ChatOptions | None = None,
@@ -475,14 +475,20 @@ class ChatService:
     ) -> Reply:
         """Add a user message and start streaming the reply to it.
 
+        With no `conversation_id` (None or ""), the message starts a new conversation,
+        its system prompt `options.system`: made only once the message and the target
+        have passed their checks, so a refused first message leaves no empty one behind.
         The user message is committed before this returns; the upstream request is
         already on its way while that commit happens (see `_reply`).
         """
         target = target.validated()
         if not text.strip() and not images:
             raise ValidationError("Type a message or attach an image first")
-        conv_id = _uuid(conversation_id)
+        conv_id = _uuid(conversation_id) if conversation_id else None
         provider = self._provider(target)
+        if conv_id is None:
+            system = options.system if options else None
+            conv_id = self.create_conversation(system_prompt=system).id
         attachments = [self._store_image(conv_id, Path(p)) for p in images]
 
         def plan(conv: Row[Any], rows: Sequence[Row[Any]]) -> _Turn:
