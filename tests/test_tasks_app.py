@@ -30,7 +30,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, AppC
             yield Client(app_url, verbose=False), ctx
 
 
-def wait_for(fetch, done, timeout: float = 10.0):
+def wait_for(fetch, done, timeout: float = 30.0):
+    """Fetch until `done(value)`, then return the value; the caller asserts on it. The
+    timeout only bounds a failure."""
     deadline = time.monotonic() + timeout
     while True:
         value = fetch()
@@ -72,10 +74,7 @@ def test_live_view_shows_a_new_task_without_a_refresh(app: tuple[Client, AppCont
     client, _ = app
     job = client.submit(*FILTERS, "", api_name="/watch_tasks")
     try:
-        deadline = time.monotonic() + 5
-        while not job.outputs() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        first = len(job.outputs())
+        first = len(wait_for(job.outputs, bool))
         assert first >= 1  # the table is shown at once
         task_id = create(client, name="Live one")
         # The watcher yields again because task events arrived, not because anyone asked.
@@ -121,9 +120,7 @@ def test_cancel_retry_and_delete(app: tuple[Client, AppContext]) -> None:
     with pytest.raises(AppError, match="already cancelled"):
         client.predict(str(task.id), api_name="/cancel_task")
     details, _ = client.predict(str(task.id), api_name="/retry_task")
-    retried = wait_for(
-        lambda: ctx.tasks.get_task(task.id), lambda t: t.status == "completed", timeout=10
-    )
+    retried = wait_for(lambda: ctx.tasks.get_task(task.id), lambda t: t.status == "completed")
     assert retried.status == "completed"  # retry runs it now, not in 2099
     client.predict(str(task.id), api_name="/confirm_delete_task")
     client.predict(str(task.id), *FILTERS, api_name="/delete_task")
