@@ -222,6 +222,16 @@ class Generations:
         self._cancels.request(key, task_id)
         return self.get(key)
 
+    def cancel_unfinished(self, generation_ids: Iterable[uuid.UUID | str]) -> int:
+        """Stop those of `generation_ids` that have not ended (a page's Interrupt of
+        what it follows); how many were asked to stop."""
+        asked = 0
+        for generation_id in generation_ids:
+            if not self.get(generation_id).done:
+                self.cancel(generation_id)
+                asked += 1
+        return asked
+
     def task_cancelled(self, task_id: uuid.UUID, *, task_is_final: bool = False) -> None:
         """Its task was cancelled before it ran: a generation not yet posted is cancelled
         too (a running one hears of it through the task and interrupts ComfyUI). With

@@ -163,6 +163,19 @@ class WorkflowLibrary:
         seeded = self.seed_builtin()
         return seeded if seeded is not None else self.default()
 
+    def image_parameter(
+        self, workflow_id: uuid.UUID | str | None, chosen: str | None
+    ) -> dict[str, Any]:
+        """The `image` of a request for `workflow_id` (None = the default): the image
+        `chosen`, else — for a workflow that takes one — its own, never one remembered
+        from an earlier run; {} for a workflow that takes none."""
+        workflow = self.get(workflow_id) if workflow_id else self.default()
+        if chosen:
+            return {"image": chosen}
+        if "image" in workflow.extracted:
+            return {"image": workflow.parameters.get("image")}
+        return {}
+
     def chosen_row(
         self,
         session: Session,
