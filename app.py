@@ -20,6 +20,7 @@ import gradio as gr
 from spoonfeeder.config import Settings, load_settings, parse_auth
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ConfigError
+from spoonfeeder.logs import configure_logging
 from spoonfeeder.memory import tune_allocator
 from ui.app import build_demo
 
@@ -68,12 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per reaper run too
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin
+    configure_logging()
     args = parse_args(argv)
     try:
         if args.auth:

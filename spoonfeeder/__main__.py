@@ -18,6 +18,7 @@ import threading
 
 from spoonfeeder.config import load_settings
 from spoonfeeder.errors import ConfigError
+from spoonfeeder.logs import configure_logging
 
 log = logging.getLogger("spoonfeeder.worker")
 
@@ -105,12 +106,7 @@ def run_migrate(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin
+    configure_logging()
     args = parse_args(argv)
     try:
         if args.command == "worker":

@@ -98,13 +98,20 @@ def normalize_database_url(url: str) -> str:
 
 
 def parse_auth(text: str) -> list[tuple[str, str]]:
+    """`user:password` pairs, comma-separated. A bad entry is named by its place (and
+    its user, when it has one), never quoted: it may be a password."""
     pairs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    entries = [part.strip() for part in text.split(",")]
+    for number, item in enumerate(filter(None, entries), start=1):
         user, sep, password = item.partition(":")
         if not sep or not user or not password:
-            raise ConfigError(
-                f"SPOONFEEDER_AUTH / --auth entry {user or item!r} must look like user:password"
-            )
+            if not sep:
+                which = f"entry {number}"
+            elif not user:
+                which = f"entry {number} (no user name)"
+            else:
+                which = f"entry {number} (user {user!r}, no password)"
+            raise ConfigError(f"SPOONFEEDER_AUTH / --auth {which} must look like user:password")
         pairs.append((user, password))
     return pairs
 

@@ -66,3 +66,21 @@ def test_auth_pairs() -> None:
     assert parse_auth("alice:pw1, bob:p:w2") == [("alice", "pw1"), ("bob", "p:w2")]
     with pytest.raises(ConfigError, match="user:password"):
         parse_auth("alice")
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("alice:pw1, hunter2-secret", "entry 2"),  # a password typed without its user
+        ("alice:pw1, :hunter2-secret", "entry 2 (no user name)"),
+        ("bob:, alice:hunter2-secret", "entry 1 (user 'bob', no password)"),
+    ],
+)
+def test_a_bad_auth_entry_is_named_without_its_password(text: str, where: str) -> None:
+    """The message reaches logs and terminals: it says which entry, never what a password
+    might be."""
+    with pytest.raises(ConfigError) as caught:
+        parse_auth(text)
+    message = str(caught.value)
+    assert where in message and "user:password" in message
+    assert "hunter2" not in message
