@@ -41,9 +41,7 @@ def need(value: str | None, what: str) -> str:
 
 def server_choices(ctx: AppContext) -> list[tuple[str, str]]:
     return [("Default ComfyUI server (Settings)", DEFAULT_SERVER)] + [
-        (f"{p.name} ({p.url})", str(p.id))
-        for p in ctx.profiles.list_profiles()
-        if p.provider == "comfyui"
+        (f"{p.name} ({p.url})", str(p.id)) for p in ctx.comfyui.servers.profiles()
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -17,7 +18,6 @@ from spoonfeeder.history import (
     GENERATION_STATUSES,
     ConversationFilters,
     GenerationFilters,
-    HistoryFacets,
     TimelineEntry,
 )
 from spoonfeeder.serialize import jsonable
@@ -139,350 +139,531 @@ def _frame(rows: list[list[Any]], columns: list[str]) -> pd.DataFrame:
 # ----- the tab ----------------------------------------------------------------------------
 
 
+# ----- the tab ----------------------------------------------------------------------------
+
+
+@dataclass
+class GenerationsPane:
+    text: gr.Textbox
+    status: gr.Dropdown
+    session: gr.Dropdown
+    checkpoint: gr.Dropdown
+    sampler: gr.Dropdown
+    scheduler: gr.Dropdown
+    width: gr.Textbox
+    height: gr.Textbox
+    steps_min: gr.Textbox
+    steps_max: gr.Textbox
+    cfg_min: gr.Textbox
+    cfg_max: gr.Textbox
+    seed: gr.Textbox
+    created_from: gr.Textbox
+    created_to: gr.Textbox
+    page: gr.Number
+    search: gr.Button
+    summary: gr.Markdown
+    table: gr.Dataframe
+    gallery: gr.Gallery
+    gallery_ids: gr.State  # the generation id behind each gallery image
+    selected: gr.Textbox
+    rerun: gr.Button
+    details: gr.Markdown
+    params: gr.JSON
+
+    def filters(self) -> list[Any]:
+        """In GenerationFilters' field order, then the page (passed positionally)."""
+        return [
+            self.text,
+            self.status,
+            self.session,
+            self.checkpoint,
+            self.sampler,
+            self.scheduler,
+            self.width,
+            self.height,
+            self.steps_min,
+            self.steps_max,
+            self.cfg_min,
+            self.cfg_max,
+            self.seed,
+            self.created_from,
+            self.created_to,
+            self.page,
+        ]
+
+    def results(self) -> list[Any]:
+        return [self.summary, self.table, self.gallery, self.gallery_ids]
+
+
+@dataclass
+class ConversationsPane:
+    text: gr.Textbox
+    provider: gr.Dropdown
+    model: gr.Dropdown
+    active_from: gr.Textbox
+    active_to: gr.Textbox
+    page: gr.Number
+    search: gr.Button
+    summary: gr.Markdown
+    table: gr.Dataframe
+    selected: gr.Textbox
+    title: gr.Markdown
+    messages: gr.Chatbot
+
+    def filters(self) -> list[Any]:
+        return [self.text, self.provider, self.model, self.active_from, self.active_to, self.page]
+
+    def results(self) -> list[Any]:
+        return [self.summary, self.table]
+
+
+@dataclass
+class TimelinePane:
+    text: gr.Textbox
+    since: gr.Textbox
+    until: gr.Textbox
+    page: gr.Number
+    search: gr.Button
+    summary: gr.Markdown
+    table: gr.Dataframe
+
+    def filters(self) -> list[Any]:
+        return [self.text, self.since, self.until, self.page]
+
+    def results(self) -> list[Any]:
+        return [self.summary, self.table]
+
+
+@dataclass
+class HistoryView:
+    tabs: gr.Tabs
+    generations: GenerationsPane
+    conversations: ConversationsPane
+    timeline: TimelinePane
+    refresh_filters: gr.Button
+    tick: gr.Textbox  # set on page load and tab open: re-runs the searches as they are
+
+    def facets(self) -> list[Any]:
+        """The filter dropdowns whose choices come from what was actually used."""
+        g, c = self.generations, self.conversations
+        return [g.status, g.session, g.checkpoint, g.sampler, g.scheduler, c.provider, c.model]
+
+
 def build(ctx: AppContext) -> Refresh:
-    history = ctx.history
+    view = render(ctx)
+    return listen(ctx, view)
 
-    def media_path(relative: str) -> str | None:
-        try:
-            return str(ctx.comfyui.media.file(relative))
-        except Exception:  # a file removed by hand: show the others
-            return None
 
+def render(ctx: AppContext) -> HistoryView:
     gr.Markdown("Every generation and conversation, searchable. Click a row to open it.")
     with gr.Tabs(selected="history-generations") as tabs:
         with gr.Tab("Generations", id="history-generations"):
-            with gr.Row():
-                g_text = gr.Textbox(
-                    label="Prompt or negative prompt contains",
-                    scale=3,
-                    elem_id="hg-text",
-                )
-                g_status = gr.Dropdown(
-                    _choices(list(GENERATION_STATUSES)),
-                    value="",
-                    label="Status",
-                    elem_id="hg-status",
-                )
-                g_session = gr.Dropdown(
-                    [ANY],
-                    value="",
-                    label="Session",
-                    allow_custom_value=True,  # any session id, even one made after start
-                    elem_id="hg-session",
-                )
-            with gr.Row():
-                g_checkpoint = gr.Dropdown(
-                    [ANY], value="", label="Checkpoint", allow_custom_value=True, elem_id="hg-ckpt"
-                )
-                g_sampler = gr.Dropdown(
-                    [ANY], value="", label="Sampler", allow_custom_value=True, elem_id="hg-sampler"
-                )
-                g_scheduler = gr.Dropdown(
-                    [ANY], value="", label="Scheduler", allow_custom_value=True, elem_id="hg-sched"
-                )
-            with gr.Row():
-                g_width = gr.Textbox(label="Width", elem_id="hg-width")
-                g_height = gr.Textbox(label="Height", elem_id="hg-height")
-                g_steps_min = gr.Textbox(label="Steps from", elem_id="hg-steps-min")
-                g_steps_max = gr.Textbox(label="Steps to", elem_id="hg-steps-max")
-                g_cfg_min = gr.Textbox(label="CFG from", elem_id="hg-cfg-min")
-                g_cfg_max = gr.Textbox(label="CFG to", elem_id="hg-cfg-max")
-                g_seed = gr.Textbox(label="Seed", elem_id="hg-seed")
-            with gr.Row():
-                g_from = gr.Textbox(label="Created from (YYYY-MM-DD)", elem_id="hg-from")
-                g_to = gr.Textbox(label="Created to (YYYY-MM-DD)", elem_id="hg-to")
-                g_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="hg-page")
-                g_search = gr.Button("Search", variant="primary", elem_id="hg-search")
-            g_summary = gr.Markdown(elem_id="hg-summary")
-            g_table = gr.Dataframe(
-                headers=GENERATION_COLUMNS, interactive=False, wrap=True, elem_id="hg-table"
-            )
-            g_gallery = gr.Gallery(
-                label="Images of these generations (click one to open it)",
-                columns=6,
-                height="auto",
-                elem_id="hg-gallery",
-            )
-            g_gallery_ids = gr.State([])  # the generation id behind each gallery image
-            with gr.Row():
-                g_selected = gr.Textbox(
-                    label="Selected generation id (click a row or an image)",
-                    scale=4,
-                    elem_id="hg-selected",
-                )
-                g_rerun = gr.Button("Re-run exactly", scale=1, elem_id="hg-rerun")
-            g_details = gr.Markdown(elem_id="hg-details")
-            g_params = gr.JSON(label="Parameters", elem_id="hg-params")
-
+            generations = _render_generations()
         with gr.Tab("Conversations", id="history-conversations"):
-            with gr.Row():
-                c_text = gr.Textbox(label="Title or message contains", scale=3, elem_id="hc-text")
-                c_provider = gr.Dropdown(
-                    [ANY], value="", label="Provider", allow_custom_value=True, elem_id="hc-prov"
-                )
-                c_model = gr.Dropdown(
-                    [ANY], value="", label="Model", allow_custom_value=True, elem_id="hc-model"
-                )
-            with gr.Row():
-                c_from = gr.Textbox(label="Active from (YYYY-MM-DD)", elem_id="hc-from")
-                c_to = gr.Textbox(label="Active to (YYYY-MM-DD)", elem_id="hc-to")
-                c_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="hc-page")
-                c_search = gr.Button("Search", variant="primary", elem_id="hc-search")
-            c_summary = gr.Markdown(elem_id="hc-summary")
-            c_table = gr.Dataframe(
-                headers=CONVERSATION_COLUMNS, interactive=False, wrap=True, elem_id="hc-table"
-            )
-            c_selected = gr.Textbox(
-                label="Selected conversation id (click a row)", elem_id="hc-selected"
-            )
-            c_title = gr.Markdown(elem_id="hc-title")
-            c_messages = gr.Chatbot(label="Messages", height=420, elem_id="hc-messages")
-
+            conversations = _render_conversations()
         with gr.Tab("Everything", id="history-everything"):
-            with gr.Row():
-                t_text = gr.Textbox(
-                    label="Prompt, title or message contains", scale=3, elem_id="ht-text"
-                )
-                t_from = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="ht-from")
-                t_to = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="ht-to")
-                t_page = gr.Number(1, label="Page", precision=0, minimum=1, elem_id="ht-page")
-                t_search = gr.Button("Search", variant="primary", elem_id="ht-search")
-            t_summary = gr.Markdown(elem_id="ht-summary")
-            t_table = gr.Dataframe(
-                headers=TIMELINE_COLUMNS, interactive=False, wrap=True, elem_id="ht-table"
-            )
+            timeline = _render_timeline()
+    return HistoryView(
+        tabs=tabs,
+        generations=generations,
+        conversations=conversations,
+        timeline=timeline,
+        refresh_filters=gr.Button("Refresh filter choices", size="sm", elem_id="h-refresh"),
+        tick=gr.Textbox(visible="hidden"),
+    )
 
-    refresh_filters = gr.Button("Refresh filter choices", size="sm", elem_id="h-refresh")
-    # Set on page load and tab open: re-runs the searches with the filters as they are.
-    tick = gr.Textbox(visible="hidden")
 
-    # In GenerationFilters' field order (render_generations passes them positionally).
-    g_filters = [
-        g_text,
-        g_status,
-        g_session,
-        g_checkpoint,
-        g_sampler,
-        g_scheduler,
-        g_width,
-        g_height,
-        g_steps_min,
-        g_steps_max,
-        g_cfg_min,
-        g_cfg_max,
-        g_seed,
-        g_from,
-        g_to,
-        g_page,
-    ]
-    c_filters = [c_text, c_provider, c_model, c_from, c_to, c_page]
-    t_filters = [t_text, t_from, t_to, t_page]
-    g_outputs = [g_summary, g_table, g_gallery, g_gallery_ids]
-    c_outputs = [c_summary, c_table]
-    t_outputs = [t_summary, t_table]
-    facet_outputs = [g_status, g_session, g_checkpoint, g_sampler, g_scheduler, c_provider, c_model]
+def _facet(label: str, elem_id: str, **options: Any) -> gr.Dropdown:
+    # Any value, even one made after start: the service checks it.
+    return gr.Dropdown(
+        [ANY], value="", label=label, allow_custom_value=True, elem_id=elem_id, **options
+    )
 
-    # ----- renderers (raise service errors; the callbacks below show them) -----
 
-    def render_generations(*values: Any) -> tuple:
+def _page(elem_id: str) -> gr.Number:
+    return gr.Number(1, label="Page", precision=0, minimum=1, elem_id=elem_id)
+
+
+def _render_generations() -> GenerationsPane:
+    with gr.Row():
+        text = gr.Textbox(label="Prompt or negative prompt contains", scale=3, elem_id="hg-text")
+        status = gr.Dropdown(
+            _choices(list(GENERATION_STATUSES)), value="", label="Status", elem_id="hg-status"
+        )
+        session = _facet("Session", "hg-session")
+    with gr.Row():
+        checkpoint = _facet("Checkpoint", "hg-ckpt")
+        sampler = _facet("Sampler", "hg-sampler")
+        scheduler = _facet("Scheduler", "hg-sched")
+    with gr.Row():
+        sizes = [
+            gr.Textbox(label=label, elem_id=f"hg-{key}")
+            for label, key in [
+                ("Width", "width"),
+                ("Height", "height"),
+                ("Steps from", "steps-min"),
+                ("Steps to", "steps-max"),
+                ("CFG from", "cfg-min"),
+                ("CFG to", "cfg-max"),
+                ("Seed", "seed"),
+            ]
+        ]
+    with gr.Row():
+        created_from = gr.Textbox(label="Created from (YYYY-MM-DD)", elem_id="hg-from")
+        created_to = gr.Textbox(label="Created to (YYYY-MM-DD)", elem_id="hg-to")
+        page = _page("hg-page")
+        search = gr.Button("Search", variant="primary", elem_id="hg-search")
+    summary = gr.Markdown(elem_id="hg-summary")
+    table = gr.Dataframe(
+        headers=GENERATION_COLUMNS, interactive=False, wrap=True, elem_id="hg-table"
+    )
+    gallery = gr.Gallery(
+        label="Images of these generations (click one to open it)",
+        columns=6,
+        height="auto",
+        elem_id="hg-gallery",
+    )
+    gallery_ids = gr.State([])
+    with gr.Row():
+        selected = gr.Textbox(
+            label="Selected generation id (click a row or an image)", scale=4, elem_id="hg-selected"
+        )
+        rerun = gr.Button("Re-run exactly", scale=1, elem_id="hg-rerun")
+    width, height, steps_min, steps_max, cfg_min, cfg_max, seed = sizes
+    return GenerationsPane(
+        text=text,
+        status=status,
+        session=session,
+        checkpoint=checkpoint,
+        sampler=sampler,
+        scheduler=scheduler,
+        width=width,
+        height=height,
+        steps_min=steps_min,
+        steps_max=steps_max,
+        cfg_min=cfg_min,
+        cfg_max=cfg_max,
+        seed=seed,
+        created_from=created_from,
+        created_to=created_to,
+        page=page,
+        search=search,
+        summary=summary,
+        table=table,
+        gallery=gallery,
+        gallery_ids=gallery_ids,
+        selected=selected,
+        rerun=rerun,
+        details=gr.Markdown(elem_id="hg-details"),
+        params=gr.JSON(label="Parameters", elem_id="hg-params"),
+    )
+
+
+def _render_conversations() -> ConversationsPane:
+    with gr.Row():
+        text = gr.Textbox(label="Title or message contains", scale=3, elem_id="hc-text")
+        provider = _facet("Provider", "hc-prov")
+        model = _facet("Model", "hc-model")
+    with gr.Row():
+        active_from = gr.Textbox(label="Active from (YYYY-MM-DD)", elem_id="hc-from")
+        active_to = gr.Textbox(label="Active to (YYYY-MM-DD)", elem_id="hc-to")
+        page = _page("hc-page")
+        search = gr.Button("Search", variant="primary", elem_id="hc-search")
+    return ConversationsPane(
+        text,
+        provider,
+        model,
+        active_from,
+        active_to,
+        page,
+        search,
+        summary=gr.Markdown(elem_id="hc-summary"),
+        table=gr.Dataframe(
+            headers=CONVERSATION_COLUMNS, interactive=False, wrap=True, elem_id="hc-table"
+        ),
+        selected=gr.Textbox(label="Selected conversation id (click a row)", elem_id="hc-selected"),
+        title=gr.Markdown(elem_id="hc-title"),
+        messages=gr.Chatbot(label="Messages", height=420, elem_id="hc-messages"),
+    )
+
+
+def _render_timeline() -> TimelinePane:
+    with gr.Row():
+        text = gr.Textbox(label="Prompt, title or message contains", scale=3, elem_id="ht-text")
+        since = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="ht-from")
+        until = gr.Textbox(label="To (YYYY-MM-DD)", elem_id="ht-to")
+        page = _page("ht-page")
+        search = gr.Button("Search", variant="primary", elem_id="ht-search")
+    return TimelinePane(
+        text,
+        since,
+        until,
+        page,
+        search,
+        summary=gr.Markdown(elem_id="ht-summary"),
+        table=gr.Dataframe(
+            headers=TIMELINE_COLUMNS, interactive=False, wrap=True, elem_id="ht-table"
+        ),
+    )
+
+
+def _listing(
+    pane: GenerationsPane | ConversationsPane | TimelinePane,
+    what: str,
+    total: int,
+    offset: int,
+    rows: list[list[Any]],
+    columns: list[str],
+) -> dict[Any, Any]:
+    """A page of search results: its summary line and its table."""
+    return {
+        pane.summary: page_summary(what, total, PAGE_SIZE, offset, len(rows)),
+        pane.table: _frame(rows, columns),
+    }
+
+
+class Searches:
+    """The three searches as updates keyed by the view's components; they raise service
+    errors (the callbacks show them)."""
+
+    def __init__(self, ctx: AppContext, view: HistoryView) -> None:
+        self.ctx, self.view = ctx, view
+
+    def _media_path(self, relative: str) -> str | None:
+        try:
+            return str(self.ctx.comfyui.media.file(relative))
+        except Exception:  # a file removed by hand: show the others
+            return None
+
+    def generations(self, *values: Any) -> dict[Any, Any]:
         *fields, page = values
         offset = _page_offset(page)
-        found = history.search_generations(
+        found = self.ctx.history.search_generations(
             GenerationFilters(*fields), limit=PAGE_SIZE, offset=offset
         )
         images, ids = [], []
         for g in found.items:
             for out in g.outputs:
-                if out.kind == "image" and (path := media_path(out.path)):
+                if out.kind == "image" and (path := self._media_path(out.path)):
                     images.append((path, f"seed {g.seed}"))
                     ids.append(str(g.id))
+        pane = self.view.generations
         rows = [generation_row(g) for g in found.items]
-        summary = page_summary("generations", found.total, PAGE_SIZE, offset, len(rows))
-        return summary, _frame(rows, GENERATION_COLUMNS), images, ids
+        return {
+            **_listing(pane, "generations", found.total, offset, rows, GENERATION_COLUMNS),
+            pane.gallery: images,
+            pane.gallery_ids: ids,
+        }
 
-    def render_conversations(text, provider, model, from_, to_, page) -> tuple:
+    def conversations(self, text, provider, model, from_, to_, page) -> dict[Any, Any]:
         offset = _page_offset(page)
-        found = history.search_conversations(
+        found = self.ctx.history.search_conversations(
             ConversationFilters(text or "", provider, model, from_, to_),
             limit=PAGE_SIZE,
             offset=offset,
         )
         rows = [conversation_row(c) for c in found.items]
-        summary = page_summary("conversations", found.total, PAGE_SIZE, offset, len(rows))
-        return summary, _frame(rows, CONVERSATION_COLUMNS)
+        pane = self.view.conversations
+        return _listing(pane, "conversations", found.total, offset, rows, CONVERSATION_COLUMNS)
 
-    def render_timeline(text, from_, to_, page) -> tuple:
+    def timeline(self, text, from_, to_, page) -> dict[Any, Any]:
         offset = _page_offset(page)
-        found = history.timeline(text or "", since=from_, until=to_, limit=PAGE_SIZE, offset=offset)
+        found = self.ctx.history.timeline(
+            text or "", since=from_, until=to_, limit=PAGE_SIZE, offset=offset
+        )
         rows = [timeline_row(e) for e in found.items]
-        summary = page_summary("items", found.total, PAGE_SIZE, offset, len(rows))
-        return summary, _frame(rows, TIMELINE_COLUMNS)
+        return _listing(self.view.timeline, "items", found.total, offset, rows, TIMELINE_COLUMNS)
 
-    def facet_updates(facets: HistoryFacets) -> tuple:
+    def facets(self) -> dict[Any, Any]:
+        facets = self.ctx.history.facets()
         sessions = [ANY, *((s.name, str(s.id)) for s in facets.sessions)]
         statuses = sorted(set(GENERATION_STATUSES) | set(facets.statuses))
-        return (
-            _dropdown(statuses),
-            gr.Dropdown(choices=sessions),
-            _dropdown(facets.checkpoints),
-            _dropdown(facets.samplers),
-            _dropdown(facets.schedulers),
-            _dropdown(facets.providers),
-            _dropdown(facets.models),
-        )
+        g, c = self.view.generations, self.view.conversations
+        return {
+            g.status: _dropdown(statuses),
+            g.session: gr.Dropdown(choices=sessions),
+            g.checkpoint: _dropdown(facets.checkpoints),
+            g.sampler: _dropdown(facets.samplers),
+            g.scheduler: _dropdown(facets.schedulers),
+            c.provider: _dropdown(facets.providers),
+            c.model: _dropdown(facets.models),
+        }
 
-    def _or_message(render, values, blanks: int) -> tuple:
-        # On a tab refresh a bad filter left in a box shows as text, not a modal.
+    def refresh_all(self, *values: Any) -> dict[Any, Any]:
+        """Every search with the filters as they are (a tab refresh): a bad filter left in
+        a box shows as text in its summary, not as a modal."""
+        view, out = self.view, {}
+        g_count = len(view.generations.filters())
+        c_count = len(view.conversations.filters())
+        parts = [
+            (self.generations, view.generations.summary, values[:g_count]),
+            (self.conversations, view.conversations.summary, values[g_count : g_count + c_count]),
+            (self.timeline, view.timeline.summary, values[g_count + c_count :]),
+        ]
+        for search, summary, args in parts:
+            try:
+                out.update(search(*args))
+            except Exception as exc:
+                out[summary] = f"⚠️ {exc}"
+        return out
+
+
+def listen(ctx: AppContext, view: HistoryView) -> Refresh:
+    searches = Searches(ctx, view)
+    _listen_searches(view, searches)
+    _listen_generation(ctx, view)
+    _listen_conversation(ctx, view)
+
+    def history_facets() -> dict:
+        """The values the filters can take: statuses, checkpoints, samplers, schedulers,
+        sessions, providers and models actually used."""
+        return jsonable(ctx.history.facets())
+
+    api(history_facets, "history_facets")
+
+    def refresh() -> dict[Any, Any]:
+        # Page load and tab open: new filter choices, then `tick` re-runs the searches.
         try:
-            return render(*values)
-        except Exception as exc:
-            return (f"⚠️ {exc}", *([gr.skip()] * blanks))
+            updates = searches.facets()
+        except Exception:  # the searches will say what is wrong
+            updates = {}
+        return {**updates, view.tick: str(time.time())}
 
-    # ----- callbacks -----
+    return refresh, [*view.facets(), view.tick]
 
-    @shows_errors
-    def search_generations(*values: Any):
-        return render_generations(*values)
 
-    @shows_errors
-    def search_history_conversations(*values: Any):
-        return render_conversations(*values)
+def _listen_searches(view: HistoryView, searches: Searches) -> None:
+    g, c, t = view.generations, view.conversations, view.timeline
 
     @shows_errors
-    def search_history(*values: Any):
-        return render_timeline(*values)
+    def search_generations(*values: Any) -> dict[Any, Any]:
+        return searches.generations(*values)
 
     @shows_errors
-    def refresh_history_filters():
-        return facet_updates(history.facets())
-
-    def refresh_all(*values: Any):
-        g_vals = values[: len(g_filters)]
-        c_vals = values[len(g_filters) : len(g_filters) + len(c_filters)]
-        t_vals = values[len(g_filters) + len(c_filters) :]
-        return (
-            *_or_message(render_generations, g_vals, 3),
-            *_or_message(render_conversations, c_vals, 1),
-            *_or_message(render_timeline, t_vals, 1),
-        )
+    def search_history_conversations(*values: Any) -> dict[Any, Any]:
+        return searches.conversations(*values)
 
     @shows_errors
-    def show_history_generation(generation_id: str | None):
+    def search_history(*values: Any) -> dict[Any, Any]:
+        return searches.timeline(*values)
+
+    @shows_errors
+    def refresh_history_filters() -> dict[Any, Any]:
+        return searches.facets()
+
+    gr.on(
+        [g.search.click, g.text.submit, g.page.submit]
+        + [d.input for d in (g.status, g.session, g.checkpoint, g.sampler, g.scheduler)],
+        search_generations,
+        g.filters(),
+        g.results(),
+        api_name="search_generations",
+        show_progress="minimal",
+    )
+    gr.on(
+        [c.search.click, c.text.submit, c.page.submit, c.provider.input, c.model.input],
+        search_history_conversations,
+        c.filters(),
+        c.results(),
+        api_name="search_history_conversations",
+        show_progress="minimal",
+    )
+    gr.on(
+        [t.search.click, t.text.submit, t.page.submit],
+        search_history,
+        t.filters(),
+        t.results(),
+        api_name="search_history",
+        show_progress="minimal",
+    )
+    view.refresh_filters.click(
+        refresh_history_filters,
+        None,
+        view.facets(),
+        api_name="refresh_history_filters",
+        show_progress="hidden",
+    )
+    view.tick.change(
+        searches.refresh_all,
+        [*g.filters(), *c.filters(), *t.filters()],
+        [*g.results(), *c.results(), *t.results()],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+
+    def pick_timeline(evt: gr.SelectData, rows: Any) -> dict[Any, Any]:
+        picked = selected_row_id(evt, rows)
+        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        try:
+            kind = str(rows.iloc[row, 1]) if hasattr(rows, "iloc") else str(rows[row][1])
+        except (IndexError, KeyError, TypeError):
+            return {}
+        if "generation" in kind:
+            return {g.selected: picked, view.tabs: gr.Tabs(selected="history-generations")}
+        return {c.selected: picked, view.tabs: gr.Tabs(selected="history-conversations")}
+
+    t.table.select(
+        pick_timeline, t.table, [g.selected, c.selected, view.tabs], api_visibility="private"
+    )
+
+
+def _listen_generation(ctx: AppContext, view: HistoryView) -> None:
+    pane = view.generations
+
+    @shows_errors
+    def show_history_generation(generation_id: str | None) -> dict[Any, Any]:
         if not (generation_id or "").strip():
-            return "", None
+            return {pane.details: "", pane.params: None}
         g = ctx.comfyui.generations.get(generation_id.strip())
-        return describe(g), jsonable(g.parameters)
+        return {pane.details: describe(g), pane.params: jsonable(g.parameters)}
 
     @shows_errors
-    def history_rerun_exactly(generation_id: str | None):
+    def history_rerun_exactly(generation_id: str | None) -> str:
         if not (generation_id or "").strip():
             raise ValidationError("Select a generation first (click a row or an image)")
         g = ctx.comfyui.generator.rerun_exact(generation_id.strip())
         gr.Info("Queued an exact re-run; it is the newest generation now.")
         return str(g.id)
 
+    def pick_gallery(evt: gr.SelectData, ids: list[str]) -> Any:
+        index = evt.index if isinstance(evt.index, int) else None
+        return ids[index] if index is not None and 0 <= index < len(ids) else gr.skip()
+
+    pane.table.select(selected_row_id, pane.table, pane.selected, api_visibility="private")
+    pane.gallery.select(pick_gallery, pane.gallery_ids, pane.selected, api_visibility="private")
+    gr.on(
+        [pane.selected.change, pane.selected.submit],
+        show_history_generation,
+        pane.selected,
+        [pane.details, pane.params],
+        api_name="show_history_generation",
+        show_progress="hidden",
+    )
+    pane.rerun.click(
+        history_rerun_exactly, pane.selected, pane.selected, api_name="history_rerun_exactly"
+    )
+
+
+def _listen_conversation(ctx: AppContext, view: HistoryView) -> None:
+    pane = view.conversations
+
     @shows_errors
-    def show_history_conversation(conversation_id: str | None):
+    def show_history_conversation(conversation_id: str | None) -> dict[Any, Any]:
         if not (conversation_id or "").strip():
-            return "", []
+            return {pane.title: "", pane.messages: []}
         conv = ctx.chat.get_conversation(conversation_id.strip())
         rows, _ = render_conversation(conv)
         title = f"### {conv.title}\n\nLast active {format_time(conv.updated_at)}"
         if conv.system_prompt:
             title += f" · system prompt: *{_short(conv.system_prompt, 200)}*"
-        return title, rows
+        return {pane.title: title, pane.messages: rows}
 
-    def pick_gallery(evt: gr.SelectData, ids: list[str]) -> Any:
-        index = evt.index if isinstance(evt.index, int) else None
-        return ids[index] if index is not None and 0 <= index < len(ids) else gr.skip()
-
-    def pick_timeline(evt: gr.SelectData, rows: Any) -> tuple:
-        picked = selected_row_id(evt, rows)
-        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
-        try:
-            kind = str(rows.iloc[row, 1]) if hasattr(rows, "iloc") else str(rows[row][1])
-        except (IndexError, KeyError, TypeError):
-            return gr.skip(), gr.skip(), gr.skip()
-        if "generation" in kind:
-            return picked, gr.skip(), gr.Tabs(selected="history-generations")
-        return gr.skip(), picked, gr.Tabs(selected="history-conversations")
-
-    # ----- events -----
-
+    pane.table.select(selected_row_id, pane.table, pane.selected, api_visibility="private")
     gr.on(
-        [g_search.click, g_text.submit, g_page.submit]
-        + [d.input for d in (g_status, g_session, g_checkpoint, g_sampler, g_scheduler)],
-        search_generations,
-        g_filters,
-        g_outputs,
-        api_name="search_generations",
-        show_progress="minimal",
-    )
-    gr.on(
-        [c_search.click, c_text.submit, c_page.submit, c_provider.input, c_model.input],
-        search_history_conversations,
-        c_filters,
-        c_outputs,
-        api_name="search_history_conversations",
-        show_progress="minimal",
-    )
-    gr.on(
-        [t_search.click, t_text.submit, t_page.submit],
-        search_history,
-        t_filters,
-        t_outputs,
-        api_name="search_history",
-        show_progress="minimal",
-    )
-    refresh_filters.click(
-        refresh_history_filters,
-        None,
-        facet_outputs,
-        api_name="refresh_history_filters",
-        show_progress="hidden",
-    )
-    tick.change(
-        refresh_all,
-        [*g_filters, *c_filters, *t_filters],
-        [*g_outputs, *c_outputs, *t_outputs],
-        api_visibility="private",
-        show_progress="hidden",
-    )
-    g_table.select(selected_row_id, g_table, g_selected, api_visibility="private")
-    g_gallery.select(pick_gallery, g_gallery_ids, g_selected, api_visibility="private")
-    c_table.select(selected_row_id, c_table, c_selected, api_visibility="private")
-    t_table.select(pick_timeline, t_table, [g_selected, c_selected, tabs], api_visibility="private")
-    gr.on(
-        [g_selected.change, g_selected.submit],
-        show_history_generation,
-        g_selected,
-        [g_details, g_params],
-        api_name="show_history_generation",
-        show_progress="hidden",
-    )
-    g_rerun.click(history_rerun_exactly, g_selected, g_selected, api_name="history_rerun_exactly")
-    gr.on(
-        [c_selected.change, c_selected.submit],
+        [pane.selected.change, pane.selected.submit],
         show_history_conversation,
-        c_selected,
-        [c_title, c_messages],
+        pane.selected,
+        [pane.title, pane.messages],
         api_name="show_history_conversation",
         show_progress="hidden",
     )
-
-    def history_facets() -> dict:
-        """The values the filters can take: statuses, checkpoints, samplers, schedulers,
-        sessions, providers and models actually used."""
-        return jsonable(history.facets())
-
-    api(history_facets, "history_facets")
-
-    def refresh() -> tuple:
-        # Page load and tab open: new filter choices, then `tick` re-runs the searches.
-        try:
-            updates = facet_updates(history.facets())
-        except Exception:  # the searches below will say what is wrong
-            updates = (gr.skip(),) * len(facet_outputs)
-        return (*updates, str(time.time()))
-
-    return refresh, [*facet_outputs, tick]

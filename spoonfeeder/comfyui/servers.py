@@ -16,7 +16,7 @@ from spoonfeeder.comfyui.rows import combo_choices
 from spoonfeeder.comfyui.views import ServerOptions
 from spoonfeeder.db.types import utcnow
 from spoonfeeder.errors import ProviderError
-from spoonfeeder.profiles import ProfileService
+from spoonfeeder.profiles import ProfileService, ProfileView
 
 
 class Servers:
@@ -28,6 +28,11 @@ class Servers:
         self._workflows = workflows
         self._found: dict[tuple[str, uuid.UUID | None], ServerOptions] = {}
         self._lock = threading.Lock()
+
+    def profiles(self) -> list[ProfileView]:
+        """The ComfyUI server profiles a session can run on, besides the default server
+        of Settings (profile None)."""
+        return [p for p in self._profiles.list_profiles() if p.provider == "comfyui"]
 
     def options(
         self, profile_id: uuid.UUID | str | None = None, *, refresh: bool = False
