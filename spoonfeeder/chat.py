@@ -486,10 +486,11 @@ class ChatService:
             raise ValidationError("Type a message or attach an image first")
         conv_id = _uuid(conversation_id) if conversation_id else None
         provider = self._provider(target)
+        checked = [_checked_image(Path(p)) for p in images]
         if conv_id is None:
             system = options.system if options else None
             conv_id = self.create_conversation(system_prompt=system).id
-        attachments = [self._store_image(conv_id, Path(p)) for p in images]
+        attachments = [self._store_image(conv_id, *image) for image in checked]
 
         def plan(conv: Row[Any], rows: Sequence[Row[Any]]) -> _Turn:
             position = rows[-1].position + 1 if rows else 0
@@ -791,22 +792,29 @@ class ChatService:
         images = _images(row.attachments or [])
         return ChatMessage(role=row.role, content=row.content, images=images)
 
-    def _store_image(self, conversation_id: uuid.UUID, source: Path) -> dict[str, Any]:
-        if not source.is_file():
-            raise ValidationError(f"The attached file {shown(source.name)} could not be read")
-        mime = mimetypes.guess_type(source.name)[0] or ""
-        if mime not in IMAGE_TYPES:
-            raise ValidationError(
-                f"{shown(source.name)} is not a supported image (PNG, JPEG, WebP or GIF)"
-            )
-        size = source.stat().st_size
-        if size > MAX_IMAGE_BYTES:
-            raise ValidationError(f"{shown(source.name)} is larger than 20 MB")
+    def _store_image(
+        self, conversation_id: uuid.UUID, source: Path, mime: str, size: int
+    ) -> dict[str, Any]:
         folder = self._media / str(conversation_id)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{uuid.uuid4().hex}{source.suffix.lower()}"
         shutil.copyfile(source, target)
         return {"path": str(target), "mime_type": mime, "name": source.name, "bytes": size}
+
+
+def _checked_image(source: Path) -> tuple[Path, str, int]:
+    """An attachment that can be stored: (path, MIME type, size); else a sentence."""
+    if not source.is_file():
+        raise ValidationError(f"The attached file {shown(source.name)} could not be read")
+    mime = mimetypes.guess_type(source.name)[0] or ""
+    if mime not in IMAGE_TYPES:
+        raise ValidationError(
+            f"{shown(source.name)} is not a supported image (PNG, JPEG, WebP or GIF)"
+        )
+    size = source.stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        raise ValidationError(f"{shown(source.name)} is larger than 20 MB")
+    return source, mime, size
 
 
 # The columns a new message row may leave out, for one multi-row INSERT.

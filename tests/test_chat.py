@@ -224,6 +224,23 @@ def test_bad_input_is_refused_and_stores_nothing(ctx: AppContext, openai: FakeOp
     assert ctx.chat.get_conversation(conv.id).messages == []
 
 
+def test_a_refused_first_message_leaves_no_conversation_behind(
+    ctx: AppContext, openai: FakeOpenAI
+) -> None:
+    """A new conversation is made only once the message, its images and the target pass."""
+    not_image = ctx.settings.data_dir / "notes.txt"
+    not_image.write_text("hello")
+    missing = ctx.settings.data_dir / "gone.png"
+    with pytest.raises(ValidationError, match="not a supported image"):
+        ctx.chat.send(None, "look", GPT, images=[not_image])
+    with pytest.raises(ValidationError, match="could not be read"):
+        ctx.chat.send("", "look", GPT, images=[missing])
+    with pytest.raises(ValidationError, match="Choose a model"):
+        ctx.chat.send(None, "hi", ChatTarget("openai", " "))
+    assert ctx.chat.list_conversations() == []
+    assert not any((ctx.settings.media_path).rglob("*.txt"))  # nothing was stored
+
+
 def test_one_reply_at_a_time_per_conversation(ctx: AppContext) -> None:
     fake = FakeOpenAI(key=KEY, tokens=["slow "] * 50, token_delay=0.02)
     with serve(fake.app) as url:
