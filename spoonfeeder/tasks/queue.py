@@ -357,13 +357,7 @@ class TaskQueue:
 
     def complete(self, task: ClaimedTask, result: Mapping[str, Any] | None = None) -> bool:
         """Mark done and store the result row; False if the lease was lost meanwhile."""
-        params = {
-            "tid": task.id,
-            "worker": task.worker_id,
-            "rid": uuid.uuid4(),
-            "data": dict(result or {}),
-            **self.clock.values(),
-        }
+        params = {**_completion(task, result), **self.clock.values()}
         with self.db.write() as conn:
             if self.postgres:
                 done = conn.execute(self._complete_sql, params).first() is not None
@@ -380,13 +374,7 @@ class TaskQueue:
     ) -> tuple[bool, ClaimedTask | None]:
         """`complete(task)` then `claim()` for the same worker, in one transaction
         (one statement on PostgreSQL): a worker that keeps busy commits once per task."""
-        params = {
-            "tid": task.id,
-            "worker": task.worker_id,
-            "rid": uuid.uuid4(),
-            "data": dict(result or {}),
-            **self.clock.values(until=lease_seconds),
-        }
+        params = {**_completion(task, result), **self.clock.values(until=lease_seconds)}
         with self.db.write() as conn:
             if self.postgres:
                 row = conn.execute(self._complete_claim_sql, params).one()
@@ -673,3 +661,13 @@ class TaskQueue:
         if gone:
             self._publish("task:deleted", id=task_id)
         return bool(gone)
+
+
+def _completion(task: ClaimedTask, result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The parameters of a completion: whose task, and its result row."""
+    return {
+        "tid": task.id,
+        "worker": task.worker_id,
+        "rid": uuid.uuid4(),
+        "data": dict(result or {}),
+    }
