@@ -80,6 +80,16 @@ _CLAIMED_COLUMNS = (
 )
 
 
+def _unlocked(now: Any) -> dict[str, Any]:
+    """The values that take a task out of its worker's hands."""
+    return {"locked_by": None, "locked_until": None, "updated_at": now}
+
+
+def _given_back(now: Any) -> dict[str, Any]:
+    """Back in the queue, in its old place, without counting the interrupted attempt."""
+    return {"status": QUEUED, "attempts": tasks.c.attempts - 1, **_unlocked(now)}
+
+
 @dataclass(frozen=True)
 class ClaimedTask:
     """A task a worker holds the lease on; pass it back to complete/fail/progress."""
@@ -243,13 +253,7 @@ class TaskQueue:
                 tasks.c.locked_by == bindparam("worker"),
                 tasks.c.id != bindparam("keep", type_=tasks.c.id.type),
             )
-            .values(
-                status=QUEUED,
-                attempts=tasks.c.attempts - 1,
-                locked_by=None,
-                locked_until=None,
-                updated_at=now,
-            )
+            .values(**_given_back(now))
             .returning(tasks.c.id, tasks.c.type)
         )
 
@@ -445,10 +449,8 @@ class TaskQueue:
                 .values(
                     status=CANCELLED,
                     progress_message=message,
-                    locked_by=None,
-                    locked_until=None,
                     completed_at=now,
-                    updated_at=now,
+                    **_unlocked(now),
                 )
             ).rowcount
         if done:
@@ -461,15 +463,7 @@ class TaskQueue:
         now = self.clock.expr()
         with self.db.write() as conn:
             done = conn.execute(
-                update(tasks)
-                .where(self._mine(task))
-                .values(
-                    status=QUEUED,
-                    attempts=tasks.c.attempts - 1,
-                    locked_by=None,
-                    locked_until=None,
-                    updated_at=now,
-                )
+                update(tasks).where(self._mine(task)).values(**_given_back(now))
             ).rowcount
         if done:
             self._publish("task:queued", id=task.id, type=task.type, status=QUEUED)
@@ -623,9 +617,7 @@ class TaskQueue:
                     run_at=now,
                     started_at=None,
                     completed_at=None,
-                    locked_by=None,
-                    locked_until=None,
-                    updated_at=now,
+                    **_unlocked(now),
                 )
                 .returning(tasks.c.type)
             ).first()
