@@ -1,8 +1,10 @@
 """Spoon Feeder — entry point.
 
 `python app.py [--host H] [--port P] [--share] [--auth user:pass] [--database-url URL]`
-Imported as a module (Hugging Face Spaces, `gradio app.py`), it exposes `demo`,
-configured from the environment and `.env`.
+serves one ASGI app with uvicorn: the REST API under /api and the UI at /. With
+`--share`, Gradio serves the UI alone through its share link (the REST API is not
+exposed there). Imported as a module (Hugging Face Spaces, `gradio app.py`,
+`uvicorn app:app`), it exposes `demo` and `app`, configured from the environment and `.env`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a self-hosted app 
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")  # Gradio's per-event log: 10,000
 
 import gradio as gr
+import uvicorn
+from fastapi import FastAPI
 
 from spoonfeeder.config import Settings, load_settings, parse_auth
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ConfigError
 from spoonfeeder.logs import configure_logging
 from spoonfeeder.memory import tune_allocator
-from ui.app import build_demo
+from ui.app import THEME, build_app, build_demo
 
 log = logging.getLogger("spoonfeeder")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -34,24 +38,46 @@ def create_demo(settings: Settings | None = None) -> tuple[gr.Blocks, AppContext
     return build_demo(ctx), ctx
 
 
-def launch(demo: gr.Blocks, ctx: AppContext, share: bool = False, **kwargs: object) -> object:
+def create_app(settings: Settings | None = None) -> tuple[FastAPI, gr.Blocks, AppContext]:
+    """The ASGI app (REST under /api, the UI mounted at /), its Blocks and context."""
+    demo, ctx = create_demo(settings)
+    app, _ = build_app(ctx, demo)
+    return app, demo, ctx
+
+
+def start(ctx: AppContext) -> None:
+    """What every way of serving does first: workers, and the open-network warning."""
     settings = ctx.settings
-    auth = settings.auth_pairs or None
     if settings.worker_threads > 0:  # WORKER_THREADS=0: tasks run in `python -m spoonfeeder worker`
         ctx.start_workers()
-    if settings.host not in LOOPBACK and not auth:
+    if settings.host not in LOOPBACK and not settings.auth_pairs:
         log.warning(
-            "Listening on %s without authentication: anyone on the network can use this app "
-            "and its API keys. Set SPOONFEEDER_AUTH=user:password or pass --auth.",
+            "Listening on %s without authentication: anyone on the network can use this app, "
+            "its REST API and its API keys. Set SPOONFEEDER_AUTH=user:password or pass --auth.",
             settings.host,
         )
+
+
+def serve(app: FastAPI, ctx: AppContext) -> None:
+    """Serve the whole app with uvicorn until interrupted."""
+    start(ctx)
+    host, port = ctx.settings.host, ctx.settings.port
+    log.info("Spoon Feeder on http://%s:%s/ (REST API docs: /api/docs)", host, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def share_ui(demo: gr.Blocks, ctx: AppContext, **kwargs: object) -> object:
+    """`--share`: Gradio serves the UI, with its gradio_client API, on a public share
+    link. The REST API under /api is not served in this mode, locally or shared."""
+    start(ctx)
+    log.warning("--share serves the web UI only: the REST API (/api) is off in this mode.")
     return demo.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        share=share,
-        auth=auth,
-        allowed_paths=[str(settings.media_path.resolve())],  # serve media, nothing else on disk
-        theme=gr.themes.Soft(),
+        server_name=ctx.settings.host,
+        server_port=ctx.settings.port,
+        share=True,
+        auth=ctx.settings.auth_pairs or None,
+        allowed_paths=[str(ctx.settings.media_path.resolve())],  # serve media, nothing else on disk
+        theme=THEME,
         **kwargs,
     )
 
@@ -81,11 +107,17 @@ def main(argv: list[str] | None = None) -> None:
             spoonfeeder_auth=args.auth,
         )
         settings.auth_pairs  # noqa: B018  (validates SPOONFEEDER_AUTH)
-        demo, ctx = create_demo(settings)
+        if args.share:
+            demo, ctx = create_demo(settings)
+        else:
+            app, demo, ctx = create_app(settings)
     except ConfigError as exc:
         sys.exit(f"spoonfeeder: {exc}")
     try:
-        launch(demo, ctx, share=args.share)
+        if args.share:
+            share_ui(demo, ctx)
+        else:
+            serve(app, ctx)
     finally:
         ctx.close()  # running tasks finish or go back to the queue
 
@@ -93,4 +125,4 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     main()
 else:
-    demo, context = create_demo()
+    app, demo, context = create_app()

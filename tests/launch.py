@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
 from tests.fakes.server import free_port
@@ -41,3 +43,12 @@ def launched(ctx: AppContext) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@contextmanager
+def api_client(ctx: AppContext) -> Iterator[TestClient]:
+    """The REST API built on `ctx` (no UI mounted), called in process over ASGI."""
+    from spoonfeeder.api.app import create_api
+
+    with TestClient(create_api(ctx), raise_server_exceptions=False) as client:
+        yield client

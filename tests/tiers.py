@@ -42,6 +42,7 @@ TIERS: dict[str, set[str]] = {
         "test_queue",
     },
     "acceptance": {
+        "test_api",
         "test_app",
         "test_browser",
         "test_chat_app",

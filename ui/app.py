@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import gradio as gr
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
+import gradio as gr
+from fastapi import FastAPI
+
+from spoonfeeder.api.app import create_api
 from spoonfeeder.context import AppContext
 from ui import chat, comfyui, dashboard, history, models, settings, tasks
 from ui.inputs import CheckedBlocks
 from ui.sessions import SessionReaper
 
 TITLE = "Spoon Feeder"
+THEME = gr.themes.Soft()
 
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
@@ -50,3 +57,31 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
     demo.session_reaper = reaper  # type: ignore[attr-defined]  # for tests and benches
     reaper.watch(demo, ctx.scheduler)
     return demo
+
+
+def build_app(ctx: AppContext, demo: gr.Blocks | None = None) -> tuple[FastAPI, gr.Blocks]:
+    """The one ASGI app: the REST API under /api, the UI (and gradio_client's API, and
+    the MCP server at /gradio_api/mcp/) mounted at the root, media served from the media
+    folder only. Serve it with uvicorn."""
+    demo = demo or build_demo(ctx)
+    app = create_api(ctx)
+    gr.mount_gradio_app(
+        app,
+        demo,
+        path="",
+        auth=ctx.settings.auth_pairs or None,
+        allowed_paths=[str(ctx.settings.media_path.resolve())],  # media, nothing else on disk
+        theme=THEME,
+        mcp_server=False,  # the MCP tools are a deliberate set, not every UI event
+    )
+    reaper: SessionReaper = demo.session_reaper  # type: ignore[attr-defined]
+    served = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[object]:
+        reaper.loop = asyncio.get_running_loop()  # where Gradio's queue forgets sessions
+        async with served(app) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app, demo

@@ -12,6 +12,7 @@ would.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import logging
@@ -49,6 +50,9 @@ class SessionReaper:
         self._now = now  # Gradio stamps sessions' last use with datetime.now()
         self._open_pages: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+        # The server's event loop, where Gradio's queue lives: found on demo.server when
+        # demo.launch() serves the app, set at start-up when uvicorn serves it mounted.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def opened(self, request: gr.Request) -> None:
         if request.session_hash:
@@ -116,7 +120,9 @@ def _forget_messages(demo: gr.Blocks, sessions: list[str]) -> None:
     where the queue adds them, so an event arriving meanwhile is never left without."""
     queue = getattr(demo, "_queue", None)
     servers = getattr(getattr(demo, "server", None), "servers", None)
-    if queue is None or not servers:
+    reaper = getattr(demo, "session_reaper", None)
+    loop = getattr(reaper, "loop", None) or (servers[0].get_loop() if servers else None)
+    if queue is None or loop is None:
         return
 
     def forget() -> None:
@@ -126,4 +132,4 @@ def _forget_messages(demo: gr.Blocks, sessions: list[str]) -> None:
                 queue.pending_messages_per_session.pop(session, None)
 
     with contextlib.suppress(RuntimeError):  # the loop has closed: the server is stopping
-        servers[0].get_loop().call_soon_threadsafe(forget)
+        loop.call_soon_threadsafe(forget)
