@@ -16,7 +16,17 @@ from spoonfeeder import __version__
 from spoonfeeder.api import failures
 from spoonfeeder.api.auth import BasicAuth
 from spoonfeeder.api.failures import ERROR_RESPONSES
-from spoonfeeder.api.routes import health
+from spoonfeeder.api.routes import (
+    chat,
+    comfyui,
+    conversations,
+    health,
+    history,
+    models,
+    profiles,
+    settings,
+    tasks,
+)
 from spoonfeeder.context import AppContext
 
 PREFIX = "/api"
@@ -27,7 +37,17 @@ or `{"success": false, "error": "…", "code": "…"}`. With SPOONFEEDER_AUTH se
 route needs HTTP Basic credentials of one of its users."""
 
 # Each area of the seed's tree: a module whose routes(ctx) returns its router.
-AREAS: list[Callable[[AppContext], APIRouter]] = [health.routes]
+AREAS: list[Callable[[AppContext], APIRouter]] = [
+    health.routes,
+    models.routes,
+    chat.routes,
+    conversations.routes,
+    profiles.routes,
+    settings.routes,
+    tasks.routes,
+    comfyui.routes,
+    history.routes,
+]
 
 
 def create_api(ctx: AppContext) -> FastAPI:

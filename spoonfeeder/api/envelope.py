@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Generic, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Generic, Literal, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 T = TypeVar("T")
@@ -51,7 +53,27 @@ def paged(items: Sequence[T], page: int, limit: int, total: int) -> Paged[T]:
     return Paged[T](data=list(items), pagination=Pagination.of(page, limit, total))
 
 
-def page_slice(items: Sequence[T], page: int, limit: int) -> Paged[T]:
+def page_slice(items: Sequence[T], pages: PageQuery) -> Paged[T]:
     """A page of a list the service returned whole (small lists: profiles, sessions)."""
-    start = (page - 1) * limit
-    return paged(items[start : start + limit], page, limit, len(items))
+    chosen = items[pages.offset : pages.offset + pages.limit]
+    return paged(chosen, pages.page, pages.limit, len(items))
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """`?page=&limit=` of a list route (page 1-based)."""
+
+    page: int
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+
+def page_query(
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page")] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = DEFAULT_LIMIT,
+) -> PageQuery:
+    """Use as `pages: Annotated[PageQuery, Depends(page_query)]`."""
+    return PageQuery(page, limit)
