@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from spoonfeeder import __version__
-from spoonfeeder.api import failures
+from spoonfeeder.api import failures, websocket
 from spoonfeeder.api.auth import BasicAuth
 from spoonfeeder.api.failures import ERROR_RESPONSES
 from spoonfeeder.api.routes import (
@@ -69,6 +69,7 @@ def create_api(ctx: AppContext) -> FastAPI:
     _documents(app, api)
     api.add_api_route("/{path:path}", _nowhere(app), methods=ALL_METHODS, include_in_schema=False)
     app.include_router(api)
+    websocket.install(app, ctx, auth, f"{PREFIX}/ws")
     return app
 
 

@@ -25,9 +25,9 @@ class _QuietServer(uvicorn.Server):
 
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
-    """Serve `app` until the block ends; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    """Serve `app` until the block ends; yields its base URL. The system picks the port
+    as it binds (port 0), so no port is assumed free."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = _QuietServer(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -36,6 +36,7 @@ def serve(app: Any) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("fake server did not start")
         time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
