@@ -52,3 +52,15 @@ def api_client(ctx: AppContext) -> Iterator[TestClient]:
 
     with TestClient(create_api(ctx), raise_server_exceptions=False) as client:
         yield client
+
+
+@contextmanager
+def served(ctx: AppContext) -> Iterator[str]:
+    """The one ASGI app as `python app.py` serves it — REST under /api, the UI and the
+    MCP server mounted — with uvicorn on 127.0.0.1 until the block ends; yields its URL."""
+    from tests.fakes.server import serve
+    from ui.app import build_app
+
+    app, _demo = build_app(ctx)
+    with serve(app, lifespan="on") as url:
+        yield url

@@ -10,8 +10,9 @@ import gradio as gr
 from fastapi import FastAPI
 
 from spoonfeeder.api.app import create_api
+from spoonfeeder.api.auth import McpCredentials
 from spoonfeeder.context import AppContext
-from ui import chat, comfyui, dashboard, history, models, settings, tasks
+from ui import chat, comfyui, dashboard, history, mcp, models, settings, tasks
 from ui.inputs import CheckedBlocks
 from ui.sessions import SessionReaper
 
@@ -26,6 +27,8 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
     gr.set_static_paths([ctx.settings.media_path])
     with CheckedBlocks(title=TITLE) as demo:
         gr.Markdown(f"# 🥄 {TITLE}")
+        # The MCP server's tools, a chosen few: first, so they get their plain names.
+        mcp.register_tools(ctx)
         # Kept in the browser, so a reload reopens what was open. At the top level: in a
         # tab that was never opened, a BrowserState is not restored.
         open_conversation = gr.BrowserState("", storage_key="spoonfeeder-open-conversation")
@@ -53,6 +56,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         reaper = SessionReaper()
         demo.load(reaper.opened, None, None, api_visibility="private")
         demo.unload(reaper.closed)
+    mcp.only_these_are_tools(demo)
     demo.queue(default_concurrency_limit=8, max_size=256)
     demo.session_reaper = reaper  # type: ignore[attr-defined]  # for tests and benches
     reaper.watch(demo, ctx.scheduler)
@@ -72,7 +76,7 @@ def build_app(ctx: AppContext, demo: gr.Blocks | None = None) -> tuple[FastAPI, 
         auth=ctx.settings.auth_pairs or None,
         allowed_paths=[str(ctx.settings.media_path.resolve())],  # media, nothing else on disk
         theme=THEME,
-        mcp_server=False,  # the MCP tools are a deliberate set, not every UI event
+        mcp_server=True,  # at /gradio_api/mcp/: the tools of ui/mcp.py
     )
     reaper: SessionReaper = demo.session_reaper  # type: ignore[attr-defined]
     served = app.router.lifespan_context
@@ -84,4 +88,5 @@ def build_app(ctx: AppContext, demo: gr.Blocks | None = None) -> tuple[FastAPI, 
             yield state
 
     app.router.lifespan_context = lifespan
+    app.add_middleware(McpCredentials, auth=app.state.auth)
     return app, demo

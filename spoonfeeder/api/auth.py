@@ -9,8 +9,10 @@ import hmac
 from collections.abc import Sequence
 
 from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from spoonfeeder.api.failures import Unauthorized
+from spoonfeeder.api.failures import Unauthorized, error_response
 
 NEEDED = "This API needs credentials: HTTP Basic with a Spoon Feeder user (SPOONFEEDER_AUTH)."
 WRONG = "Wrong user name or password."
@@ -54,3 +56,25 @@ class BasicAuth:
         user = self.user(request.headers.get("authorization"))
         request.state.user = user
         return user
+
+
+class McpCredentials:
+    """ASGI middleware: the MCP server (mounted with the UI, at /gradio_api/mcp) needs
+    the same HTTP Basic credentials as /api — Gradio's login cookie does not cover an
+    agent, and a hidden endpoint still runs when called directly."""
+
+    PREFIX = "/gradio_api/mcp"
+
+    def __init__(self, app: ASGIApp, auth: BasicAuth) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.auth.enabled and scope["path"].startswith(self.PREFIX):
+            try:
+                self.auth.user(Headers(scope=scope).get("authorization"))
+            except Unauthorized as refused:
+                response = error_response(refused)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
