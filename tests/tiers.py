@@ -48,6 +48,7 @@ TIERS: dict[str, set[str]] = {
         "test_api_events",
         "test_api_history",
         "test_api_models",
+        "test_api_schema",
         "test_api_settings",
         "test_api_tasks",
         "test_mcp",
