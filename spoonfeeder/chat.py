@@ -27,7 +27,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Delete, Executable, Row, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Delete,
+    Executable,
+    Row,
+    Select,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from spoonfeeder.db.engine import transaction
@@ -139,6 +150,7 @@ class Reply:
         self.text = ""
         self.status = STREAMING
         self.error: str | None = None
+        self.failure: ProviderError | None = None  # the error behind `error`, for its kind
         self.usage: Usage | None = None
         self.usage_estimated = False  # the server sent no token counts: `usage` is ours
         self.finish_reason: str | None = None
@@ -253,7 +265,7 @@ class Reply:
         try:
             status = self._receive(request, started)
         except ProviderError as exc:
-            status, self.error = ERROR, str(exc)
+            status, self.error, self.failure = ERROR, str(exc), exc
         except Exception as exc:  # a bug or an unmapped SDK error: still save what we have
             log.exception("The reply in conversation %s failed unexpectedly", self.conversation_id)
             status = ERROR
@@ -355,7 +367,12 @@ class ChatService:
             return _conversation_view(row, list(row.messages))
 
     def list_conversations(
-        self, search: str = "", *, limit: int = 100, owner_id: uuid.UUID | None = None
+        self,
+        search: str = "",
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        owner_id: uuid.UUID | None = None,
     ) -> list[ConversationSummary]:
         """Newest first; `search` matches the title or any message's text."""
         counts = (
@@ -366,26 +383,22 @@ class ChatService:
         query = (
             select(Conversation, func.coalesce(counts.c.n, 0))
             .outerjoin(counts, counts.c.conversation_id == Conversation.id)
-            .order_by(Conversation.updated_at.desc())
+            # The id breaks ties, so that pages of the list neither repeat nor skip one.
+            .order_by(Conversation.updated_at.desc(), Conversation.id)
             .limit(limit)
+            .offset(offset)
         )
-        if owner_id is not None:
-            query = query.where(Conversation.owner_id == owner_id)
-        if term := search_term(search):
-            pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            in_messages = select(Message.conversation_id).where(
-                Message.content.ilike(pattern, escape="\\")
-            )
-            query = query.where(
-                or_(
-                    Conversation.title.ilike(pattern, escape="\\"), Conversation.id.in_(in_messages)
-                )
-            )
         with self._sessions() as session:
             return [
                 ConversationSummary(c.id, c.title, c.provider, c.model, c.updated_at, n)
-                for c, n in session.execute(query)
+                for c, n in session.execute(_matching(query, search, owner_id))
             ]
+
+    def count_conversations(self, search: str = "", *, owner_id: uuid.UUID | None = None) -> int:
+        """How many conversations `list_conversations` finds, over all its pages."""
+        query = _matching(select(func.count()).select_from(Conversation), search, owner_id)
+        with self._sessions() as session:
+            return session.scalar(query) or 0
 
     def rename(self, conversation_id: uuid.UUID | str, title: str) -> ConversationView:
         """Rename by hand: from now on the title no longer follows the first message."""
@@ -869,6 +882,28 @@ def describe_message(m: MessageView) -> str:
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:
     return parse_id(value, "conversation or message")
+
+
+def _matching(query: Select[Any], search: str, owner_id: uuid.UUID | None) -> Select[Any]:
+    """`query` narrowed to the conversations a list shows: the owner's, and those whose
+    title or any message's text contains `search`."""
+    if owner_id is not None:
+        query = query.where(Conversation.owner_id == owner_id)
+    if term := search_term(search):
+        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        in_messages = select(Message.conversation_id).where(
+            Message.content.ilike(pattern, escape="\\")
+        )
+        query = query.where(
+            or_(Conversation.title.ilike(pattern, escape="\\"), Conversation.id.in_(in_messages))
+        )
+    return query
+
+
+def export_filename(title: str, suffix: str) -> str:
+    """The file name an export of a conversation titled `title` is saved under."""
+    safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in title)[:60].strip()
+    return f"{safe or 'conversation'}{suffix}"
 
 
 def _title_from(text: str) -> str:

@@ -22,6 +22,7 @@ from spoonfeeder.chat import (
     Reply,
     chat_options,
     describe_message,
+    export_filename,
     text_of,
 )
 from spoonfeeder.context import AppContext
@@ -94,8 +95,7 @@ def open_id(cid: str | None) -> str:
 
 def _export_file(conv: ConversationView, suffix: str, content: str) -> str:
     folder = Path(tempfile.mkdtemp(prefix="spoonfeeder-export-"))
-    safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in conv.title)[:60].strip()
-    path = folder / f"{safe or 'conversation'}{suffix}"
+    path = folder / export_filename(conv.title, suffix)
     path.write_text(content, encoding="utf-8")
     return str(path)
 
