@@ -398,17 +398,13 @@ def _listen_form(ctx: AppContext, view: TasksView) -> None:
         prio: float | None,
         attempts: float | None,
     ):
-        target = ctx.targets.resolve(provider_, model_ or "")
-        extra = {"profile_id": str(target.profile_id)} if target.profile_id else {}
         task = ctx.tasks.create_task(
             type_,
             name=name_,
-            provider=target.provider,
-            model=target.model,
+            target=ctx.targets.resolve(provider_, model_ or ""),
             prompt=prompt_,
-            inputs=[line for line in (inputs_ or "").splitlines() if line.strip()] or None,
+            inputs=inputs_ or None,  # one per line: the service splits them
             options=options_,
-            payload=extra,
             priority=int(prio or 0),
             max_attempts=int(attempts or 3),
         )

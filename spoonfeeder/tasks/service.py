@@ -8,7 +8,7 @@ import time as time_
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from spoonfeeder.errors import NotFoundError, ValidationError
 from spoonfeeder.ids import parse_id, shown
@@ -16,6 +16,9 @@ from spoonfeeder.tasks.handlers import HandlerRegistry
 from spoonfeeder.tasks.queue import TaskQueue
 from spoonfeeder.tasks.states import CANCELLED, FAILED, QUEUED, RUNNING, STATUSES
 from spoonfeeder.tasks.views import TaskPage, TaskStats, TaskView
+
+if TYPE_CHECKING:
+    from spoonfeeder.chat import ChatTarget
 
 MAX_NAME = 200
 MAX_PAGE = 500
@@ -94,6 +97,7 @@ class TaskService:
         type: str,
         *,
         name: str | None = None,
+        target: ChatTarget | None = None,
         provider: str | None = None,
         model: str | None = None,
         prompt: str | None = None,
@@ -105,11 +109,17 @@ class TaskService:
         run_at: datetime | None = None,
     ) -> TaskView:
         """Queue a task from the form's fields. Options (JSON) and `payload` are merged
-        into the payload; provider, model, prompt and inputs win over both."""
+        into the payload; provider, model, prompt and inputs win over both. A chat
+        `target` (ChatTargets.resolve of a face's provider choice) gives the provider,
+        the model and the profile, if it names one."""
         type = (type or "").strip()
         if not type:
             raise ValidationError("Choose a task type", "type")
         body = {**parse_options(options), **(payload or {})}
+        if target is not None:
+            provider, model = target.provider, target.model
+            if target.profile_id:
+                body["profile_id"] = str(target.profile_id)
         for key, value in (("provider", provider), ("model", model), ("prompt", prompt)):
             if isinstance(value, str) and value.strip():
                 body[key] = value.strip() if key != "prompt" else value
@@ -184,11 +194,29 @@ class TaskService:
         that already finished queueing its tasks can still be cancelled: its remaining
         tasks are."""
         task = self.get_task(task_id)
-        active = self.queue.reads.list(parent_id=task.id, status=[QUEUED, RUNNING], limit=1).total
-        if task.status not in (QUEUED, RUNNING) and not active:
+        if not self._unfinished(task):
             raise ValidationError(f"This task is already {task.status}; there is nothing to cancel")
         self.queue.cancel(task.id)
         return self.get_task(task.id)
+
+    def cancel_or_delete(
+        self, task_id: uuid.UUID | str
+    ) -> tuple[Literal["cancelled", "deleted"], TaskView]:
+        """One verb for both (the REST DELETE): a task still to finish — queued, running,
+        or a batch with tasks still to run — is cancelled (as `cancel_task`); a finished
+        one is deleted with its result and children (as `delete_task`). Returns what was
+        done and the task: as it is now, or as it was before it was deleted."""
+        task = self.get_task(task_id)
+        if self._unfinished(task):
+            return "cancelled", self.cancel_task(task.id)
+        self.delete_task(task.id)
+        return "deleted", task
+
+    def _unfinished(self, task: TaskView) -> bool:
+        if task.status in (QUEUED, RUNNING):
+            return True
+        active = [QUEUED, RUNNING]
+        return self.queue.reads.list(parent_id=task.id, status=active, limit=1).total > 0
 
     def retry_task(self, task_id: uuid.UUID | str) -> TaskView:
         task = self.get_task(task_id)
