@@ -211,7 +211,7 @@ def register_tools(ctx: AppContext) -> list[Callable[..., Any]]:
         Args:
             type: the task type.
             prompt: the prompt of a text task.
-            provider: the provider of a text task.
+            provider: the chat target of a text task ("ollama", "openai", "profile:<id>" …).
             model: the model of a text task.
             name: a name to find it by.
             options: further options of the task type, as a JSON object.
@@ -219,7 +219,7 @@ def register_tools(ctx: AppContext) -> list[Callable[..., Any]]:
         task = ctx.tasks.create_task(
             type,
             name=name or None,
-            provider=provider or None,
+            target=ctx.targets.resolve(provider, model or None) if provider else None,
             model=model or None,
             prompt=prompt or None,
             options=options,

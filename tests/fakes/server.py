@@ -28,9 +28,7 @@ def serve(app: Any, lifespan: str = "off") -> Iterator[str]:
     """Serve `app` until the block ends; yields its base URL. The system picks the port
     as it binds (port 0), so no port is assumed free. The whole app (the UI mounted)
     needs lifespan="on": Gradio starts its queue then."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan)
     server = _QuietServer(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -27,7 +27,8 @@ def routes(ctx: AppContext) -> APIRouter:
     def health() -> Ok[Health]:
         """The database (reachable, schema at head, latency), the queue's counts and
         every provider setting and profile with its last tested status. Nothing is
-        probed over the network: Test connection (PUT /settings/…) does that."""
+        probed over the network: Test connection (POST /settings/{provider}/test,
+        POST /profiles/{id}/test) does that."""
         database = ctx.dashboard.database_health()
         return ok(Health(database.ok, database, ctx.tasks.stats(), ctx.dashboard.provider_health()))
 
