@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -88,6 +89,19 @@ def _serve_forever(app: object, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
 
 
+def wait_for_port(port: int, child: Any, seconds: float = 15) -> None:
+    """Until something listens on `port`, or the child that should serve it dies."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or not child.is_alive():
+                raise RuntimeError("server did not start") from None
+            time.sleep(0.02)
+
+
 @contextmanager
 def serve_in_child(app: object) -> Iterator[str]:
     """Serve `app` from a forked child process, like a real upstream: its own GIL."""
@@ -96,15 +110,7 @@ def serve_in_child(app: object) -> Iterator[str]:
         target=_serve_forever, args=(app, port), daemon=True
     )
     child.start()
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or not child.is_alive():
-                raise RuntimeError("fake server did not start") from None
-            time.sleep(0.02)
+    wait_for_port(port, child)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

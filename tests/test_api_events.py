@@ -83,12 +83,13 @@ def test_a_tasks_life_arrives_in_the_seeds_events(ctx: AppContext) -> None:
 def test_a_late_subscriber_gets_the_current_state_first(ctx: AppContext) -> None:
     registry = ctx.handlers.copy()
     registry.add("test.echo", echo)
-    task_id = ctx.tasks.queue.enqueue("test.echo", {"text": "early"})
-    workers = ctx.start_workers(1, registry=registry, poll_interval=0.05)
-    with ctx.events.subscribe("task:completed") as ends:
-        while ends.get(timeout=WAIT).data["id"] != str(task_id):
+    with ctx.events.subscribe("task:completed") as ends:  # before it can end
+        task_id = ctx.tasks.queue.enqueue("test.echo", {"text": "early"})
+        workers = ctx.start_workers(1, registry=registry, poll_interval=0.05)
+        while (ended := ends.get(timeout=WAIT)) is not None and ended.data["id"] != str(task_id):
             pass
     workers.stop()
+    assert ctx.tasks.get_task(task_id).status == "completed"
     with live(ctx) as client:
         client.send("subscribe:task", str(task_id))
         client.until("subscribed")
