@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi.testclient import TestClient
 
 from spoonfeeder.context import AppContext
 from tests.conftest import make_settings
-from tests.fakes.server import free_port
 
 
 @contextmanager
@@ -27,22 +28,10 @@ def sqlite_app(data: Path, **overrides: object) -> Iterator[AppContext]:
 
 @contextmanager
 def launched(ctx: AppContext) -> Iterator[str]:
-    """Serve the app built on `ctx` on a free port until the block ends; yields its URL."""
-    from ui.app import build_demo  # imports gradio: only for the tests that launch
-
-    demo = build_demo(ctx)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        allowed_paths=[str(ctx.settings.media_path)],
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    """Serve the app built on `ctx` as `python app.py` does (uvicorn, the UI mounted
+    beside /api) until the block ends; yields its URL, ending in "/"."""
+    with served(ctx) as url:
+        yield url + "/"
 
 
 @contextmanager
@@ -64,3 +53,16 @@ def served(ctx: AppContext) -> Iterator[str]:
     app, _demo = build_app(ctx)
     with serve(app, lifespan="on") as url:
         yield url
+
+
+def raw_get(base: str, target: str) -> tuple[int, bytes]:
+    """GET with this exact request target: http.client sends it as given (no
+    normalization of `..`, no re-encoding), as a hostile client would."""
+    where = urlsplit(base)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    try:
+        connection.request("GET", target)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()

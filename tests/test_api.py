@@ -5,6 +5,8 @@ docs, health, and HTTP Basic on every route when authentication is on."""
 from __future__ import annotations
 
 import base64
+import uuid
+from pathlib import Path
 
 import pytest
 from fastapi import APIRouter
@@ -13,7 +15,7 @@ from spoonfeeder import errors
 from spoonfeeder.api import app as api_app
 from spoonfeeder.context import AppContext
 from tests.conftest import MakeApp
-from tests.launch import api_client
+from tests.launch import api_client, raw_get, served
 
 
 def test_health_answers_in_the_envelope(ctx: AppContext) -> None:
@@ -141,3 +143,31 @@ def test_with_auth_on_no_api_route_answers_without_credentials(make_app: MakeApp
                 assert "wonder-land" not in answer.text
         allowed = client.get("/api/health", headers=basic("bob", "builder"))
     assert allowed.status_code == 200 and allowed.json()["success"] is True
+
+
+def test_the_mounted_uis_file_route_serves_the_media_folder_only(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    """The whole app as `python app.py` serves it: Gradio's own file route (what the UI's
+    gallery uses) serves media, and no raw traversal form reaches a file beside it."""
+    ctx = make_app(data=tmp_path / "app")
+    media = ctx.settings.media_path.resolve()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-" + uuid.uuid4().hex)
+    image = media / "comfyui" / "g" / "000_out.png"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"\x89PNG\r\n\x1a\nmedia")
+    up = "../" * len(media.relative_to(tmp_path).parts)
+    attempts = [
+        f"{media}/{up}secret.txt",
+        f"{media}/{up}secret.txt".replace("../", "%2e%2e%2f"),
+        f"{media}/{up}secret.txt".replace("../", "%252e%252e%252f"),
+        f"{media}/{up}secret.txt".replace("../", "..%5c"),
+        str(secret),
+    ]
+    with served(ctx) as base:
+        assert raw_get(base, f"/gradio_api/file={image}") == (200, image.read_bytes())
+        for target in attempts:
+            status, body = raw_get(base, f"/gradio_api/file={target}")
+            assert status in (400, 403, 404), (target, status)
+            assert secret.read_bytes() not in body, target

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,7 +23,7 @@ from spoonfeeder.context import AppContext
 from tests.conftest import MakeApp, make_settings
 from tests.fakes.comfyui_server import FIXTURES, FakeComfyUI, SwappableApp, png_with_text
 from tests.fakes.server import closed_port_url, serve
-from tests.launch import api_client
+from tests.launch import api_client, raw_get
 
 CKPT = "tiny-random-sd15.safetensors"
 SMALL = {"checkpoint": CKPT, "width": 64, "height": 64, "steps": 3}
@@ -430,19 +428,6 @@ def test_the_parameter_bodies_cover_every_parameter() -> None:
 
 
 # ----- the media folder, over raw HTTP ------------------------------------------------------
-
-
-def raw_get(base: str, target: str) -> tuple[int, bytes]:
-    """GET with this exact request target: http.client sends it as given (no
-    normalization of `..`, no re-encoding), as a hostile client would."""
-    where = urlsplit(base)
-    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
-    try:
-        connection.request("GET", target)
-        answer = connection.getresponse()
-        return answer.status, answer.read()
-    finally:
-        connection.close()
 
 
 def test_only_files_inside_the_media_folder_are_served(make_app: MakeApp, tmp_path: Path) -> None:

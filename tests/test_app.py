@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,6 +160,42 @@ def test_app_module_exposes_demo_at_import(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "spoonfeeder.db").exists()
     assert (tmp_path / "secret.key").exists()
+
+
+def test_python_app_py_serves_the_ui_the_rest_api_and_mcp_on_one_port(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.fakes.server import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "SPOONFEEDER_DATA_DIR": str(tmp_path),
+        "PORT": str(port),
+        "WORKER_THREADS": "0",
+        "OLLAMA_URL": closed_port_url(),
+        "COMFYUI_URL": closed_port_url(),
+    }
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # up to 60 s to start (only ends a failed wait)
+            try:
+                health = httpx.get(f"{base}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                time.sleep(0.1)
+        assert health.json()["data"]["ok"] is True
+        assert "Spoon Feeder" in httpx.get(f"{base}/", timeout=10).text  # the UI
+        assert httpx.get(f"{base}/config", timeout=10).json()["components"]
+        assert httpx.get(f"{base}/api/docs", timeout=10).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def test_bad_configuration_exits_with_a_message(tmp_path: Path) -> None:
