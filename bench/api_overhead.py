@@ -42,9 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx
-import openai
 
-from bench.chat_overhead import load_average, serve_in_child, timed, wait_for_port
+from bench.chat_overhead import (
+    load_average,
+    openai_direct,
+    serve_in_child,
+    timed,
+    wait_for_port,
+)
 from spoonfeeder.config import Settings
 from spoonfeeder.context import AppContext
 from tests.fakes.comfyui_server import FakeComfyUI
@@ -98,21 +103,8 @@ def app_in_child(fake_url: str) -> Iterator[str]:
 
 
 def direct_run(fake_url: str) -> Callable[[], Iterator[str]]:
-    client = openai.OpenAI(base_url=fake_url + "/v1", api_key=KEY)
-
-    def run() -> Iterator[str]:
-        with client.chat.completions.create(
-            model=MODEL,
-            messages=[{"role": "user", "content": PROMPT}],
-            stream=True,
-            stream_options={"include_usage": True},
-        ) as stream:
-            for chunk in stream:
-                for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield choice.delta.content
-
-    return run
+    """The openai SDK streaming from the fake, as bench/chat_overhead.py times it."""
+    return openai_direct(fake_url + "/v1")
 
 
 def api_run(app_url: str) -> Callable[[], Iterator[str]]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi.testclient import TestClient
@@ -66,3 +68,15 @@ def raw_get(base: str, target: str) -> tuple[int, bytes]:
         return answer.status, answer.read()
     finally:
         connection.close()
+
+
+def sse_events(text: str) -> list[tuple[str, Any]]:
+    """(event, decoded data) of each event of a text/event-stream body."""
+    events = []
+    for block in text.split("\n\n"):
+        lines = [line for line in block.splitlines() if line and not line.startswith(":")]
+        if lines:
+            name = next((li[len("event: ") :] for li in lines if li.startswith("event: ")), "")
+            data = "\n".join(li[len("data: ") :] for li in lines if li.startswith("data: "))
+            events.append((name, json.loads(data)))
+    return events

@@ -17,7 +17,7 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.providers.base import CUT_REPLY, EMPTY_REPLY
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.server import closed_port_url, serve
-from tests.launch import api_client
+from tests.launch import api_client, sse_events
 
 KEY = "sk-test"
 TOKENS = ["Hel", "lo", " there", "!"]
@@ -31,18 +31,6 @@ def openai(ctx: AppContext) -> Iterator[FakeOpenAI]:
     with serve(fake.app) as url:
         ctx.profiles.save_setting("openai", api_key=KEY, endpoint_url=url + "/v1")
         yield fake
-
-
-def sse_events(text: str) -> list[tuple[str, Any]]:
-    """(event, decoded data) of each event of a text/event-stream body."""
-    events = []
-    for block in text.split("\n\n"):
-        lines = [line for line in block.splitlines() if line and not line.startswith(":")]
-        if lines:
-            name = next((li[len("event: ") :] for li in lines if li.startswith("event: ")), "")
-            data = "\n".join(li[len("data: ") :] for li in lines if li.startswith("data: "))
-            events.append((name, json.loads(data)))
-    return events
 
 
 # ----- POST /api/chat, JSON ------------------------------------------------------------

@@ -4,7 +4,6 @@ load, unload, delete, and a pull streamed as server-sent events. Model names kee
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from spoonfeeder.api.app import create_api
 from spoonfeeder.context import AppContext
 from tests.fakes.ollama_server import DEFAULT_LAYERS, FakeOllama
 from tests.fakes.server import closed_port_url, serve
-from tests.launch import api_client
+from tests.launch import api_client, sse_events
 
 NESTED = "library/tiny:1b"  # a namespace and a tag: '/' and ':' in the path
 
@@ -36,18 +35,6 @@ def ollama(ctx: AppContext, fake: FakeOllama) -> Iterator[FakeOllama]:
     with serve(fake.app) as url:
         ctx.profiles.save_setting("ollama", endpoint_url=url)
         yield fake
-
-
-def sse_events(text: str) -> list[tuple[str, Any]]:
-    """(event, decoded data) of each event of a text/event-stream body."""
-    events = []
-    for block in text.split("\n\n"):
-        lines = [line for line in block.splitlines() if line and not line.startswith(":")]
-        if lines:
-            name = next((li[len("event: ") :] for li in lines if li.startswith("event: ")), "")
-            data = "\n".join(li[len("data: ") :] for li in lines if li.startswith("data: "))
-            events.append((name, json.loads(data)))
-    return events
 
 
 def names(models: list[dict[str, Any]]) -> list[str]:
