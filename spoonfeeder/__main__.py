@@ -1,4 +1,5 @@
-"""`python -m spoonfeeder worker`: task workers without the web app.
+"""`python -m spoonfeeder worker`: task workers without the web app (and `migrate`,
+`users`: see their --help).
 
 Run it on any machine that reaches the app's PostgreSQL to add workers; it reads the
 same environment and `.env` as the app. SIGTERM or Ctrl-C stops it gracefully:
@@ -16,6 +17,7 @@ import signal
 import sys
 import threading
 
+from spoonfeeder import users_cli
 from spoonfeeder.config import load_settings
 from spoonfeeder.errors import ConfigError
 from spoonfeeder.logs import configure_logging
@@ -56,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="MODULE",
         help="add the task handlers of MODULE: its install(registry, app) is called at start",
     )
+    users_cli.add_parser(commands)
     return parser.parse_args(argv)
 
 
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
             run_worker(args)
         elif args.command == "migrate":
             run_migrate(args)
+        elif args.command == "users":
+            users_cli.run(args)
     except ConfigError as exc:
         sys.exit(f"spoonfeeder: {exc}")
 

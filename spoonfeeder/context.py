@@ -29,6 +29,7 @@ from spoonfeeder.tasks.handlers import HandlerRegistry
 from spoonfeeder.tasks.queue import TaskQueue
 from spoonfeeder.tasks.service import TaskService
 from spoonfeeder.tasks.worker import WorkerPool
+from spoonfeeder.users import UserService
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class AppContext:
     comfyui: ComfyUI  # one object per job: workflows, sessions, generator, runner…
     history: HistoryService
     scheduler: BaseScheduler  # every periodic job of this process
+    users: UserService  # who signs in, their tokens
     notices: list[str] = field(default_factory=list)  # start-up news for the operator
     workers: WorkerPool | None = None  # started by start_workers()
     closed: bool = False
@@ -103,6 +105,7 @@ class AppContext:
             comfyui=comfyui,
             history=HistoryService(sessions, chat, comfyui.sessions),
             scheduler=make_scheduler(),
+            users=UserService(sessions),
             notices=[notice] if notice else [],
         )
         comfyui_handler.setup(comfyui, queue, events, recover=role == "app")
@@ -112,6 +115,7 @@ class AppContext:
         if role == "app":
             warm_up()  # so the first reply from each provider does not wait for its SDK import
             ctx.chat.recover_interrupted()
+            ctx.notices += ctx.users.seed_from_pairs(settings.auth_pairs)
             seeded = profiles.seed_from_environment()
             if seeded:
                 log.info("Stored API keys from the environment for: %s", ", ".join(seeded))

@@ -31,6 +31,10 @@ class NotFoundError(SpoonFeederError):
     """The requested record does not exist (or no longer does)."""
 
 
+class Forbidden(SpoonFeederError):
+    """The acting user may not do this (someone else's row, or an admin's task)."""
+
+
 class SecretError(SpoonFeederError):
     """A stored secret cannot be encrypted or decrypted with the configured key."""
 

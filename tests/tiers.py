@@ -38,11 +38,13 @@ TIERS: dict[str, set[str]] = {
         "test_ollama_models",
         "test_ollama_provider",
         "test_profiles",
+        "test_users",
         "test_providers_cloud",
         "test_queue",
     },
     "acceptance": {
         "test_api",
+        "test_api_account",
         "test_api_chat",
         "test_api_comfyui",
         "test_api_events",

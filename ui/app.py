@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 
 import gradio as gr
 from fastapi import FastAPI
+from gradio.routes import App
+from starlette.routing import Mount
 
 from spoonfeeder.api.app import create_api
-from spoonfeeder.api.auth import McpCredentials
+from spoonfeeder.api.auth import HeaderCredentials
 from spoonfeeder.context import AppContext
 from ui import chat, comfyui, dashboard, history, mcp, models, settings, tasks
 from ui.inputs import CheckedBlocks
@@ -73,7 +75,8 @@ def build_app(ctx: AppContext, demo: gr.Blocks | None = None) -> tuple[FastAPI, 
         app,
         demo,
         path="",
-        auth=ctx.settings.auth_pairs or None,
+        # The users' login form, when users exist (the same decision as /api's).
+        auth=ctx.users.sign_in if app.state.gate.required else None,
         allowed_paths=[str(ctx.settings.media_path.resolve())],  # media, nothing else on disk
         theme=THEME,
         mcp_server=True,  # at /gradio_api/mcp/: the tools of ui/mcp.py
@@ -88,5 +91,6 @@ def build_app(ctx: AppContext, demo: gr.Blocks | None = None) -> tuple[FastAPI, 
             yield state
 
     app.router.lifespan_context = lifespan
-    app.add_middleware(McpCredentials, auth=app.state.auth)
+    gradio = next(r.app for r in app.routes if isinstance(r, Mount) and r.app.__class__ is App)
+    app.add_middleware(HeaderCredentials, gate=app.state.gate, gradio=gradio)
     return app, demo

@@ -14,9 +14,10 @@ from starlette.routing import compile_path
 
 from spoonfeeder import __version__
 from spoonfeeder.api import failures, websocket
-from spoonfeeder.api.auth import BasicAuth
+from spoonfeeder.api.auth import Gate
 from spoonfeeder.api.failures import ERROR_RESPONSES
 from spoonfeeder.api.routes import (
+    account,
     chat,
     comfyui,
     conversations,
@@ -39,6 +40,7 @@ route needs HTTP Basic credentials of one of its users."""
 # Each area of the seed's tree: a module whose routes(ctx) returns its router.
 AREAS: list[Callable[[AppContext], APIRouter]] = [
     health.routes,
+    account.routes,
     models.routes,
     chat.routes,
     conversations.routes,
@@ -51,7 +53,8 @@ AREAS: list[Callable[[AppContext], APIRouter]] = [
 
 
 def create_api(ctx: AppContext) -> FastAPI:
-    auth = BasicAuth(ctx.settings.auth_pairs)
+    # Sign-in is on when users exist at start (a user added later takes a restart).
+    gate = Gate(ctx.users, required=ctx.users.any_users())
     app = FastAPI(
         title="Spoon Feeder",
         version=__version__,
@@ -61,15 +64,15 @@ def create_api(ctx: AppContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
-    app.state.auth = auth
+    app.state.gate = gate
     failures.install(app)
-    api = APIRouter(prefix=PREFIX, dependencies=[Depends(auth)], responses=ERROR_RESPONSES)
+    api = APIRouter(prefix=PREFIX, dependencies=[Depends(gate)], responses=ERROR_RESPONSES)
     for area in AREAS:
         api.include_router(area(ctx))
     _documents(app, api)
     api.add_api_route("/{path:path}", _nowhere(app), methods=ALL_METHODS, include_in_schema=False)
     app.include_router(api)
-    websocket.install(app, ctx, auth, f"{PREFIX}/ws")
+    websocket.install(app, ctx, gate, f"{PREFIX}/ws")
     return app
 
 

@@ -25,6 +25,7 @@ class Unauthorized(errors.SpoonFeederError):
 # Most specific first: the first class an error is an instance of gives its status and code.
 CODES: list[tuple[type[Exception], int, str]] = [
     (Unauthorized, 401, "UNAUTHORIZED"),
+    (errors.Forbidden, 403, "FORBIDDEN"),
     (errors.ValidationError, 422, "VALIDATION_ERROR"),
     (errors.NotFoundError, 404, "NOT_FOUND"),
     (errors.ComfyUIPromptRejected, 422, "PROMPT_REJECTED"),

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from spoonfeeder.api.auth import BasicAuth
+from spoonfeeder.api.auth import Gate
 from spoonfeeder.api.failures import Unauthorized
 from spoonfeeder.api.live import TOPICS, LiveFeed, Message
 from spoonfeeder.context import AppContext
@@ -22,13 +22,13 @@ END_CHECK_SECONDS = 2.0  # how often ends are read from the database when the bu
 POLICY_VIOLATION = 1008  # WebSocket close code for refused credentials
 
 
-def install(app: FastAPI, ctx: AppContext, auth: BasicAuth, path: str = "/api/ws") -> None:
+def install(app: FastAPI, ctx: AppContext, gate: Gate, path: str = "/api/ws") -> None:
     @app.websocket(path)
     async def live(websocket: WebSocket) -> None:
         """Subscribe with `{"event": "subscribe:task", "data": "<id>"}` (or
         subscribe:session / subscribe:generation); receive the seed's events."""
         try:
-            auth.user(websocket.headers.get("authorization"))  # before anything is accepted
+            await gate.check(websocket.headers.get("authorization"))  # before anything is accepted
         except Unauthorized as refused:
             await websocket.close(code=POLICY_VIOLATION, reason=refused.message)
             return

@@ -66,6 +66,38 @@ def _owner() -> Mapped[uuid.UUID | None]:
     return mapped_column(index=True)
 
 
+class User(Base):
+    """Someone who signs in: a name, an Argon2 hash of the password and a role."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="user")  # "admin" or "user"
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class ApiToken(Base):
+    """A personal API token: only its SHA-256 is stored (the token is shown once)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell it apart
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
 class Profile(Base):
     """A named provider endpoint: a second ComfyUI server, an OpenAI-compatible host, …"""
 
