@@ -50,7 +50,7 @@ def start(ctx: AppContext) -> None:
     settings = ctx.settings
     if settings.worker_threads > 0:  # WORKER_THREADS=0: tasks run in `python -m spoonfeeder worker`
         ctx.start_workers()
-    if settings.host not in LOOPBACK and not ctx.users.any_users():
+    if settings.host not in LOOPBACK and not ctx.users.sign_in_required:
         log.warning(
             "Listening on %s without authentication: anyone on the network can use this app, "
             "its REST API and its API keys. Add a user (python -m spoonfeeder users add NAME "
@@ -76,7 +76,7 @@ def share_ui(demo: gr.Blocks, ctx: AppContext, **kwargs: object) -> object:
         server_name=ctx.settings.host,
         server_port=ctx.settings.port,
         share=True,
-        auth=ctx.users.sign_in if ctx.users.any_users() else None,
+        auth=ctx.users.sign_in if ctx.users.sign_in_required else None,
         allowed_paths=[str(ctx.settings.media_path.resolve())],  # serve media, nothing else on disk
         theme=THEME,
         **kwargs,

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from spoonfeeder.access import EVERYONE, Actor, scoped
 from spoonfeeder.db.engine import transaction
 from spoonfeeder.db.models import Conversation, Message
 from spoonfeeder.db.types import utcnow
@@ -349,21 +350,23 @@ class ChatService:
         title: str | None = None,
         *,
         system_prompt: str | None = None,
-        owner_id: uuid.UUID | None = None,
+        actor: Actor = EVERYONE,
     ) -> ConversationView:
         row = Conversation(
             title=_clean_title(title) if title else NEW_TITLE,
             title_locked=bool(title),  # a title given here is the user's: it stays
             system_prompt=(system_prompt or "").strip() or None,
-            owner_id=owner_id,
+            owner_id=actor.owner_id,
         )
         with transaction(self._sessions) as session:
             session.add(row)
-        return self.get_conversation(row.id)
+        return self.get_conversation(row.id, actor)
 
-    def get_conversation(self, conversation_id: uuid.UUID | str) -> ConversationView:
+    def get_conversation(
+        self, conversation_id: uuid.UUID | str, actor: Actor = EVERYONE
+    ) -> ConversationView:
         with self._sessions() as session:
-            row = _conversation(session, conversation_id)
+            row = _conversation(session, conversation_id, actor)
             return _conversation_view(row, list(row.messages))
 
     def list_conversations(
@@ -372,9 +375,11 @@ class ChatService:
         *,
         limit: int = 100,
         offset: int = 0,
+        actor: Actor = EVERYONE,
         owner_id: uuid.UUID | None = None,
     ) -> list[ConversationSummary]:
-        """Newest first; `search` matches the title or any message's text."""
+        """Newest first; `search` matches the title or any message's text. A user's
+        own conversations; an admin's `owner_id` narrows to one user's."""
         counts = (
             select(Message.conversation_id, func.count().label("n"))
             .group_by(Message.conversation_id)
@@ -391,26 +396,35 @@ class ChatService:
         with self._sessions() as session:
             return [
                 ConversationSummary(c.id, c.title, c.provider, c.model, c.updated_at, n)
-                for c, n in session.execute(_matching(query, search, owner_id))
+                for c, n in session.execute(_matching(query, search, actor, owner_id))
             ]
 
-    def count_conversations(self, search: str = "", *, owner_id: uuid.UUID | None = None) -> int:
+    def count_conversations(
+        self,
+        search: str = "",
+        *,
+        actor: Actor = EVERYONE,
+        owner_id: uuid.UUID | None = None,
+    ) -> int:
         """How many conversations `list_conversations` finds, over all its pages."""
-        query = _matching(select(func.count()).select_from(Conversation), search, owner_id)
+        counted = select(func.count()).select_from(Conversation)
+        query = _matching(counted, search, actor, owner_id)
         with self._sessions() as session:
             return session.scalar(query) or 0
 
-    def rename(self, conversation_id: uuid.UUID | str, title: str) -> ConversationView:
+    def rename(
+        self, conversation_id: uuid.UUID | str, title: str, actor: Actor = EVERYONE
+    ) -> ConversationView:
         """Rename by hand: from now on the title no longer follows the first message."""
         clean = _clean_title(title)
         with transaction(self._sessions) as session:
-            row = _conversation(session, conversation_id)
+            row = _conversation(session, conversation_id, actor)
             row.title, row.title_locked = clean, True
-        return self.get_conversation(conversation_id)
+        return self.get_conversation(conversation_id, actor)
 
-    def delete(self, conversation_id: uuid.UUID | str) -> str:
+    def delete(self, conversation_id: uuid.UUID | str, actor: Actor = EVERYONE) -> str:
         with transaction(self._sessions) as session:
-            row = _conversation(session, conversation_id)
+            row = _conversation(session, conversation_id, actor)
             title = row.title
             if (reply := self._active.get(row.id)) is not None:
                 reply.stop()
@@ -419,11 +433,14 @@ class ChatService:
         return title
 
     def seed_messages(
-        self, conversation_id: uuid.UUID | str, messages: Sequence[ChatMessage]
+        self,
+        conversation_id: uuid.UUID | str,
+        messages: Sequence[ChatMessage],
+        actor: Actor = EVERYONE,
     ) -> None:
         """Append earlier turns given by an API caller, stored like any other message."""
         with transaction(self._sessions) as session:
-            row = _conversation(session, conversation_id)
+            row = _conversation(session, conversation_id, actor)
             position = _next_position(session, row.id)
             first_user = next((m.content for m in messages if m.role == "user"), "")
             if position == 0 and not row.title_locked and first_user.strip():
@@ -453,6 +470,7 @@ class ChatService:
         conversation_id: uuid.UUID | str | None = None,
         messages: Sequence[Mapping[str, Any]] | None = None,
         options: ChatOptions | None = None,
+        actor: Actor = EVERYONE,
     ) -> Reply:
         """One exchange for scripts: continue a saved conversation (`conversation_id` +
         `message`), or start a new one from an OpenAI-style `messages` history
@@ -471,12 +489,13 @@ class ChatService:
             raise ValidationError('Each of `messages` must be {"role": …, "content": …}')
         options = options or ChatOptions()
         if not conversation_id:
-            conversation_id = self.create_conversation(system_prompt=options.system).id
+            conversation_id = self.create_conversation(system_prompt=options.system, actor=actor).id
         self.seed_messages(
             conversation_id,
             [ChatMessage(str(m.get("role", "")), text_of(m.get("content"))) for m in history],
+            actor,
         )
-        return self.send(conversation_id, message or "", target, options)
+        return self.send(conversation_id, message or "", target, options, actor=actor)
 
     def send(
         self,
@@ -485,6 +504,7 @@ class ChatService:
         target: ChatTarget,
         options: ChatOptions | None = None,
         images: Sequence[Path | str] = (),
+        actor: Actor = EVERYONE,
     ) -> Reply:
         """Add a user message and start streaming the reply to it.
 
@@ -502,7 +522,9 @@ class ChatService:
         checked = [_checked_image(Path(p)) for p in images]
         if conv_id is None:
             system = options.system if options else None
-            conv_id = self.create_conversation(system_prompt=system).id
+            conv_id = self.create_conversation(system_prompt=system, actor=actor).id
+        else:
+            self._check_owner(conv_id, actor)  # before an image is stored in it
         attachments = [self._store_image(conv_id, *image) for image in checked]
 
         def plan(conv: Row[Any], rows: Sequence[Row[Any]]) -> _Turn:
@@ -521,13 +543,14 @@ class ChatService:
                 turn.conversation["title"] = _title_from(text)
             return turn
 
-        return self._reply(conv_id, provider, target, options, plan)
+        return self._reply(conv_id, provider, target, options, plan, actor)
 
     def regenerate(
         self,
         conversation_id: uuid.UUID | str,
         target: ChatTarget,
         options: ChatOptions | None = None,
+        actor: Actor = EVERYONE,
     ) -> Reply:
         """Replace the reply to the last user message with a new one."""
         target = target.validated()
@@ -542,7 +565,7 @@ class ChatService:
             turn.before.append(_delete_after(conv_id, last_user))
             return turn
 
-        return self._reply(conv_id, provider, target, options, plan)
+        return self._reply(conv_id, provider, target, options, plan, actor)
 
     def edit_and_resend(
         self,
@@ -551,6 +574,7 @@ class ChatService:
         new_text: str,
         target: ChatTarget,
         options: ChatOptions | None = None,
+        actor: Actor = EVERYONE,
     ) -> Reply:
         """Change a user message, drop everything after it, and answer it again."""
         target = target.validated()
@@ -579,19 +603,23 @@ class ChatService:
                 turn.conversation["title"] = _title_from(new_text)
             return turn
 
-        return self._reply(conv_id, provider, target, options, plan)
+        return self._reply(conv_id, provider, target, options, plan, actor)
 
-    def stop(self, conversation_id: uuid.UUID | str) -> bool:
+    def stop(self, conversation_id: uuid.UUID | str, actor: Actor = EVERYONE) -> bool:
         """Stop the reply streaming in this conversation, if any. True if one was stopped."""
+        self._check_owner(_uuid(conversation_id), actor)
         reply = self._active.get(_uuid(conversation_id))
         if reply is None:
             return False
         reply.stop()
         return True
 
-    def active_reply(self, conversation_id: uuid.UUID | str) -> Reply | None:
+    def active_reply(
+        self, conversation_id: uuid.UUID | str, actor: Actor = EVERYONE
+    ) -> Reply | None:
         """The reply streaming in this conversation right now, if any: `reply.follow()`
         lets a page opened (or reloaded) mid-reply show it to its end."""
+        self._check_owner(_uuid(conversation_id), actor)
         reply = self._active.get(_uuid(conversation_id))
         return reply if reply is not None and not reply.done else None
 
@@ -606,13 +634,15 @@ class ChatService:
 
     # ----- export ------------------------------------------------------------------------
 
-    def export_json(self, conversation_id: uuid.UUID | str) -> dict[str, Any]:
+    def export_json(
+        self, conversation_id: uuid.UUID | str, actor: Actor = EVERYONE
+    ) -> dict[str, Any]:
         from spoonfeeder.serialize import jsonable
 
-        return jsonable(self.get_conversation(conversation_id))
+        return jsonable(self.get_conversation(conversation_id, actor))
 
-    def export_markdown(self, conversation_id: uuid.UUID | str) -> str:
-        conv = self.get_conversation(conversation_id)
+    def export_markdown(self, conversation_id: uuid.UUID | str, actor: Actor = EVERYONE) -> str:
+        conv = self.get_conversation(conversation_id, actor)
         lines = [f"# {conv.title}", ""]
         if conv.system_prompt:
             lines += [f"> System: {conv.system_prompt}", ""]
@@ -637,6 +667,16 @@ class ChatService:
         # From the credentials cache, which every save in Settings empties.
         return self._providers.get(target.provider, target.profile_id, cached=True)
 
+    def _check_owner(self, conv_id: uuid.UUID, actor: Actor) -> None:
+        if actor.sees_all:
+            return
+        with self._sessions() as session:
+            owner = session.execute(
+                select(Conversation.owner_id).where(Conversation.id == conv_id)
+            ).first()
+        if owner is not None:  # a missing one is the caller's NotFoundError to raise
+            actor.check(owner[0], "conversation")
+
     def _reply(
         self,
         conv_id: uuid.UUID,
@@ -644,6 +684,7 @@ class ChatService:
         target: ChatTarget,
         options: ChatOptions | None,
         plan: Callable[[Row[Any], Sequence[Row[Any]]], _Turn],
+        actor: Actor = EVERYONE,
     ) -> Reply:
         """Read the history, start the upstream request, then write — in one transaction.
 
@@ -668,6 +709,7 @@ class ChatService:
                 # message columns, for a conversation without messages).
                 found = db.execute(
                     select(
+                        Conversation.owner_id,
                         Conversation.title,
                         Conversation.title_locked,
                         Conversation.system_prompt,
@@ -685,6 +727,7 @@ class ChatService:
                     raise NotFoundError(
                         f"No conversation with id {conv_id} (it may have been deleted)"
                     )
+                actor.check(found[0].owner_id, "conversation")
                 reply = self._claim(conv_id)
                 conv = found[0]
                 turn = plan(conv, [m for m in found if m.id is not None])
@@ -884,11 +927,12 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
     return parse_id(value, "conversation or message")
 
 
-def _matching(query: Select[Any], search: str, owner_id: uuid.UUID | None) -> Select[Any]:
-    """`query` narrowed to the conversations a list shows: the owner's, and those whose
-    title or any message's text contains `search`."""
-    if owner_id is not None:
-        query = query.where(Conversation.owner_id == owner_id)
+def _matching(
+    query: Select[Any], search: str, actor: Actor, owner_id: uuid.UUID | None
+) -> Select[Any]:
+    """`query` narrowed to the conversations a list shows: those the actor sees (an
+    admin's chosen owner's), and those whose title or any message's text has `search`."""
+    query = scoped(query, actor, Conversation.owner_id, owner_id)
     if term := search_term(search):
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         in_messages = select(Message.conversation_id).where(
@@ -918,10 +962,13 @@ def _clean_title(title: str) -> str:
     return clean[:MAX_TITLE]
 
 
-def _conversation(session: Session, conversation_id: uuid.UUID | str) -> Conversation:
+def _conversation(
+    session: Session, conversation_id: uuid.UUID | str, actor: Actor = EVERYONE
+) -> Conversation:
     row = session.get(Conversation, _uuid(conversation_id))
     if row is None:
         raise NotFoundError(f"No conversation with id {conversation_id} (it may have been deleted)")
+    actor.check(row.owner_id, "conversation")
     return row
 
 

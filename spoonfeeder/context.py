@@ -116,6 +116,7 @@ class AppContext:
             warm_up()  # so the first reply from each provider does not wait for its SDK import
             ctx.chat.recover_interrupted()
             ctx.notices += ctx.users.seed_from_pairs(settings.auth_pairs)
+            ctx.users.decide_sign_in()
             seeded = profiles.seed_from_environment()
             if seeded:
                 log.info("Stored API keys from the environment for: %s", ", ".join(seeded))

@@ -26,9 +26,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from spoonfeeder.access import EVERYONE, Actor
 from spoonfeeder.db.models import ApiToken, User
 from spoonfeeder.db.types import utcnow
-from spoonfeeder.errors import NotFoundError, ValidationError
+from spoonfeeder.errors import Forbidden, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ class UserView:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.id, self.name, admin=self.is_admin)
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,15 @@ class UserService:
         self._dummy: str | None = None
         self._remember_key = secrets.token_bytes(32)
         self._remembered: dict[bytes, tuple[float, UserView]] = {}
+        self._actors: dict[str, tuple[float, Actor]] = {}
+        # Decided once at start (`decide_sign_in`): whether every face needs a user.
+        # A first user added while the app runs takes a restart, on every face alike.
+        self.sign_in_required = False
         self._lock = threading.Lock()
+
+    def decide_sign_in(self) -> bool:
+        self.sign_in_required = self.any_users()
+        return self.sign_in_required
 
     def now(self) -> datetime:
         return self._now()
@@ -232,6 +245,34 @@ class UserService:
             user = _user_view(row)
         self._remember(name, password, user)
         return user
+
+    def actor_named(self, name: str | None) -> Actor:
+        """Who a signed-in page acts as (Gradio hands handlers the user's name); with
+        no name (sign-in off) everyone. A name no longer enabled acts as no one's."""
+        if not name:
+            if self.sign_in_required:
+                raise Forbidden("Sign in first: this app needs a user.")
+            return EVERYONE
+        with self._lock:
+            found = self._actors.get(name)
+        if found is not None and found[0] > self._clock():
+            return found[1]
+        with self._sessions() as session:
+            row = session.scalar(select(User).where(User.name == name))
+        if row is None or row.disabled:
+            raise Forbidden(f"The user {name!r} no longer exists or is disabled: sign in again.")
+        actor = _user_view(row).actor
+        with self._lock:
+            self._actors[name] = (self._clock() + REMEMBER_SECONDS, actor)
+        return actor
+
+    def owner_filter(self, actor: Actor, name: str | None) -> uuid.UUID | None:
+        """The owner an admin narrows a list to, by user name (blank: everyone's)."""
+        if not name or not name.strip():
+            return None
+        if not actor.admin:
+            raise Forbidden("Only an admin can list another user's rows.")
+        return self.get(name.strip()).id
 
     def sign_in(self, name: str, password: str) -> bool:
         """Gradio's login form asks for a yes or no."""
@@ -394,6 +435,7 @@ class UserService:
             session.commit()
         with self._lock:  # a changed password, role or state counts from now
             self._remembered.clear()
+            self._actors.clear()
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:

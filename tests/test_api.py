@@ -1,6 +1,7 @@
 """The REST face's frame: the seed's envelope on every answer (errors of the one
 exception tree, FastAPI's own validation, unknown paths, the unexpected), OpenAPI and
-docs, health, and HTTP Basic on every route when authentication is on."""
+docs, health, and credentials (Basic or a Bearer token, no other form) on every route
+when sign-in is on."""
 
 from __future__ import annotations
 
@@ -119,6 +120,7 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 def test_with_auth_on_no_api_route_answers_without_credentials(make_app: MakeApp) -> None:
     ctx = make_app(spoonfeeder_auth="alice:wonder-land,bob:builder")
+    token = ctx.users.create_token(ctx.users.get("alice"), "script").secret
     with api_client(ctx) as client:
         paths = client.get("/api/openapi.json", headers=basic("alice", "wonder-land"))
         routes = [
@@ -136,13 +138,23 @@ def test_with_auth_on_no_api_route_answers_without_credentials(make_app: MakeApp
                 {"Authorization": "Bearer wonder-land"},
                 {"Authorization": "Basic !!!not-base64"},
                 {"X-Api-Key": "wonder-land"},
+                # A real token anywhere but `Authorization: Bearer` is no credential.
+                {"X-Api-Key": token},
+                {"Authorization": f"Token {token}"},
+                {"Authorization": token},
+                {"Cookie": f"token={token}"},
+                {"Authorization": f"Bearer {token}x"},
             ):
                 answer = client.request(method, path, headers=headers)
                 assert answer.status_code == 401, (method, path, headers)
                 assert answer.json()["code"] == "UNAUTHORIZED"
                 assert "wonder-land" not in answer.text
+            in_query = client.request(method, path, params={"api_key": token, "token": token})
+            assert in_query.status_code == 401, (method, path)
         allowed = client.get("/api/health", headers=basic("bob", "builder"))
+        with_token = client.get("/api/health", headers={"Authorization": f"bearer  {token}"})
     assert allowed.status_code == 200 and allowed.json()["success"] is True
+    assert with_token.status_code == 200
 
 
 def test_the_mounted_uis_file_route_serves_the_media_folder_only(

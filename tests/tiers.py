@@ -45,6 +45,7 @@ TIERS: dict[str, set[str]] = {
     "acceptance": {
         "test_api",
         "test_api_account",
+        "test_ownership",
         "test_api_chat",
         "test_api_comfyui",
         "test_api_events",

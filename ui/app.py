@@ -76,7 +76,7 @@ def build_app(ctx: AppContext, demo: gr.Blocks | None = None) -> tuple[FastAPI, 
         demo,
         path="",
         # The users' login form, when users exist (the same decision as /api's).
-        auth=ctx.users.sign_in if app.state.gate.required else None,
+        auth=ctx.users.sign_in if ctx.users.sign_in_required else None,
         allowed_paths=[str(ctx.settings.media_path.resolve())],  # media, nothing else on disk
         theme=THEME,
         mcp_server=True,  # at /gradio_api/mcp/: the tools of ui/mcp.py

@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from spoonfeeder.access import Actor
 from spoonfeeder.chat import (
     COMPLETE,
     ERROR,
@@ -26,8 +27,8 @@ from spoonfeeder.chat import (
     text_of,
 )
 from spoonfeeder.context import AppContext
-from spoonfeeder.errors import NotFoundError, ValidationError
-from ui.common import LiveOutputs, Refresh, api, format_time, shows_errors
+from spoonfeeder.errors import Forbidden, NotFoundError, ValidationError
+from ui.common import LiveOutputs, Refresh, acting, api, format_time, shows_errors
 from ui.pickers import listing_dropdown, model_dropdown
 from ui.tab import (
     Confirm,
@@ -79,10 +80,12 @@ def setup_hint(reason: str | None) -> str:
     return f"{text}\n\n_{reason}_" if reason else text
 
 
-def conversation_choices(chat: ChatService, search: str = "") -> list[tuple[str, str]]:
+def conversation_choices(
+    chat: ChatService, actor: Actor, search: str = ""
+) -> list[tuple[str, str]]:
     return [
         (f"{c.title} · {format_time(c.updated_at)[:16]}", str(c.id))
-        for c in chat.list_conversations(search)
+        for c in chat.list_conversations(search, actor=actor)
     ]
 
 
@@ -185,7 +188,7 @@ def _render_conversations(ctx: AppContext) -> dict[str, Any]:
     # caller's value against the choices the dropdown had when the app started, which
     # would refuse anything created since. The services check the values.
     picker = gr.Dropdown(
-        conversation_choices(ctx.chat),
+        [],  # filled on page load, with what the signed-in user may see
         label="Conversations",
         value=None,
         allow_custom_value=True,
@@ -286,9 +289,10 @@ def listen(ctx: AppContext, view: ChatView) -> Refresh:
     _listen_restore(ctx, view)
     _register_chat_api(ctx)
 
-    def refresh() -> dict[Any, Any]:
+    def refresh(request: gr.Request) -> dict[Any, Any]:
+        actor = acting(ctx.users, request)
         return {
-            view.picker: gr.Dropdown(choices=conversation_choices(ctx.chat)),
+            view.picker: gr.Dropdown(choices=conversation_choices(ctx.chat, actor)),
             view.provider: gr.Dropdown(choices=ctx.targets.choices()),
             view.tick: new_tick(),
         }
@@ -299,10 +303,12 @@ def listen(ctx: AppContext, view: ChatView) -> Refresh:
 # ----- streaming ----------------------------------------------------------------------------
 
 
-def _stream(chat: ChatService, view: ChatView, reply: Reply) -> Iterator[dict[Any, Any]]:
+def _stream(
+    chat: ChatService, view: ChatView, reply: Reply, actor: Actor
+) -> Iterator[dict[Any, Any]]:
     """Chatbot states while `reply` streams, then its saved form. If the page goes away
     meanwhile, the reply streams on (a reload follows it again)."""
-    conv = chat.get_conversation(reply.conversation_id)
+    conv = chat.get_conversation(reply.conversation_id, actor)
     rows, ids = render_conversation(conv)
     last = conv.messages[-1]
     live = ""
@@ -312,12 +318,12 @@ def _stream(chat: ChatService, view: ChatView, reply: Reply) -> Iterator[dict[An
         rows[-1] = render_message(last, live_text=live)[0]
         yield {view.conv_id: str(conv.id), view.chatbot: rows, view.row_ids: ids}
     reply.wait(timeout=10)
-    final_rows, final_ids = render_conversation(chat.get_conversation(conv.id))
+    final_rows, final_ids = render_conversation(chat.get_conversation(conv.id, actor))
     yield {view.conv_id: str(conv.id), view.chatbot: final_rows, view.row_ids: final_ids}
 
 
 def _follow(
-    chat: ChatService, view: ChatView, conv: ConversationView, reply: Reply
+    chat: ChatService, view: ChatView, conv: ConversationView, reply: Reply, actor: Actor
 ) -> Iterator[dict[Any, Any] | None]:
     """Chatbot states of a reply some other request started (this page was reloaded
     while it streamed), until it ends; None when there is no news, so the caller can
@@ -331,7 +337,7 @@ def _follow(
         rows[-1] = render_message(last, live_text=text)[0]
         yield {view.chatbot: rows, view.row_ids: ids}
     reply.wait(timeout=10)
-    final_rows, final_ids = render_conversation(chat.get_conversation(conv.id))
+    final_rows, final_ids = render_conversation(chat.get_conversation(conv.id, actor))
     yield {view.chatbot: final_rows, view.row_ids: final_ids}
 
 
@@ -347,16 +353,18 @@ def _listen_chatting(ctx: AppContext, view: ChatView) -> None:
         sys_prompt: str | None,
         temp: float | None,
         max_tok: float | None,
+        request: gr.Request,
     ):
+        actor = acting(ctx.users, request)
         msg = msg or {}
         text, files = msg.get("text", "") or "", list(msg.get("files", []) or [])
         target = ctx.targets.resolve(choice, model_name)
         options = chat_options(sys_prompt, temp, max_tok)
-        reply = chat.send(cid or None, text, target, options, images=files)
-        states = _stream(chat, view, reply)
+        reply = chat.send(cid or None, text, target, options, images=files, actor=actor)
+        states = _stream(chat, view, reply, actor)
         # Clear the input only once the message is safely stored.
         first = next(states)
-        listed = gr.Dropdown(choices=conversation_choices(chat), value=first[view.conv_id])
+        listed = gr.Dropdown(choices=conversation_choices(chat, actor), value=first[view.conv_id])
         yield {**first, view.message: gr.MultimodalTextbox(value=None), view.picker: listed}
         yield from states
 
@@ -368,13 +376,16 @@ def _listen_chatting(ctx: AppContext, view: ChatView) -> None:
         sys_prompt: str | None,
         temp: float | None,
         max_tok: float | None,
+        request: gr.Request,
     ):
+        actor = acting(ctx.users, request)
         reply = chat.regenerate(
             open_id(cid),
             ctx.targets.resolve(choice, model_name),
             chat_options(sys_prompt, temp, max_tok),
+            actor,
         )
-        yield from _stream(chat, view, reply)
+        yield from _stream(chat, view, reply, actor)
 
     @shows_errors
     def edit_message(
@@ -386,7 +397,9 @@ def _listen_chatting(ctx: AppContext, view: ChatView) -> None:
         temp: float | None,
         max_tok: float | None,
         edit: gr.EditData,
+        request: gr.Request,
     ):
+        actor = acting(ctx.users, request)
         if not cid or edit.index >= len(ids):
             raise ValidationError("That message can no longer be edited")
         reply = chat.edit_and_resend(
@@ -395,13 +408,14 @@ def _listen_chatting(ctx: AppContext, view: ChatView) -> None:
             text_of(edit.value),
             ctx.targets.resolve(choice, model_name),
             chat_options(sys_prompt, temp, max_tok),
+            actor,
         )
-        yield from _stream(chat, view, reply)
+        yield from _stream(chat, view, reply, actor)
 
     @shows_errors
-    def stop_reply(cid: str | None) -> None:
+    def stop_reply(cid: str | None, request: gr.Request) -> None:
         if cid:
-            chat.stop(cid)
+            chat.stop(cid, acting(ctx.users, request))
 
     _wire_chatting(view, send_message, regenerate, edit_message, stop_reply)
 
@@ -510,13 +524,14 @@ def _listen_conversations(ctx: AppContext, view: ChatView) -> None:
     chat = ctx.chat
 
     @shows_errors
-    def new_conversation(sys_prompt: str):
-        conv = chat.create_conversation(system_prompt=sys_prompt)
-        listed = gr.Dropdown(choices=conversation_choices(chat), value=str(conv.id))
+    def new_conversation(sys_prompt: str, request: gr.Request):
+        actor = acting(ctx.users, request)
+        conv = chat.create_conversation(system_prompt=sys_prompt, actor=actor)
+        listed = gr.Dropdown(choices=conversation_choices(chat, actor), value=str(conv.id))
         return {**_opened(ctx, view, conv), view.picker: listed}
 
     @shows_errors
-    def open_conversation(cid: str | None):
+    def open_conversation(cid: str | None, request: gr.Request):
         if not cid:
             return {
                 view.conv_id: "",
@@ -525,17 +540,19 @@ def _listen_conversations(ctx: AppContext, view: ChatView) -> None:
                 view.title: "",
                 view.confirm.row: hidden_row(),
             }
-        return _opened(ctx, view, chat.get_conversation(cid))
+        return _opened(ctx, view, chat.get_conversation(cid, acting(ctx.users, request)))
 
     @shows_errors
-    def search_conversations(term: str | None):
-        return gr.Dropdown(choices=conversation_choices(chat, term or ""))
+    def search_conversations(term: str | None, request: gr.Request):
+        actor = acting(ctx.users, request)
+        return gr.Dropdown(choices=conversation_choices(chat, actor, term or ""))
 
     @shows_errors
-    def rename_conversation(cid: str | None, new_title: str):
-        conv = chat.rename(open_id(cid), new_title)
+    def rename_conversation(cid: str | None, new_title: str, request: gr.Request):
+        actor = acting(ctx.users, request)
+        conv = chat.rename(open_id(cid), new_title, actor)
         return {
-            view.picker: gr.Dropdown(choices=conversation_choices(chat), value=str(conv.id)),
+            view.picker: gr.Dropdown(choices=conversation_choices(chat, actor), value=str(conv.id)),
             view.title: conv.title,
         }
 
@@ -587,10 +604,11 @@ def _listen_closing(ctx: AppContext, view: ChatView) -> None:
         return shown_row()
 
     @shows_errors
-    def delete_conversation(cid: str | None):
-        name = chat.delete(open_id(cid))
+    def delete_conversation(cid: str | None, request: gr.Request):
+        actor = acting(ctx.users, request)
+        name = chat.delete(open_id(cid), actor)
         gr.Info(f"Deleted '{name}'")
-        return _closed(view, conversation_choices(chat))
+        return _closed(view, conversation_choices(chat, actor))
 
     @shows_errors
     def clear_conversation():
@@ -620,15 +638,16 @@ def _listen_exports(ctx: AppContext, view: ChatView) -> None:
     chat = ctx.chat
 
     @shows_errors
-    def export_markdown(cid: str | None) -> str:
-        cid = open_id(cid)
-        return _export_file(chat.get_conversation(cid), ".md", chat.export_markdown(cid))
+    def export_markdown(cid: str | None, request: gr.Request) -> str:
+        cid, actor = open_id(cid), acting(ctx.users, request)
+        conv = chat.get_conversation(cid, actor)
+        return _export_file(conv, ".md", chat.export_markdown(cid, actor))
 
     @shows_errors
-    def export_json_file(cid: str | None) -> str:
-        cid = open_id(cid)
-        data = json.dumps(chat.export_json(cid), indent=2, ensure_ascii=False)
-        return _export_file(chat.get_conversation(cid), ".json", data)
+    def export_json_file(cid: str | None, request: gr.Request) -> str:
+        cid, actor = open_id(cid), acting(ctx.users, request)
+        data = json.dumps(chat.export_json(cid, actor), indent=2, ensure_ascii=False)
+        return _export_file(chat.get_conversation(cid, actor), ".json", data)
 
     view.export_md.click(
         export_markdown, view.conv_id, view.export_file, api_name="export_markdown"
@@ -644,16 +663,23 @@ def _listen_restore(ctx: AppContext, view: ChatView) -> None:
     restored = [*view.opened(), view.picker, view.setup]
 
     @shows_errors
-    def restore(current: str | None, kept: str | None, choice: str, model_name: str | None):
+    def restore(
+        current: str | None,
+        kept: str | None,
+        choice: str,
+        model_name: str | None,
+        request: gr.Request,
+    ):
         """Page load and tab open: fill the model list, quietly (no one asked yet, and the
         server may be off). After a reload (nothing open on this page, but the browser
         remembers a conversation), reopen it and follow a reply still streaming in it."""
         live = LiveOutputs(restored)
+        actor = acting(ctx.users, request)
         conv = None
         if kept and not current:
             try:
-                conv = chat.get_conversation(kept)
-            except NotFoundError:  # deleted meanwhile: forget it
+                conv = chat.get_conversation(kept, actor)
+            except (NotFoundError, Forbidden):  # deleted meanwhile, or another user's
                 yield live.frame({view.conv_id: ""})
         if conv is None:
             yield live.frame(_models_and_hint(ctx, view, choice, model_name))
@@ -666,10 +692,10 @@ def _listen_restore(ctx: AppContext, view: ChatView) -> None:
                 view.picker: gr.Dropdown(value=str(conv.id)),
             }
         )
-        reply = chat.active_reply(conv.id)
+        reply = chat.active_reply(conv.id, actor)
         if reply is None:
             return
-        for state in _follow(chat, view, conv, reply):
+        for state in _follow(chat, view, conv, reply, actor):
             yield live.frame(state)  # None: no news, but hand control back now and then
 
     # Remember what this page has open, for a reload.
@@ -699,6 +725,7 @@ def _register_chat_api(ctx: AppContext) -> None:
         system: str | None = "",
         temperature: float | None = None,
         max_tokens: int | None = None,
+        request: gr.Request = None,  # type: ignore[assignment]  (Gradio passes it)
     ) -> Iterator[str]:
         """Stream a reply as text deltas.
 
@@ -712,6 +739,7 @@ def _register_chat_api(ctx: AppContext) -> None:
             conversation_id=conversation_id or None,
             messages=messages,
             options=chat_options(system or None, temperature, max_tokens),
+            actor=acting(ctx.users, request),
         )
         try:
             yield from reply.batched()

@@ -13,7 +13,10 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from spoonfeeder.access import EVERYONE, Actor
+from spoonfeeder.api.auth import Gate
 from spoonfeeder.errors import SpoonFeederError
+from spoonfeeder.users import UserService
 from ui.arguments import checker
 
 log = logging.getLogger("spoonfeeder.ui")
@@ -21,7 +24,19 @@ log = logging.getLogger("spoonfeeder.ui")
 F = TypeVar("F", bound=Callable[..., Any])
 
 # What a tab re-reads when the page loads or the tab is opened: (function, outputs).
-Refresh = tuple[Callable[[], Any], list[Any]]
+Refresh = tuple[Callable[..., Any], list[Any]]
+
+
+def acting(users: UserService, request: gr.Request | None) -> Actor:
+    """Who a handler acts for: the signed-in user Gradio names (a script's token or
+    password header signs it in too, api/auth.py), or everyone with sign-in off. An MCP
+    tool's request comes without a Gradio user: its credential header says who."""
+    name = getattr(request, "username", None) if request is not None else None
+    if name is None and users.sign_in_required and request is not None:
+        header = getattr(request, "headers", {}).get("authorization")
+        user = Gate(users).identify(header)
+        return user.actor if user is not None else EVERYONE
+    return users.actor_named(name)
 
 
 def _as_gradio_error(exc: Exception) -> gr.Error:

@@ -25,7 +25,7 @@ from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
 from spoonfeeder.history import ConversationFilters, GenerationFilters
 from spoonfeeder.serialize import jsonable
-from ui.common import shows_errors
+from ui.common import acting, shows_errors
 
 # Gradio warns of a gr.State input among the tools; the UI events that have one are
 # marked as not tools (only_these_are_tools), and none of the tools has one.
@@ -61,6 +61,7 @@ def register_tools(ctx: AppContext) -> list[Callable[..., Any]]:
         system: str = "",
         temperature: float | None = None,
         max_tokens: int | None = None,
+        request: gr.Request = None,  # type: ignore[assignment]  (Gradio passes it)
     ) -> dict[str, Any]:
         """Send a chat message to a provider and return its whole reply. The exchange is
         saved as a conversation, like one made in the Chat tab.
@@ -79,6 +80,7 @@ def register_tools(ctx: AppContext) -> list[Callable[..., Any]]:
             message,
             conversation_id=conversation_id or None,
             options=chat_options(system or None, temperature, max_tokens),
+            actor=acting(ctx.users, request),
         )
         reply.wait(timeout=None)
         if reply.error:
@@ -247,7 +249,11 @@ def register_tools(ctx: AppContext) -> list[Callable[..., Any]]:
         get_task,
     ]
     for tool in tools:
-        gr.api(mcp_tool()(shows_errors(answers_json(tool))), api_name=f"mcp_{tool.__name__}")
+        # Not queued: Gradio's MCP server then calls the tool in process with the
+        # agent's own request (its credential header: see ui/common.acting) instead of
+        # through a loopback gradio_client, which cannot sign in.
+        tool_fn = mcp_tool()(shows_errors(answers_json(tool)))
+        gr.api(tool_fn, api_name=f"mcp_{tool.__name__}", queue=False)
     return tools
 
 

@@ -53,8 +53,7 @@ AREAS: list[Callable[[AppContext], APIRouter]] = [
 
 
 def create_api(ctx: AppContext) -> FastAPI:
-    # Sign-in is on when users exist at start (a user added later takes a restart).
-    gate = Gate(ctx.users, required=ctx.users.any_users())
+    gate = Gate(ctx.users)
     app = FastAPI(
         title="Spoon Feeder",
         version=__version__,

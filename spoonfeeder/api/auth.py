@@ -14,13 +14,14 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from spoonfeeder.access import EVERYONE, Actor
 from spoonfeeder.api.failures import Unauthorized, error_response
 from spoonfeeder.users import UserService, UserView
 
@@ -33,9 +34,13 @@ BAD_TOKEN = "This API token is unknown, revoked or expired."
 
 
 class Gate:
-    def __init__(self, users: UserService, required: bool) -> None:
+    def __init__(self, users: UserService) -> None:
         self.users = users
-        self.required = required
+
+    @property
+    def required(self) -> bool:
+        """Sign-in is on: decided at start, when users existed (UserService)."""
+        return self.users.sign_in_required
 
     def identify(self, header: str | None) -> UserView | None:
         """The user an Authorization header proves; None when sign-in is off. Raises
@@ -127,3 +132,19 @@ class HeaderCredentials:
         headers = MutableHeaders(scope=scope)
         del headers["cookie"]
         headers["cookie"] = f"access-token-unsecure-{gradio.cookie_id}={token}"
+
+
+def acting_user(request: Request) -> UserView | None:
+    """The user the gate let in (None when sign-in is off)."""
+    return getattr(request.state, "user", None)
+
+
+def acting(request: Request) -> Actor:
+    """Who a route acts for: the signed-in user, or everyone when sign-in is off."""
+    user = acting_user(request)
+    return user.actor if user is not None else EVERYONE
+
+
+ActingUser = Annotated[UserView | None, Depends(acting_user)]
+Acting = Annotated[Actor, Depends(acting)]
+OWNER = "Admins only: just this user's (a user name). Everyone else sees their own."

@@ -8,9 +8,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from spoonfeeder.api.auth import ActingUser
 from spoonfeeder.api.envelope import Ok, ok
 from spoonfeeder.context import AppContext
 from spoonfeeder.errors import ValidationError
@@ -50,15 +51,7 @@ class TokenBody(BaseModel):
     expires_at: datetime | None = Field(None, description="When it stops working; null: never")
 
 
-def acting_user(request: Request) -> UserView | None:
-    """The user the gate let in (None when sign-in is off)."""
-    return getattr(request.state, "user", None)
-
-
-Acting = Annotated[UserView | None, Depends(acting_user)]
-
-
-def signed_in(user: Acting) -> UserView:
+def signed_in(user: ActingUser) -> UserView:
     if user is None:
         raise ValidationError(NO_USERS)
     return user
@@ -75,7 +68,7 @@ def routes(ctx: AppContext) -> APIRouter:
         return TokenInfo(**vars(token), state=token.state(users.now()))
 
     @router.get("/me", summary="Who am I")
-    def me(user: Acting) -> Ok[Me]:
+    def me(user: ActingUser) -> Ok[Me]:
         """The user these credentials belong to, and their role."""
         if user is None:
             return ok(Me(signed_in=False))

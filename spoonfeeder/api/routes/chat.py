@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel, ConfigDict, Field
 
+from spoonfeeder.api.auth import Acting
 from spoonfeeder.api.envelope import Ok, ok
 from spoonfeeder.api.failures import UNEXPECTED, failure, status_and_code
 from spoonfeeder.chat import ERROR, ChatTarget, Reply, chat_options
@@ -143,7 +144,7 @@ def routes(ctx: AppContext) -> APIRouter:
     router = APIRouter(prefix="/chat", tags=["chat"])
 
     @router.post("", summary="Send chat message to any provider", responses={200: STREAM_EVENTS})
-    def send(body: ChatBody) -> Ok[ChatReply]:
+    def send(actor: Acting, body: ChatBody) -> Ok[ChatReply]:
         """Answer `message` with `model` at `target`: in a saved conversation
         (`conversation_id`), or in a new one, saved like a chat in the Chat tab.
 
@@ -161,6 +162,7 @@ def routes(ctx: AppContext) -> APIRouter:
             options=chat_options(
                 body.options.system, body.options.temperature, body.options.max_tokens
             ),
+            actor=actor,
         )
         if body.stream:
             return EventSourceResponse(

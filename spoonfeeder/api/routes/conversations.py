@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from spoonfeeder.api.auth import OWNER, Acting
 from spoonfeeder.api.envelope import Ok, Paged, PageQuery, ok, page_query, paged
 from spoonfeeder.chat import MAX_TITLE, ConversationSummary, ConversationView, export_filename
 from spoonfeeder.context import AppContext
@@ -44,31 +45,37 @@ def routes(ctx: AppContext) -> APIRouter:
 
     @router.get("", summary="List conversations")
     def list_conversations(
+        actor: Acting,
         pages: Annotated[PageQuery, Depends(page_query)],
         search: Annotated[
             str, Query(max_length=500, description="Words in the title or in any message")
         ] = "",
+        owner: Annotated[str, Query(max_length=64, description=OWNER)] = "",
     ) -> Paged[ConversationSummary]:
-        """Newest first (the last message's time), with how many messages each holds."""
-        found = chat.list_conversations(search, limit=pages.limit, offset=pages.offset)
-        return paged(found, pages.page, pages.limit, chat.count_conversations(search))
+        """Newest first (the last message's time), with how many messages each holds:
+        your own (an admin: everyone's, or `owner`'s)."""
+        mine = dict(actor=actor, owner_id=ctx.users.owner_filter(actor, owner))
+        found = chat.list_conversations(search, limit=pages.limit, offset=pages.offset, **mine)
+        return paged(found, pages.page, pages.limit, chat.count_conversations(search, **mine))
 
     @router.get("/{conversation_id}", summary="Get a conversation")
-    def get_conversation(conversation_id: str) -> Ok[ConversationView]:
+    def get_conversation(actor: Acting, conversation_id: str) -> Ok[ConversationView]:
         """A conversation with every message, in order: a reply's model, token counts,
         timings, status ("complete", "stopped", "error", or still "streaming") and error."""
-        return ok(chat.get_conversation(conversation_id))
+        return ok(chat.get_conversation(conversation_id, actor))
 
     @router.patch("/{conversation_id}", summary="Rename a conversation")
-    def rename_conversation(conversation_id: str, body: RenameBody) -> Ok[ConversationView]:
-        return ok(chat.rename(conversation_id, body.title))
+    def rename_conversation(
+        actor: Acting, conversation_id: str, body: RenameBody
+    ) -> Ok[ConversationView]:
+        return ok(chat.rename(conversation_id, body.title, actor))
 
     @router.delete("/{conversation_id}", summary="Delete a conversation")
-    def delete_conversation(conversation_id: str) -> Ok[DeletedConversation]:
+    def delete_conversation(actor: Acting, conversation_id: str) -> Ok[DeletedConversation]:
         """Delete a conversation, its messages and their images; a reply still streaming
         in it is stopped first."""
-        conv = chat.get_conversation(conversation_id)
-        return ok(DeletedConversation(conv.id, chat.delete(conv.id)))
+        conv = chat.get_conversation(conversation_id, actor)
+        return ok(DeletedConversation(conv.id, chat.delete(conv.id, actor)))
 
     @router.get(
         "/{conversation_id}/export",
@@ -76,6 +83,7 @@ def routes(ctx: AppContext) -> APIRouter:
         responses={200: MARKDOWN},
     )
     def export_conversation(
+        actor: Acting,
         conversation_id: str,
         format: Annotated[
             Literal["json", "markdown"], Query(description="json (in the envelope) or markdown")
@@ -84,9 +92,9 @@ def routes(ctx: AppContext) -> APIRouter:
         """As the Chat tab's Export buttons: JSON (the conversation with every message)
         or a Markdown document, sent as a file download named after the title."""
         if format == "json":
-            return ok(chat.export_json(conversation_id))
-        text = chat.export_markdown(conversation_id)
-        name = export_filename(chat.get_conversation(conversation_id).title, ".md")
+            return ok(chat.export_json(conversation_id, actor))
+        text = chat.export_markdown(conversation_id, actor)
+        name = export_filename(chat.get_conversation(conversation_id, actor).title, ".md")
         return Response(
             text,
             media_type="text/markdown; charset=utf-8",
