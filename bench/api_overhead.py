@@ -188,6 +188,8 @@ def bench_generate(count: int) -> None:
         ctx.comfyui.runner.timings.poll_interval = 0.01
         ctx.start_workers(1, poll_interval=0.01)
         session = ctx.comfyui.sessions.create("bench")
+        # The REST body gives the prompt beside the parameters, as the seed's example does.
+        rest_parameters = {k: v for k, v in parameters.items() if k != "prompt"}
         service_ms: list[float] = []
         api_ms: list[float] = []
         try:
@@ -207,8 +209,10 @@ def bench_generate(count: int) -> None:
                         started = time.perf_counter()
                         answer = client.post(
                             f"/api/comfyui/sessions/{session.id}/generate",
-                            json={"prompt_text": "a red fox", "parameters": parameters},
+                            json={"prompt_text": "a red fox", "parameters": rest_parameters},
                         )
+                        if answer.status_code != 202:
+                            raise SystemExit(f"generate refused: {answer.text}")
                         wanted = answer.json()["data"][0]["id"]
                         while True:
                             message = json.loads(ws.recv(timeout=30))

@@ -352,6 +352,11 @@ class ChatService:
         system_prompt: str | None = None,
         actor: Actor = EVERYONE,
     ) -> ConversationView:
+        return self.get_conversation(self._new_conversation(title, system_prompt, actor), actor)
+
+    def _new_conversation(
+        self, title: str | None, system_prompt: str | None, actor: Actor
+    ) -> uuid.UUID:
         row = Conversation(
             title=_clean_title(title) if title else NEW_TITLE,
             title_locked=bool(title),  # a title given here is the user's: it stays
@@ -360,7 +365,7 @@ class ChatService:
         )
         with transaction(self._sessions) as session:
             session.add(row)
-        return self.get_conversation(row.id, actor)
+        return row.id
 
     def get_conversation(
         self, conversation_id: uuid.UUID | str, actor: Actor = EVERYONE
@@ -488,14 +493,17 @@ class ChatService:
         if not all(isinstance(m, Mapping) for m in history):
             raise ValidationError('Each of `messages` must be {"role": …, "content": …}')
         options = options or ChatOptions()
-        if not conversation_id:
-            conversation_id = self.create_conversation(system_prompt=options.system, actor=actor).id
-        self.seed_messages(
-            conversation_id,
-            [ChatMessage(str(m.get("role", "")), text_of(m.get("content"))) for m in history],
-            actor,
-        )
-        return self.send(conversation_id, message or "", target, options, actor=actor)
+        if history:
+            if not conversation_id:
+                conversation_id = self.create_conversation(
+                    system_prompt=options.system, actor=actor
+                ).id
+            earlier = [
+                ChatMessage(str(m.get("role", "")), text_of(m.get("content"))) for m in history
+            ]
+            self.seed_messages(conversation_id, earlier, actor)
+        # With no conversation, send() makes one once the message has passed its checks.
+        return self.send(conversation_id or None, message or "", target, options, actor=actor)
 
     def send(
         self,
@@ -520,9 +528,11 @@ class ChatService:
         conv_id = _uuid(conversation_id) if conversation_id else None
         provider = self._provider(target)
         checked = [_checked_image(Path(p)) for p in images]
-        if conv_id is None:
-            system = options.system if options else None
-            conv_id = self.create_conversation(system_prompt=system, actor=actor).id
+        new: dict[str, Any] | None = None
+        if conv_id is None:  # made in the reply's own transaction: one commit, not two
+            conv_id = uuid.uuid4()
+            system = ((options.system if options else None) or "").strip() or None
+            new = {"id": conv_id, "system_prompt": system, "owner_id": actor.owner_id}
         else:
             self._check_owner(conv_id, actor)  # before an image is stored in it
         attachments = [self._store_image(conv_id, *image) for image in checked]
@@ -543,7 +553,7 @@ class ChatService:
                 turn.conversation["title"] = _title_from(text)
             return turn
 
-        return self._reply(conv_id, provider, target, options, plan, actor)
+        return self._reply(conv_id, provider, target, options, plan, actor, new)
 
     def regenerate(
         self,
@@ -685,6 +695,7 @@ class ChatService:
         options: ChatOptions | None,
         plan: Callable[[Row[Any], Sequence[Row[Any]]], _Turn],
         actor: Actor = EVERYONE,
+        new: dict[str, Any] | None = None,
     ) -> Reply:
         """Read the history, start the upstream request, then write — in one transaction.
 
@@ -705,6 +716,8 @@ class ChatService:
         try:
             with transaction(self._sessions) as session:
                 db = session.connection()
+                if new is not None:  # a new conversation, written with its first turn
+                    db.execute(insert(Conversation).values(**new))
                 # The conversation and its messages in one query (one row, with NULL
                 # message columns, for a conversation without messages).
                 found = db.execute(

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, func, or_, select, union
 from sqlalchemy.orm import Session, sessionmaker
 
+from spoonfeeder.access import EVERYONE, Actor
 from spoonfeeder.chat import ChatService, ConversationSummary
 from spoonfeeder.comfyui.rows import generation_view
 from spoonfeeder.comfyui.sessions import SessionStore
@@ -289,13 +290,13 @@ class HistoryService:
         *,
         limit: int = 50,
         offset: int = 0,
+        actor: Actor = EVERYONE,
         owner_id: uuid.UUID | None = None,
     ) -> GenerationPage:
         """Newest first, with the number of matches over all pages."""
         limit, offset = _page(limit, offset)
         where = generation_conditions(filters or GenerationFilters())
-        if owner_id is not None:
-            where.append(ComfyUIGeneration.owner_id == owner_id)
+        where += _owned(actor, owner_id)
         items, total = self._generations(where, limit, offset)
         return GenerationPage(items, total, limit, offset)
 
@@ -322,22 +323,24 @@ class HistoryService:
         *,
         limit: int = 50,
         offset: int = 0,
+        actor: Actor = EVERYONE,
         owner_id: uuid.UUID | None = None,
     ) -> ConversationPage:
         """Most recently active first, with the number of matches over all pages."""
         limit, offset = _page(limit, offset)
-        matches = self._matching_conversations(filters or ConversationFilters(), owner_id)
+        filters = filters or ConversationFilters()
+        matches = self._matching_conversations(filters, actor, owner_id)
         return ConversationPage(matches[offset : offset + limit], len(matches), limit, offset)
 
     def _matching_conversations(
-        self, filters: ConversationFilters, owner_id: uuid.UUID | None
+        self, filters: ConversationFilters, actor: Actor, owner_id: uuid.UUID | None
     ) -> list[ConversationSummary]:
         start = parse_date(filters.active_from, "Active from", "active_from")
         end = parse_date(filters.active_to, "Active to", "active_to", end=True)
         check_dates(start, end, "Active", "active_from")
         provider, model = _choice(filters.provider), _choice(filters.model)
         found = self._chat.list_conversations(
-            filters.text or "", limit=CONVERSATION_SCAN, owner_id=owner_id
+            filters.text or "", limit=CONVERSATION_SCAN, actor=actor, owner_id=owner_id
         )
         if provider or model:
             using = self._conversations_using(provider, model)
@@ -371,6 +374,7 @@ class HistoryService:
         until: When = None,
         limit: int = 50,
         offset: int = 0,
+        actor: Actor = EVERYONE,
         owner_id: uuid.UUID | None = None,
     ) -> TimelinePage:
         """Generations and conversations in one list, newest first: `text` in a prompt,
@@ -381,11 +385,10 @@ class HistoryService:
         where = generation_conditions(
             GenerationFilters(text=text, created_from=since, created_to=until)
         )
-        if owner_id is not None:
-            where.append(ComfyUIGeneration.owner_id == owner_id)
+        where += _owned(actor, owner_id)
         generations, generation_total = self._generations(where, window, 0)
         conversations = self._matching_conversations(
-            ConversationFilters(text=text, active_from=since, active_to=until), owner_id
+            ConversationFilters(text=text, active_from=since, active_to=until), actor, owner_id
         )
         entries = [TimelineEntry("generation", g.created_at, generation=g) for g in generations] + [
             TimelineEntry("conversation", c.updated_at, conversation=c)
@@ -421,3 +424,9 @@ class HistoryService:
                 providers=distinct(Message.provider, Conversation.provider),
                 models=distinct(Message.model, Conversation.model),
             )
+
+
+def _owned(actor: Actor, owner_id: uuid.UUID | None) -> list[ColumnElement[bool]]:
+    """The condition that keeps generations to those `actor` sees (none: all)."""
+    clause = actor.scope(ComfyUIGeneration.owner_id, owner_id)
+    return [] if clause is None else [clause]

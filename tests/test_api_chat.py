@@ -138,8 +138,13 @@ def test_a_streamed_reply_arrives_as_delta_events_then_done(
         saved = client.get(f"/api/conversations/{done['conversation_id']}").json()["data"]
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/event-stream")
-    assert [kind for kind, _ in events] == ["start", "delta", "delta", "delta", "delta", "done"]
-    assert [data["text"] for kind, data in events if kind == "delta"] == TOKENS
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert set(kinds[1:-1]) == {"delta"}
+    # Deltas that arrive while the client is busy come as one event; none is lost or
+    # reordered, and the first is never held back.
+    deltas = [data["text"] for kind, data in events if kind == "delta"]
+    assert "".join(deltas) == "".join(TOKENS) and deltas[0].startswith(TOKENS[0])
     assert events[0][1] == {
         "conversation_id": done["conversation_id"],
         "message_id": done["message_id"],

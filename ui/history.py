@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from spoonfeeder.access import Actor
 from spoonfeeder.chat import ConversationSummary
 from spoonfeeder.comfyui.views import GenerationView
 from spoonfeeder.context import AppContext
@@ -23,7 +24,7 @@ from spoonfeeder.history import (
 from spoonfeeder.serialize import jsonable
 from ui.chat import render_conversation
 from ui.comfyui_format import STATUS_ICONS, describe_generation
-from ui.common import Refresh, api, format_time, selected_row_id, shows_errors
+from ui.common import Refresh, acting, api, format_time, selected_row_id, shows_errors
 
 PAGE_SIZE = 24
 ANY = ("any", "")  # a dropdown choice that is no filter
@@ -435,11 +436,11 @@ class Searches:
         except Exception:  # a file removed by hand: show the others
             return None
 
-    def generations(self, *values: Any) -> dict[Any, Any]:
+    def generations(self, actor: Actor, *values: Any) -> dict[Any, Any]:
         *fields, page = values
         offset = _page_offset(page)
         found = self.ctx.history.search_generations(
-            GenerationFilters(*fields), limit=PAGE_SIZE, offset=offset
+            GenerationFilters(*fields), limit=PAGE_SIZE, offset=offset, actor=actor
         )
         images, ids = [], []
         for g in found.items:
@@ -455,21 +456,24 @@ class Searches:
             pane.gallery_ids: ids,
         }
 
-    def conversations(self, text, provider, model, from_, to_, page) -> dict[Any, Any]:
+    def conversations(
+        self, actor: Actor, text, provider, model, from_, to_, page
+    ) -> dict[Any, Any]:
         offset = _page_offset(page)
         found = self.ctx.history.search_conversations(
             ConversationFilters(text or "", provider, model, from_, to_),
             limit=PAGE_SIZE,
             offset=offset,
+            actor=actor,
         )
         rows = [conversation_row(c) for c in found.items]
         pane = self.view.conversations
         return _listing(pane, "conversations", found.total, offset, rows, CONVERSATION_COLUMNS)
 
-    def timeline(self, text, from_, to_, page) -> dict[Any, Any]:
+    def timeline(self, actor: Actor, text, from_, to_, page) -> dict[Any, Any]:
         offset = _page_offset(page)
         found = self.ctx.history.timeline(
-            text or "", since=from_, until=to_, limit=PAGE_SIZE, offset=offset
+            text or "", since=from_, until=to_, limit=PAGE_SIZE, offset=offset, actor=actor
         )
         rows = [timeline_row(e) for e in found.items]
         return _listing(self.view.timeline, "items", found.total, offset, rows, TIMELINE_COLUMNS)
@@ -489,7 +493,7 @@ class Searches:
             c.model: _dropdown(facets.models),
         }
 
-    def refresh_all(self, *values: Any) -> dict[Any, Any]:
+    def refresh_all(self, request: gr.Request, *values: Any) -> dict[Any, Any]:
         """Every search with the filters as they are (a tab refresh): a bad filter left in
         a box shows as text in its summary, not as a modal."""
         view, out = self.view, {}
@@ -502,7 +506,7 @@ class Searches:
         ]
         for search, summary, args in parts:
             try:
-                out.update(search(*args))
+                out.update(search(acting(self.ctx.users, request), *args))
             except Exception as exc:
                 out[summary] = f"⚠️ {exc}"
         return out
@@ -535,17 +539,19 @@ def listen(ctx: AppContext, view: HistoryView) -> Refresh:
 def _listen_searches(view: HistoryView, searches: Searches) -> None:
     g, c, t = view.generations, view.conversations, view.timeline
 
-    @shows_errors
-    def search_generations(*values: Any) -> dict[Any, Any]:
-        return searches.generations(*values)
+    users = searches.ctx.users
 
     @shows_errors
-    def search_history_conversations(*values: Any) -> dict[Any, Any]:
-        return searches.conversations(*values)
+    def search_generations(request: gr.Request, *values: Any) -> dict[Any, Any]:
+        return searches.generations(acting(users, request), *values)
 
     @shows_errors
-    def search_history(*values: Any) -> dict[Any, Any]:
-        return searches.timeline(*values)
+    def search_history_conversations(request: gr.Request, *values: Any) -> dict[Any, Any]:
+        return searches.conversations(acting(users, request), *values)
+
+    @shows_errors
+    def search_history(request: gr.Request, *values: Any) -> dict[Any, Any]:
+        return searches.timeline(acting(users, request), *values)
 
     @shows_errors
     def refresh_history_filters() -> dict[Any, Any]:
@@ -618,10 +624,11 @@ def _listen_generation(ctx: AppContext, view: HistoryView) -> None:
         return {pane.details: describe(g), pane.params: jsonable(g.parameters)}
 
     @shows_errors
-    def history_rerun_exactly(generation_id: str | None) -> str:
+    def history_rerun_exactly(generation_id: str | None, request: gr.Request) -> str:
         if not (generation_id or "").strip():
             raise ValidationError("Select a generation first (click a row or an image)")
-        g = ctx.comfyui.generator.rerun_exact(generation_id.strip())
+        actor = acting(ctx.users, request)
+        g = ctx.comfyui.generator.rerun_exact(generation_id.strip(), owner_id=actor.owner_id)
         gr.Info("Queued an exact re-run; it is the newest generation now.")
         return str(g.id)
 
@@ -648,10 +655,12 @@ def _listen_conversation(ctx: AppContext, view: HistoryView) -> None:
     pane = view.conversations
 
     @shows_errors
-    def show_history_conversation(conversation_id: str | None) -> dict[Any, Any]:
+    def show_history_conversation(
+        conversation_id: str | None, request: gr.Request
+    ) -> dict[Any, Any]:
         if not (conversation_id or "").strip():
             return {pane.title: "", pane.messages: []}
-        conv = ctx.chat.get_conversation(conversation_id.strip())
+        conv = ctx.chat.get_conversation(conversation_id.strip(), acting(ctx.users, request))
         rows, _ = render_conversation(conv)
         title = f"### {conv.title}\n\nLast active {format_time(conv.updated_at)}"
         if conv.system_prompt:

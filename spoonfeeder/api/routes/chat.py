@@ -215,9 +215,11 @@ async def _events(reply: Reply, target: ChatTarget) -> AsyncIterator[bytes]:
         yield _sse(
             "start", {"conversation_id": reply.conversation_id, "message_id": reply.message_id}
         )
-        deltas: Iterator[str] = iter(reply)
-        # In a worker thread, since the reply's queue blocks; given up at once when the
-        # client goes away (the reply ends soon after stop(), and the thread with it).
+        # Batched: the deltas that piled up while this loop waited for the thread and
+        # the socket go out as one event, so a fast stream costs a hop per batch, not
+        # per token. In a worker thread, since the reply's queue blocks; given up at once
+        # when the client goes away (the reply ends soon after stop(), and the thread too).
+        deltas: Iterator[str] = reply.batched()
         while (
             delta := await anyio.to_thread.run_sync(next, deltas, None, abandon_on_cancel=True)
         ) is not None:

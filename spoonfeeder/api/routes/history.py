@@ -3,10 +3,12 @@ filters, the two in one timeline, and the values the filters can take."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from spoonfeeder.access import Actor
+from spoonfeeder.api.auth import OWNER, Acting
 from spoonfeeder.api.envelope import Ok, Paged, PageQuery, ok, page_query, paged
 from spoonfeeder.chat import ConversationSummary
 from spoonfeeder.comfyui.views import GenerationView
@@ -81,37 +83,56 @@ def routes(ctx: AppContext) -> APIRouter:
     router = APIRouter(prefix="/history", tags=["history"])
     history = ctx.history
 
+    def mine(actor: Actor, owner: str) -> dict[str, Any]:
+        """Whose rows: the user's own; an admin's everyone's, or `owner`'s."""
+        return {"actor": actor, "owner_id": ctx.users.owner_filter(actor, owner)}
+
     @router.get("", summary="Everything, newest first")
     def timeline(
+        actor: Acting,
         pages: Annotated[PageQuery, Depends(page_query)],
         text: Text = "",
         since: Annotated[str | None, Query(description=f"From, {DATE_HELP}")] = None,
         until: Annotated[str | None, Query(description=f"Until, {END_HELP}")] = None,
+        owner: Annotated[str, Query(max_length=64, description=OWNER)] = "",
     ) -> Paged[TimelineEntry]:
         """Generations and conversations in one list: `text` in a prompt, a title or a
         message; the dates bound a generation's creation and a conversation's last
         activity. Each entry has its `kind` and then `generation` or `conversation`."""
         found = history.timeline(
-            text, since=since, until=until, limit=pages.limit, offset=pages.offset
+            text,
+            since=since,
+            until=until,
+            limit=pages.limit,
+            offset=pages.offset,
+            **mine(actor, owner),
         )
         return paged(found.items, pages.page, pages.limit, found.total)
 
     @router.get("/generations", summary="Search generations")
     def generations(
+        actor: Acting,
         filters: Annotated[GenerationFilters, Depends(generation_filters)],
         pages: Annotated[PageQuery, Depends(page_query)],
+        owner: Annotated[str, Query(max_length=64, description=OWNER)] = "",
     ) -> Paged[GenerationView]:
         """Newest first; every filter given narrows the results."""
-        found = history.search_generations(filters, limit=pages.limit, offset=pages.offset)
+        found = history.search_generations(
+            filters, limit=pages.limit, offset=pages.offset, **mine(actor, owner)
+        )
         return paged(found.items, pages.page, pages.limit, found.total)
 
     @router.get("/conversations", summary="Search conversations")
     def conversations(
+        actor: Acting,
         filters: Annotated[ConversationFilters, Depends(conversation_filters)],
         pages: Annotated[PageQuery, Depends(page_query)],
+        owner: Annotated[str, Query(max_length=64, description=OWNER)] = "",
     ) -> Paged[ConversationSummary]:
         """Most recently active first; every filter given narrows the results."""
-        found = history.search_conversations(filters, limit=pages.limit, offset=pages.offset)
+        found = history.search_conversations(
+            filters, limit=pages.limit, offset=pages.offset, **mine(actor, owner)
+        )
         return paged(found.items, pages.page, pages.limit, found.total)
 
     @router.get("/facets", summary="The values the filters can take")
